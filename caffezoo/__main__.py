@@ -1,0 +1,5 @@
+import sys
+
+from caffezoo.cli import main
+
+sys.exit(main())

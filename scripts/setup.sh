@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Sets up everything caffezoo needs on a fresh Debian 12 / Python 3.11 machine, idempotently:
+#   1. the Debian packages real Caffe builds against,
+#   2. a venv with the pinned Python packages (pyproject.toml + scripts/constraints.txt),
+#   3. real Caffe (pycaffe and the `caffe` tool) from the brocolli-caffe sdist,
+#   4. this checkout installed editable into the venv.
+# Venv and Caffe build are cached under $CAFFEZOO_CACHE (default ~/.cache/caffezoo), keyed by a
+# hash of the recipe, so a repeat run takes seconds and a recipe change rebuilds.
+# Prints the venv path on its last line.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${CAFFEZOO_CACHE:-$HOME/.cache/caffezoo}
+python=${CAFFEZOO_PYTHON:-python3.11}
+mkdir -p "$cache"
+log() { echo "[setup] $*" >&2; }
+
+apt_packages=(build-essential python3-dev libboost-system-dev libboost-filesystem-dev
+  libboost-thread-dev libboost-regex-dev libboost-python-dev libprotobuf-dev protobuf-compiler
+  libgoogle-glog-dev libgflags-dev libhdf5-dev libopenblas-dev)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+py_tag=$("$python" -c 'import sys; print("py%d%d" % sys.version_info[:2])')
+caffe_key=$(cat "$repo/scripts/build_caffe.sh" | sha256sum | cut -c1-12)
+venv_key=$( (cat "$repo/scripts/setup.sh" "$repo/scripts/constraints.txt"; \
+  "$python" "$repo/scripts/pins.py" "$repo/pyproject.toml") | sha256sum | cut -c1-12)
+venv="$cache/venv-$py_tag-$venv_key-$caffe_key"
+caffe="$cache/caffe-$py_tag-$caffe_key"
+
+if [ ! -e "$venv/.complete" ]; then
+  log "creating venv $venv"
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip setuptools wheel >&2
+  # shellcheck disable=SC2046
+  "$venv/bin/pip" install -q -c "$repo/scripts/constraints.txt" \
+    $("$python" "$repo/scripts/pins.py" "$repo/pyproject.toml" deps) >&2
+  # shellcheck disable=SC2046
+  "$venv/bin/pip" install -q --no-deps $("$python" "$repo/scripts/pins.py" "$repo/pyproject.toml" no-deps) >&2
+fi
+
+if [ ! -x "$caffe/.temp_release/tools/caffe.bin" ]; then
+  log "building real Caffe into $caffe (about 4-6 minutes on 2 cores)"
+  "$repo/scripts/build_caffe.sh" "$caffe" "$venv/bin/python" >&2
+fi
+
+if [ ! -e "$venv/.complete" ]; then
+  site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "$caffe/python" > "$site/caffe-build.pth"
+  ln -sfn "$caffe/.temp_release/tools/caffe.bin" "$venv/bin/caffe"
+  touch "$venv/.complete"
+fi
+
+# Editable install of this checkout (the venv is shared between clones, so redo it each time).
+"$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$repo" >&2
+ln -sfn "$venv" "$repo/.venv"
+echo "$venv"
