@@ -18,7 +18,7 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -213,11 +213,8 @@ def read_net(prototxt: str | os.PathLike,
     net = read_prototxt(prototxt)
     if caffemodel is None:
         return net
-    from caffezoo.analysis import analyze  # expected blob shapes come from shape inference
-
-    expected = {stats.name: stats.param_shapes for stats in analyze(net).layers}
     try:
-        return attach_weights(net, read_weights(caffemodel), expected, allow_unused=True)
+        return attach_weights(net, read_weights(caffemodel), check=True, allow_unused=True)
     except WeightMismatchError as err:
         raise WeightMismatchError(f"{caffemodel} does not fit {prototxt}: {err}") from None
 
@@ -260,39 +257,39 @@ def read_weights(path: str | os.PathLike) -> dict[str, list[np.ndarray]]:
     return weights
 
 
-def attach_weights(net: NetParameter, weights: Mapping[str, Iterable[np.ndarray]],
-                   expected: Mapping[str, list[tuple[int, ...]]] | None = None,
-                   allow_unused: bool = False) -> NetParameter:
-    """A copy of `net` whose layers carry `weights` (layer name -> blobs). Every name must be a
-    layer of the net unless `allow_unused` (Caffe itself ignores such layers, e.g. an auxiliary
-    head absent from a deploy net). With `expected` (layer -> blob shapes, e.g. from the
-    analysis), every layer that needs weights must get them in exactly those shapes. All
-    problems are reported together in one WeightMismatchError."""
+def attach_weights(net: NetParameter, weights: Mapping[str, Sequence[np.ndarray]],
+                   check: bool = False, allow_unused: bool = False) -> NetParameter:
+    """A copy of `net` whose layers carry `weights` (layer name -> blobs).
+
+    Every name must be a layer of the net unless `allow_unused` (Caffe itself ignores such
+    layers, e.g. an auxiliary head absent from a deploy net). With `check`, the weights must
+    also fit as Caffe requires (`analysis.check_weights`): every layer that has blobs gets them,
+    in the shapes the net implies (legacy 4-D shapes are accepted and stored in the net's
+    shapes). All problems are reported together in one WeightMismatchError."""
     out = NetParameter()
     out.CopyFrom(net)
     by_name = {layer.name: layer for layer in out.layer}
     problems = [] if allow_unused else [
         f"unexpected layer {name!r}" for name in weights if name not in by_name]
-    if expected is not None:
-        for name, shapes in expected.items():
-            if shapes and name not in weights:
-                problems.append(f"missing weights for layer {name!r}")
+    expected = {}
+    if check:
+        from caffezoo.analysis import analyze, check_weights  # shapes come from the analysis
+
+        analysis = analyze(net)
+        report = check_weights(analysis, weights)
+        problems += [m.describe() for m in report.mismatches]
+        problems += [f"missing weights for layer {name!r}" for name in report.missing]
+        expected = {stats.name: stats.param_shapes for stats in analysis.layers}
+    if problems:
+        raise WeightMismatchError(f"{len(problems)} problem(s): " + "; ".join(problems))
     for name, blobs in weights.items():
         layer = by_name.get(name)
         if layer is None:
             continue
-        blobs = [np.asarray(b) for b in blobs]
-        if expected is not None and name in expected:
-            got = [tuple(b.shape) for b in blobs]
-            want = [tuple(s) for s in expected[name]]
-            if got != want:
-                problems.append(f"layer {name!r}: blob shapes {got} != expected {want}")
-                continue
+        shapes = expected.get(name) or [np.shape(b) for b in blobs]
         del layer.blobs[:]
-        for b in blobs:
-            layer.blobs.append(array_to_blob(b))
-    if problems:
-        raise WeightMismatchError(f"{len(problems)} problem(s): " + "; ".join(problems))
+        for blob, shape in zip(blobs, shapes, strict=True):
+            layer.blobs.append(array_to_blob(np.reshape(blob, shape)))
     return out
 
 
@@ -412,11 +409,11 @@ def _from_round_mode(rm_net) -> NetParameter:
 def _to_round_mode(net: NetParameter):
     rm_net = caffe_round_mode_pb2.NetParameter()
     rm_net.ParseFromString(net.SerializeToString())
-    ceil, floor = caffe_round_mode_pb2.PoolingParameter.CEIL, caffe_round_mode_pb2.PoolingParameter.FLOOR
+    rounding = caffe_round_mode_pb2.PoolingParameter
     for src, dst in _pooling_pairs(net, rm_net):
         dst.ClearField("round_mode")
         if src.HasField("ceil_mode"):
-            dst.round_mode = ceil if src.ceil_mode else floor
+            dst.round_mode = rounding.CEIL if src.ceil_mode else rounding.FLOOR
     return rm_net
 
 

@@ -377,8 +377,8 @@ def test_weights_that_do_not_fit_name_the_layer_and_both_shapes(tmp_path):
     proto = tmp_path / "n.prototxt"
     netio.write_prototxt(net, proto)
     with pytest.raises(WeightMismatchError,
-                       match=r"layer 'fc': blob shapes \[\(5, 49\), \(5,\)\] != "
-                             r"expected \[\(5, 48\), \(5,\)\]"):
+                       match=r"layer .fc.: blob 0 has shape \(5, 49\) "
+                             r"but the prototxt implies \(5, 48\)"):
         netio.read_net(proto, model)
     del weights["conv"]
     weights["fc"][0] = np.zeros((5, 48), np.float32)
@@ -402,3 +402,18 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(InputFileError, match="does not exist"):
         netio.atomic_write(tmp_path / "no" / "x.prototxt", "x")
+
+
+def test_legacy_4d_blob_shapes_are_accepted_as_caffe_accepts_them(tmp_path):
+    """Old caffemodels store an InnerProduct weight as (1, 1, out, in); Caffe loads it."""
+    net = netio.parse_prototxt(FLOOR_NET)
+    weights = _random_weights(net)
+    legacy = dict(weights, fc=[weights["fc"][0].reshape(1, 1, 5, 48),
+                               weights["fc"][1].reshape(1, 1, 1, 5)])
+    netio.write_caffemodel(netio.attach_weights(net, legacy), tmp_path / "old.caffemodel")
+    netio.write_prototxt(net, tmp_path / "n.prototxt")
+    loaded = netio.read_net(tmp_path / "n.prototxt", tmp_path / "old.caffemodel")
+    fc = next(layer for layer in loaded.layer if layer.name == "fc")
+    assert netio.blob_to_array(fc.blobs[0]).shape == (5, 48)
+    np.testing.assert_array_equal(netio.blob_to_array(fc.blobs[0]),
+                                  weights["fc"][0].astype(np.float32))

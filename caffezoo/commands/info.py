@@ -1,0 +1,121 @@
+"""`caffezoo info NET.prototxt [--weights W] [--json] [--input-shape N,C,H,W]`: the layers of a
+net with their output shapes, parameters and MACs, and totals; with --weights, whether every blob
+of the .caffemodel fits the prototxt. See docs/info.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from caffezoo.analysis import (
+    NetAnalysis,
+    WeightReport,
+    analyze,
+    check_weights,
+    format_shape,
+    input_names,
+)
+from caffezoo.errors import CaffezooError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prototxt", help="the net (.prototxt; legacy formats are upgraded)")
+    parser.add_argument("--weights", metavar="W",
+                        help="a .caffemodel whose blob shapes are checked against the net")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]N,C,H,W",
+                        help="replace the declared input shape (NAME= is needed only when the "
+                        "net has several inputs); may be repeated")
+
+
+def parse_input_shapes(specs: list[str], inputs: list[str]) -> dict[str, tuple[int, ...]]:
+    """`N,C,H,W` or `NAME=N,C,H,W` strings as {input name: shape}."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        name, _, dims = spec.rpartition("=")
+        if not name:
+            if len(inputs) != 1:
+                raise CaffezooError(f"--input-shape {spec}: the net has {len(inputs)} inputs "
+                                    f"({', '.join(inputs)}); write NAME=N,C,H,W")
+            name = inputs[0]
+        try:
+            shape = tuple(int(d) for d in dims.replace("x", ",").split(","))
+        except ValueError:
+            shape = ()
+        if not shape or any(d <= 0 for d in shape):
+            raise CaffezooError(f"--input-shape {spec}: expected positive integers like "
+                                "1,3,224,224")
+        shapes[name] = shape
+    return shapes
+
+
+def run(args: argparse.Namespace) -> int:
+    from caffezoo import netio
+
+    net = netio.read_prototxt(args.prototxt)
+    analysis = analyze(net, parse_input_shapes(args.input_shape, input_names(net)))
+    report = None
+    if args.weights:
+        report = check_weights(analysis, netio.read_weights(args.weights))
+
+    if args.json:
+        data = analysis.to_dict()
+        if report is not None:
+            data["weights"] = {"path": str(args.weights), **report.to_dict()}
+        print(json.dumps(data, indent=2))
+    else:
+        print(format_table(analysis))
+        if report is not None:
+            print(format_weight_report(report, str(args.weights)))
+    sys.stdout.flush()
+    if report is not None:
+        report.raise_for_mismatch(str(args.weights))
+    return 0
+
+
+def format_table(analysis: NetAnalysis) -> str:
+    """The per-layer table and the totals, as text."""
+    header = ("layer", "type", "output shape", "params", "MACs")
+    rows = []
+    for s in analysis.layers:
+        out = ", ".join(format_shape(shape) for shape in s.out_shapes) or "-"
+        rows.append((s.name, s.type, out, f"{s.params:,}", f"{s.macs:,}"))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(row: tuple[str, ...]) -> str:
+        left = [c.ljust(w) for c, w in zip(row[:3], widths[:3], strict=True)]
+        right = [c.rjust(w) for c, w in zip(row[3:], widths[3:], strict=True)]
+        return "  ".join(left + right).rstrip()
+
+    inputs = ", ".join(f"{k} {format_shape(v)}" for k, v in analysis.inputs.items())
+    outputs = ", ".join(f"{k} {format_shape(analysis.blob_shapes[k])}" for k in analysis.outputs)
+    lines = [line(header), line(tuple("-" * w for w in widths)), *(line(r) for r in rows), ""]
+    lines.append(f"net:        {analysis.name or '(unnamed)'}, {len(analysis.layers)} layers")
+    lines.append(f"inputs:     {inputs or 'none'}")
+    lines.append(f"outputs:    {outputs or 'none'}")
+    lines.append(f"parameters: {analysis.total_params:,} ({analysis.total_params / 1e6:.2f} M, "
+                 "learnable weights)")
+    if analysis.total_stats:
+        lines.append(f"BN stats:   {analysis.total_stats:,} (BatchNorm mean/variance/factor, not "
+                     "counted as parameters)")
+    lines.append(f"MACs:       {analysis.total_macs:,} ({analysis.total_macs / 1e9:.3f} GMACs, "
+                 "Convolution/Deconvolution/InnerProduct at this input size)")
+    return "\n".join(lines)
+
+
+def format_weight_report(report: WeightReport, path: str) -> str:
+    lines = ["", f"weights:    {path}",
+             f"  layers that fit: {len(report.matched)}"]
+    if report.mismatches:
+        lines.append(f"  MISMATCHES ({len(report.mismatches)}):")
+        lines += [f"    {m.describe()}" for m in report.mismatches]
+    if report.missing:
+        lines.append(f"  layers without weights ({len(report.missing)}; Caffe keeps their "
+                     f"initial values): {', '.join(report.missing)}")
+    else:
+        lines.append("  layers without weights: none")
+    if report.unused:
+        lines.append(f"  weights for layers not in the net ({len(report.unused)}; Caffe ignores "
+                     f"them): {', '.join(report.unused)}")
+    return "\n".join(lines)
