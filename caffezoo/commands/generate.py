@@ -1,0 +1,71 @@
+"""`caffezoo generate MODEL [--input-size N] [--dialect D] [-o DIR]` and `caffezoo generate
+--all`: write zoo deploy prototxts. See docs/zoo.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from caffezoo.errors import CaffezooError
+
+DIALECTS = ("ceil_mode", "round_mode", "portable")  # netio.DIALECTS, without importing netio
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", help="a zoo model (see `caffezoo zoo`)")
+    parser.add_argument("--all", action="store_true", help="every model of the zoo")
+    parser.add_argument("--input-size", type=int, metavar="N",
+                        help="square input size (default: the model's, 224 or 299)")
+    parser.add_argument("--dialect", choices=DIALECTS, default="ceil_mode",
+                        help="how floor pooling is written: `ceil_mode: false` (default, "
+                        "OpenCV and PR-3057 Caffe forks), `round_mode: FLOOR` (BVLC master), "
+                        "or portable stock layers")
+    parser.add_argument("-o", "--output", default=".", metavar="DIR",
+                        help="output folder (default: the current one); `-` prints one model "
+                        "to stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from caffezoo import netio, zoo
+
+    if args.all == bool(args.model):
+        raise CaffezooError("give either a MODEL or --all")
+    cards = zoo.all_cards() if args.all else [zoo.get_card(args.model)]
+    if args.output == "-":
+        if len(cards) != 1:
+            raise CaffezooError("-o - prints a single model; give a folder with --all")
+        net = _checked_net(cards[0], args.input_size)
+        sys.stdout.write(netio.format_prototxt(net, args.dialect))
+        return 0
+
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CaffezooError(f"{out_dir}: not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for card in cards:
+        try:
+            net = _checked_net(card, args.input_size)
+        except CaffezooError as err:
+            if not args.all:
+                raise
+            print(f"{card.name}: error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        path = out_dir / zoo.output_filename(card, args.input_size, args.dialect)
+        netio.write_prototxt(net, path, args.dialect)
+        size = args.input_size or card.input_size
+        stats = zoo.compute_stats(net, size)
+        print(f"{path}  ({len(net.layer)} layers, input {size}x{size}, "
+              f"{stats.params / 1e6:.2f} M params, {stats.gmacs:.2f} GMACs)")
+    return 1 if failed else 0
+
+
+def _checked_net(card, input_size: int | None):
+    """The card's net; shape inference first, so no invalid net is ever written."""
+    from caffezoo.analysis import analyze
+
+    net = card.build(input_size)
+    analyze(net)  # raises NetDefinitionError naming the layer that does not fit
+    return net
