@@ -59,7 +59,16 @@ if [ ! -e "$venv/.complete" ]; then
   touch "$venv/.complete"
 fi
 
-# Editable install of this checkout (the venv is shared between clones, so redo it each time).
-"$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$repo" >&2
+# Point the venv at this checkout (what an editable install does, without pip's seconds): the
+# venv is shared between clones, so the clone that ran set-up last is the one it runs.
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$repo" > "$site/caffezoo-checkout.pth"
+cat > "$venv/bin/caffezoo" <<SH
+#!$venv/bin/python
+import sys
+from caffezoo.cli import main
+sys.exit(main())
+SH
+chmod +x "$venv/bin/caffezoo"
 ln -sfn "$venv" "$repo/.venv"
 echo "$venv"

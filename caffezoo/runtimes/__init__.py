@@ -1,0 +1,197 @@
+"""Ways of running a Caffe net: one `Runtime` interface, two implementations.
+
+    rt = open_runtime("pycaffe", "deploy.prototxt", "weights.caffemodel", threads=2)
+    out = rt.forward(batch)                    # {"prob": (N, 1000) float32}
+    out = rt.forward(batch, ["conv1", "prob"])  # any named blob
+
+- ``pycaffe``: real Caffe through its Python module (`caffe.Net`, TEST phase).
+- ``opencv``: OpenCV's DNN module (`cv2.dnn.readNetFromCaffe`, OpenCV backend, CPU target).
+
+Both take an NCHW float32 batch (any batch size; channels, height and width as declared by the
+net's one input) and return float32 copies. Blob semantics are Caffe's: the value of a blob
+*after the whole forward pass*, so for a blob that in-place layers rewrite (`conv1` followed by
+ReLU `relu1` with `top: conv1`) you get the value after the last of them. OpenCV names outputs by
+layer, so its runtime asks for the last layer that writes the blob (docs/runtimes.md).
+
+Files are checked by caffezoo before any of it reaches Caffe, whose parser and shape checks
+abort the whole process (glog CHECK) on bad input: the prototxt is read with `netio` (line and
+column of syntax errors), its shapes inferred with `analysis` (layer named), the weights read
+and matched blob by blob. Caffe and OpenCV then get the net re-written by us in the `ceil_mode`
+dialect, with only the TEST-phase layers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from caffezoo import analysis as _analysis
+from caffezoo import netio
+from caffezoo.errors import CaffezooError, NetDefinitionError, WeightMismatchError
+
+BACKENDS = ("pycaffe", "opencv")
+
+
+@dataclass
+class CheckedNet:
+    """A net as read and checked by caffezoo, ready to hand to a runtime."""
+
+    prototxt: Path
+    weights_path: Path | None
+    net: netio.NetParameter  # TEST-phase layers only, modern form, no blobs
+    analysis: _analysis.NetAnalysis
+    # layer -> blobs, every layer covered; a runtime drops them once loaded (memory)
+    weights: dict[str, list[np.ndarray]] | None
+    input_name: str
+    input_shape: tuple[int, ...]
+
+    def text(self) -> str:
+        """The prototxt that Caffe and OpenCV are given (ceil_mode dialect: both know it)."""
+        return netio.format_prototxt(self.net, dialect="ceil_mode")
+
+    def blob_names(self) -> list[str]:
+        names: dict[str, None] = {self.input_name: None}
+        for layer in self.net.layer:
+            names.update(dict.fromkeys(layer.top))
+        return list(names)
+
+    def check_batch_size(self, n: int) -> None:
+        """Re-infers shapes at batch size n (a Reshape layer with a fixed batch would make Caffe
+        abort)."""
+        try:
+            _analysis.analyze(self.net, {self.input_name: (n, *self.input_shape[1:])})
+        except CaffezooError as err:
+            raise NetDefinitionError(f"{self.prototxt}: at batch size {n}: {err}") from None
+
+
+def check_net(prototxt: str | Path, weights: str | Path | None = None) -> CheckedNet:
+    """Read and check a prototxt (and weights) so that nothing malformed reaches a runtime."""
+    prototxt = Path(prototxt)
+    net = netio.read_prototxt(prototxt)  # InputFileError / FormatError with file:line:col
+    try:
+        stats = _analysis.analyze(net)
+    except NetDefinitionError as err:
+        raise NetDefinitionError(f"{prototxt}: {err}") from None
+    included = {s.name for s in stats.layers}
+    test_net = netio.NetParameter()
+    test_net.CopyFrom(net)
+    del test_net.layer[:]
+    for layer in net.layer:
+        if layer.name in included:
+            kept = test_net.layer.add()
+            kept.CopyFrom(layer)
+            kept.ClearField("include")
+            kept.ClearField("exclude")
+            del kept.blobs[:]
+    if len(stats.inputs) != 1:
+        raise NetDefinitionError(f"{prototxt}: a runtime needs exactly one input blob, the net "
+                                 f"has {len(stats.inputs)} ({', '.join(stats.inputs) or 'none'})")
+    (input_name, input_shape), = stats.inputs.items()
+    if len(input_shape) != 4:
+        raise NetDefinitionError(f"{prototxt}: input '{input_name}' has shape {input_shape}, "
+                                 "expected 4-D NCHW")
+    blobs = None
+    weights_path = None
+    if weights is not None:
+        weights_path = Path(weights)
+        blobs = netio.read_weights(weights_path)  # InputFileError / FormatError
+        report = _analysis.check_weights(stats, blobs)
+        report.raise_for_mismatch(str(weights_path))
+        if report.missing:
+            raise WeightMismatchError(
+                f"{weights_path}: no weights for layer(s) {', '.join(report.missing[:5])}"
+                f"{' ...' if len(report.missing) > 5 else ''} of {prototxt}")
+        # legacy 4-D blob shapes -> the shape the layer expects
+        for layer in stats.layers:
+            if layer.name in blobs:
+                blobs[layer.name] = [b.reshape(s) for b, s in
+                                     zip(blobs[layer.name], layer.param_shapes, strict=True)]
+        blobs = {k: v for k, v in blobs.items() if k in included}
+    return CheckedNet(prototxt, weights_path, test_net, stats, blobs, input_name,
+                      tuple(input_shape))
+
+
+class Runtime(ABC):
+    """A loaded net that runs batches. See the module docstring for the semantics."""
+
+    backend: str = ""
+
+    def __init__(self, checked: CheckedNet, threads: int | None = None) -> None:
+        self.checked = checked
+        self.threads = threads
+
+    @property
+    def input_name(self) -> str:
+        return self.checked.input_name
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The declared input shape (N, C, H, W); forward accepts any N."""
+        return self.checked.input_shape
+
+    @property
+    def output_names(self) -> list[str]:
+        """The net's outputs: blobs no later layer consumes (e.g. ['prob'])."""
+        return list(self.checked.analysis.outputs)
+
+    def blob_names(self) -> list[str]:
+        """Every blob the prototxt names, input first, in the order they are produced."""
+        return self.checked.blob_names()
+
+    def forward(self, batch: np.ndarray, outputs: Sequence[str] | None = None
+                ) -> dict[str, np.ndarray]:
+        """Runs the net on `batch` (N, C, H, W) and returns the requested blobs (default: the
+        net's outputs) as float32 arrays that the caller owns."""
+        batch = np.asarray(batch)
+        want = (None, *self.input_shape[1:])
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != want[1:] or batch.shape[0] < 1:
+            raise NetDefinitionError(
+                f"{self.checked.prototxt}: input batch of shape {tuple(batch.shape)} does not fit "
+                f"input '{self.input_name}' (N, {', '.join(map(str, want[1:]))})")
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if isinstance(outputs, str):
+            raise TypeError("outputs must be a list of blob names")
+        names = list(self.output_names if outputs is None else outputs)
+        for name in names:
+            if not self._has_blob(name):
+                known = self.blob_names()
+                raise NetDefinitionError(
+                    f"{self.checked.prototxt}: no blob named '{name}' (blobs: "
+                    f"{', '.join(known[:8])}{' ...' if len(known) > 8 else ''})")
+        result = self._forward(batch, names)
+        return {k: np.array(v, dtype=np.float32, copy=True) for k, v in result.items()}
+
+    def _has_blob(self, name: str) -> bool:
+        return name in self.checked.blob_names()
+
+    @abstractmethod
+    def _forward(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        ...
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self.checked.prototxt} input {self.input_name}"
+                f"{self.input_shape}>")
+
+
+def open_runtime(backend: str, prototxt: str | Path, weights: str | Path | None = None,
+                 threads: int | None = None) -> Runtime:
+    """Loads `prototxt` (+ `weights`) into the runtime `backend` ("pycaffe" or "opencv").
+
+    `threads` sets the backend's worker threads (process-wide for both: OpenBLAS for Caffe,
+    cv::setNumThreads for OpenCV); None leaves the library default."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown runtime {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    checked = check_net(prototxt, weights)
+    if backend == "pycaffe":
+        from caffezoo.runtimes.pycaffe import PyCaffeRuntime
+
+        return PyCaffeRuntime(checked, threads)
+    from caffezoo.runtimes.opencv import OpenCVRuntime
+
+    return OpenCVRuntime(checked, threads)

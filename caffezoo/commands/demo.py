@@ -1,0 +1,321 @@
+"""`caffezoo demo`: the main job on a built-in default, end to end, in well under a minute.
+
+1. generate the zoo net (default: ResNeXt-50 32x4d at a small input size) and report it;
+2. take a source checkpoint: the user's (`--source torch:FILE`), or a seeded random PyTorch one
+   written to the output folder and announced as such (NOT trained weights: the demo then shows
+   the machinery, not accuracy);
+3. convert it into the zoo net (prototxt + .caffemodel, written atomically);
+4. validate the conversion against the source model (PyTorch) on the same inputs;
+5. evaluate 1-crop top-1/top-5 on a few images: ../shared/data/imagenet_samples when present,
+   else seeded generated images (their labels are arbitrary);
+6. time both runtimes (real Caffe through pycaffe, and OpenCV DNN) on one batch and check that
+   they agree;
+and print a summary table.
+
+A zoo model with no PyTorch source family (ResNet-v2, the original Inceptions) skips steps 2-5:
+it is filled with seeded random Caffe weights instead, as announced.
+
+Exit status 0 when validation passed and both runtimes agree within the tolerance, else 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MODEL = "resnext50_32x4d"
+DEFAULT_SIZE = 112
+# fp32 agreement bound on softmax probabilities (they lie in [0, 1]); the two runtimes use
+# different convolution algorithms, so they agree to rounding noise, not bit for bit.
+PROB_TOLERANCE = 1e-4
+SHARED_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet_samples"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"zoo model to generate (default {DEFAULT_MODEL}; see `caffezoo zoo`)")
+    parser.add_argument("--size", type=int, default=DEFAULT_SIZE,
+                        help=f"input size in pixels (default {DEFAULT_SIZE}, small to be quick)")
+    parser.add_argument("--source", default=None, metavar="torch:CHECKPOINT",
+                        help="the checkpoint to convert (default: seeded random weights)")
+    parser.add_argument("--out", default="out/demo", type=Path,
+                        help="output folder for the prototxt and caffemodel (default out/demo)")
+    parser.add_argument("--images", type=Path, default=None,
+                        help="folder with val.txt (`file label`) for the evaluation (default: "
+                        "../shared/data/imagenet_samples, else generated images)")
+    parser.add_argument("--eval-images", type=int, default=10,
+                        help="images to evaluate (default 10)")
+    parser.add_argument("--batch", type=int, default=2, help="images per batch (default 2)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="timed forward passes per runtime; the median is shown (default 3)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="worker threads for both runtimes (default: the libraries' own)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights and input")
+
+
+def random_weights(layers, seed: int) -> dict[str, list[np.ndarray]]:
+    """Seeded random blobs for every layer that has some (analysis.LayerStats list).
+
+    Scaled so that activations stay in a normal range through a deep net: convolution and inner
+    product weights He-normal (std sqrt(2 / fan_in)), biases small, BatchNorm statistics near
+    mean 0 / variance 1 (scale factor 1), Scale gammas below 1 so residual sums do not blow up."""
+    rng = np.random.default_rng(seed)
+    weights: dict[str, list[np.ndarray]] = {}
+    for layer in layers:
+        if not layer.param_shapes:
+            continue
+        blobs = []
+        for i, shape in enumerate(layer.param_shapes):
+            if layer.type == "BatchNorm":
+                if i == 0:
+                    blob = rng.normal(0.0, 0.1, shape)
+                elif i == 1:
+                    blob = rng.uniform(0.5, 1.5, shape)
+                else:
+                    blob = np.ones(shape)
+            elif layer.type == "Scale":
+                blob = rng.uniform(0.6, 1.2, shape) if i == 0 else rng.normal(0.0, 0.05, shape)
+            elif i == 0 and len(shape) >= 2:
+                fan_in = int(np.prod(shape[1:]))
+                blob = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+            else:
+                blob = rng.normal(0.0, 0.01, shape)
+            blobs.append(blob.astype(np.float32))
+        weights[layer.name] = blobs
+    return weights
+
+
+def summary(stats) -> list[str]:
+    """A few lines about the net: layer counts by type, input/output, parameters, MACs."""
+    types = Counter(s.type for s in stats.layers)
+    inputs = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in stats.inputs.items())
+    outputs = ", ".join(f"{k} {'x'.join(map(str, stats.blob_shapes[k]))}" for k in stats.outputs)
+    return [
+        f"  layers:     {len(stats.layers)} ("
+        + ", ".join(f"{n} {t}" for t, n in types.most_common()) + ")",
+        f"  input:      {inputs}",
+        f"  output:     {outputs}",
+        f"  parameters: {stats.total_params:,} ({stats.total_params / 1e6:.2f} M learnable; "
+        f"{stats.total_stats:,} BatchNorm statistics)",
+        f"  MACs:       {stats.total_macs / 1e9:.3f} G per image at this size",
+    ]
+
+
+def _timed(fn, repeat: int) -> tuple[object, float]:
+    result, times = None, []
+    for _ in range(max(1, repeat)):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return result, statistics.median(times)
+
+
+def _torch_family(card) -> bool:
+    from caffezoo.converters.torch import SOURCE_ARCHS
+
+    return any(name == card.name for name, _ in SOURCE_ARCHS)
+
+
+def generated_images(folder: Path, n: int, seed: int) -> Path:
+    """`n` seeded images (smooth colour fields with noise, 160x200 px) and a val.txt giving
+    them labels 0, 100, 200, ...: for the machinery only, they show no object."""
+    from caffezoo.frameworks import import_cv2
+    from caffezoo.netio import atomic_write
+    from caffezoo.validate import random_pixels
+
+    cv2 = import_cv2()
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, img in enumerate(random_pixels(n, 200, seed)):
+        name = f"generated_{i:02d}.png"
+        ok, data = cv2.imencode(".png", img.transpose(1, 2, 0)[20:180].astype(np.uint8))
+        atomic_write(folder / name, data.tobytes())
+        lines.append(f"{name} {(i * 100) % 1000}")
+    atomic_write(folder / "val.txt", "\n".join(lines) + "\n")
+    return folder
+
+
+def run(args: argparse.Namespace) -> int:
+    from caffezoo import analysis, netio, zoo
+    from caffezoo.errors import CaffezooError
+    from caffezoo.runtimes import open_runtime
+
+    if args.batch < 1 or args.repeat < 1 or args.eval_images < 1:
+        raise CaffezooError("--batch, --repeat and --eval-images must be at least 1")
+    card = zoo.get_card(args.model)
+    table: list[tuple[str, str, float]] = []  # (step, result, seconds)
+
+    # 1. generate
+    t0 = time.perf_counter()
+    net = card.build(args.size)
+    stats = analysis.analyze(net)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = zoo.output_filename(card, args.size).removesuffix(".prototxt")
+    prototxt, caffemodel = args.out / f"{stem}.prototxt", args.out / f"{stem}.caffemodel"
+    netio.write_prototxt(net, prototxt)
+    dt = time.perf_counter() - t0
+    print(f"1. generated {card.name} ({card.title}) at {args.size}x{args.size} in {dt:.2f} s")
+    print("\n".join(summary(stats)))
+    table.append(("generate", f"{len(stats.layers)} layers, {stats.total_params / 1e6:.2f} M "
+                  f"params, {stats.total_macs / 1e9:.2f} GMACs", dt))
+
+    validated = True
+    if not _torch_family(card) and args.source is None:
+        t0 = time.perf_counter()
+        weights = random_weights(stats.layers, args.seed)
+        netio.write_caffemodel(netio.attach_weights(net, weights), caffemodel)
+        dt = time.perf_counter() - t0
+        print(f"2. {card.name} has no PyTorch source family: filled {len(weights)} layers with "
+              f"SEEDED RANDOM weights (seed {args.seed}; not trained) in {dt:.2f} s; "
+              "convert, validate and evaluate are skipped")
+        table.append(("weights", "seeded random Caffe weights (no conversion)", dt))
+    else:
+        validated = _convert_validate_evaluate(args, card, prototxt, caffemodel, table)
+
+    ok = _time_runtimes(args, card, stats, prototxt, caffemodel, table, open_runtime)
+    print("\nsummary")
+    width = max(len(step) for step, _, _ in table)
+    print(f"  {'step':<{width}}  {'seconds':>7}  result")
+    for step, result, seconds in table:
+        print(f"  {step:<{width}}  {seconds:7.2f}  {result}")
+    return 0 if ok and validated else 1
+
+
+def _convert_validate_evaluate(args, card, prototxt: Path, caffemodel: Path,
+                               table: list) -> bool:
+    from caffezoo import netio, validate
+    from caffezoo.converters import torch as ct
+
+    # 2. the source checkpoint
+    t0 = time.perf_counter()
+    if args.source is None:
+        layout = ct.default_layout(card.name)
+        ckpt_path = args.out / f"{card.name}_source_seed{args.seed}.pth"
+        ct.save_random_checkpoint(card.name, layout, ckpt_path, args.seed)
+        spec = f"torch:{ckpt_path}"
+        what = (f"SEEDED RANDOM weights (seed {args.seed}) in a {layout} checkpoint, NOT "
+                "trained weights: accuracy below means nothing")
+    else:
+        spec = args.source
+        framework, _, path = spec.partition(":")
+        if framework != "torch" or not path:
+            from caffezoo.errors import InputFileError
+
+            raise InputFileError(f"--source {spec!r}: expected torch:CHECKPOINT")
+        ckpt_path = Path(path)
+        what = "the user's checkpoint"
+    dt = time.perf_counter() - t0
+    print(f"2. source {ckpt_path}: {what} ({dt:.2f} s)")
+    table.append(("source", what.split(",")[0].split(":")[0], dt))
+
+    # 3. convert
+    t0 = time.perf_counter()
+    result = ct.convert(ckpt_path, card, args.size)
+    netio.write_caffemodel(result.net, caffemodel)
+    netio.write_prototxt(result.net, prototxt)
+    dt = time.perf_counter() - t0
+    print(f"3. converted ({result.plan.layout} layout) into {prototxt} and {caffemodel} "
+          f"({caffemodel.stat().st_size / 2**20:.1f} MiB) in {dt:.2f} s")
+    for note in result.notes:
+        print(f"   {note}")
+    table.append(("convert", f"{result.plan.layout} layout, "
+                  f"{caffemodel.stat().st_size / 2**20:.1f} MiB", dt))
+
+    # 4. validate
+    t0 = time.perf_counter()
+    zoo_net = card.build(args.size)
+    source = validate.open_source(spec, card, zoo_net)
+    pixels = validate.random_pixels(args.batch, args.size, args.seed + 1)
+    report = validate.validate(source, card, zoo_net, prototxt, caffemodel, pixels,
+                               f"{args.batch} seeded random images", spec,
+                               batch_size=args.batch)
+    dt = time.perf_counter() - t0
+    print(f"4. validated against the source in {dt:.2f} s:")
+    for line in report.lines()[4:]:
+        print(f"   {line.strip()}")
+    table.append(("validate", f"max relative error {report.max_rel:.2g} (tolerance "
+                  f"{report.tolerance:g}): {'PASS' if report.passed else 'FAIL'}", dt))
+
+    # 5. evaluate
+    t0 = time.perf_counter()
+    folder = args.images
+    if folder is None:
+        folder = SHARED_IMAGES if (SHARED_IMAGES / "val.txt").exists() else \
+            generated_images(args.out / "images", args.eval_images, args.seed)
+    top1, top5, n = _evaluate(card, prototxt, caffemodel, folder, args)
+    dt = time.perf_counter() - t0
+    print(f"5. evaluated {n} images from {folder} (1-crop {args.size}): top-1 {top1:.1%}, "
+          f"top-5 {top5:.1%} in {dt:.2f} s"
+          + (" (random weights: chance level expected)" if args.source is None else ""))
+    table.append(("evaluate", f"{n} images, top-1 {top1:.1%}, top-5 {top5:.1%}", dt))
+    return report.passed
+
+
+def _evaluate(card, prototxt: Path, caffemodel: Path, folder: Path, args) -> tuple[float,
+                                                                                   float, int]:
+    from caffezoo.evaluation.classify import EvalConfig, evaluate
+    from caffezoo.evaluation.dataset import read_val_list
+    from caffezoo.evaluation.preprocess import Preprocessing
+    from caffezoo.runtimes import open_runtime
+    from caffezoo.validate import eval_base_size
+
+    samples = read_val_list(folder / "val.txt", folder, limit=args.eval_images)
+    pre = Preprocessing(mean=tuple(card.mean), std=tuple(card.std),
+                        base_size=eval_base_size(card, args.size), crop_size=args.size)
+    rt = open_runtime("opencv", prototxt, caffemodel, threads=args.threads)
+    config = EvalConfig(preprocessing=pre, output_blob="prob", num_classes=card.num_classes,
+                        batch_size=args.batch, workers=1, worker_kind="thread")
+    result = evaluate(rt, samples, config)
+    return result.accuracy(1), result.accuracy(5), result.evaluated
+
+
+def _time_runtimes(args, card, stats, prototxt: Path, caffemodel: Path, table: list,
+                   open_runtime) -> bool:
+    rng = np.random.default_rng(args.seed + 1)
+    # An image-like batch: BGR pixels 0..255 minus the card's mean, divided by its std.
+    pixels = rng.uniform(0, 255, (args.batch, 3, args.size, args.size))
+    mean = np.asarray(card.mean).reshape(1, 3, 1, 1)
+    std = np.asarray(card.std).reshape(1, 3, 1, 1)
+    batch = ((pixels - mean) / std).astype(np.float32)
+    # The last blob before the softmax: logits show the agreement at full scale.
+    logits = next((s.bottoms[0] for s in reversed(stats.layers) if s.type == "Softmax"), None)
+    blobs = [b for b in [*stats.outputs, logits] if b]
+
+    print(f"6. timed both runtimes on a seeded batch of {args.batch} "
+          f"(threads: {args.threads or 'library default'}):")
+    results, per_image = {}, {}
+    for backend in ("pycaffe", "opencv"):
+        t0 = time.perf_counter()
+        rt = open_runtime(backend, prototxt, caffemodel, threads=args.threads)
+        load_s = time.perf_counter() - t0
+        rt.forward(batch[:1], blobs)  # warm-up (allocations, OpenCV's graph set-up)
+        out, fwd_s = _timed(lambda rt=rt: rt.forward(batch, blobs), args.repeat)
+        results[backend] = out
+        per_image[backend] = 1000 * fwd_s / args.batch
+        print(f"   {backend:<8} load {load_s:6.2f} s   forward {per_image[backend]:7.1f} "
+              f"ms/image (median of {args.repeat} batches)")
+        table.append((f"time {backend}", f"{per_image[backend]:.1f} ms/image (batch "
+                      f"{args.batch}, median of {args.repeat})", load_s + fwd_s * args.repeat))
+
+    a, b = results["pycaffe"], results["opencv"]
+    ok = True
+    for name in blobs:
+        diff = float(np.max(np.abs(a[name] - b[name])))
+        scale = float(np.max(np.abs(a[name])))
+        print(f"   {name:<10} max |pycaffe - opencv| = {diff:.3g} (max |value| {scale:.3g})")
+    for name in stats.outputs:
+        diff = float(np.max(np.abs(a[name] - b[name])))
+        top_a = np.argmax(a[name].reshape(args.batch, -1), axis=1)
+        top_b = np.argmax(b[name].reshape(args.batch, -1), axis=1)
+        same_top1 = bool(np.all(top_a == top_b))
+        ok = ok and diff <= PROB_TOLERANCE and same_top1
+        print(f"   {name}: same top-1 for {int(np.sum(top_a == top_b))}/{args.batch} inputs; "
+              f"{'agree' if ok else 'DISAGREE'} (tolerance {PROB_TOLERANCE:g})")
+        table.append(("runtimes agree", f"{name}: max |pycaffe - opencv| {diff:.2g}, same "
+                      f"top-1 {int(np.sum(top_a == top_b))}/{args.batch}", 0.0))
+    return ok

@@ -1,0 +1,56 @@
+"""`caffezoo doctor`: which components are usable, with versions, and how to fix the others.
+
+Each framework is imported through caffezoo.frameworks (patches included) in its own interpreter,
+so the table says what a real command would get. Exit status 0 when every core component (what
+the runtimes need: numpy, protobuf, pycaffe, the caffe tool, OpenCV with its Caffe importer) is
+usable, 1 otherwise; the source frameworks (torch, tensorflow, mxnet, ...) are reported but only
+needed by `convert`/`validate` for that framework.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+
+from caffezoo import __version__, frameworks
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    parser.add_argument("--jobs", type=int, default=2, metavar="N",
+                        help="check N components at a time (default 2)")
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = frameworks.components(isolated=True, jobs=args.jobs)
+    core_ok = all(r.ok for r in rows if r.core)
+    if args.json:
+        print(json.dumps({
+            "caffezoo": __version__,
+            "python": platform.python_version(),
+            "executable": sys.executable,
+            "core_ok": core_ok,
+            "components": [
+                {"name": r.name, "version": r.version, "ok": r.ok, "core": r.core,
+                 "detail": r.detail} for r in rows],
+        }, indent=2))
+        return 0 if core_ok else 1
+
+    print(f"caffezoo {__version__}, Python {platform.python_version()} ({sys.executable})")
+    width = max(len(r.name) for r in rows)
+    vwidth = max(len(r.version or "-") for r in rows)
+    for r in rows:
+        status = "ok" if r.ok else ("MISSING" if r.core else "missing")
+        kind = "core" if r.core else "    "
+        print(f"  {r.name:<{width}}  {r.version or '-':<{vwidth}}  {kind}  {status:<7}  "
+              f"{r.detail}")
+    if core_ok:
+        bad = [r.name for r in rows if not r.ok]
+        tail = f" ({', '.join(bad)} not usable: see above)" if bad else ""
+        print(f"core components usable{tail}")
+        return 0
+    print("core components missing: " + ", ".join(r.name for r in rows if r.core and not r.ok)
+          + f"; {frameworks.FIX}")
+    return 1
