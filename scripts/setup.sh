@@ -28,9 +28,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
 
+# Bump when the venv install steps below change (pins and constraints are hashed anyway).
+venv_recipe=1
 py_tag=$("$python" -c 'import sys; print("py%d%d" % sys.version_info[:2])')
-caffe_key=$(cat "$repo/scripts/build_caffe.sh" | sha256sum | cut -c1-12)
-venv_key=$( (cat "$repo/scripts/setup.sh" "$repo/scripts/constraints.txt"; \
+caffe_key=$(sha256sum < "$repo/scripts/build_caffe.sh" | cut -c1-12)
+venv_key=$( (echo "$venv_recipe"; cat "$repo/scripts/constraints.txt"; \
   "$python" "$repo/scripts/pins.py" "$repo/pyproject.toml") | sha256sum | cut -c1-12)
 venv="$cache/venv-$py_tag-$venv_key-$caffe_key"
 caffe="$cache/caffe-$py_tag-$caffe_key"
@@ -57,6 +59,10 @@ if [ ! -e "$venv/.complete" ]; then
   echo "$caffe/python" > "$site/caffe-build.pth"
   ln -sfn "$caffe/.temp_release/tools/caffe.bin" "$venv/bin/caffe"
   touch "$venv/.complete"
+  # A new recipe supersedes the old builds (about 3 GB a venv): remove them.
+  for old in "$cache"/venv-* "$cache"/caffe-*; do
+    [ "$old" = "$venv" ] || [ "$old" = "$caffe" ] || rm -rf "$old"
+  done
 fi
 
 # Point the venv at this checkout (what an editable install does, without pip's seconds): the
