@@ -1,0 +1,348 @@
+"""`caffezoo eval` (and `python evaluation_cls.py`): ImageNet-style accuracy, 1/10/12/144-crop.
+
+    caffezoo eval --prototxt deploy.prototxt --weights w.caffemodel --val-list val.txt \\
+        --data-root images/ --mean 104,117,123 --base-size 256 --crop-size 227
+    caffezoo eval --model resnext50_32x4d --weights r50.caffemodel --val-list val.txt \\
+        --data-root ~/ILSVRC2012 --crop-num 12 --results r50.json
+    caffezoo eval ... --crop-sizes 224,256,288,320 --plot acc.png
+
+docs/evaluation.md describes every option, the crop schemes and the outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from caffezoo.errors import CaffezooError, InputFileError
+
+# The original evaluation_cls.py's settings, used when neither --model nor an option says
+# otherwise (its mean is the ResNet-v2 one).
+ORIGINAL_MEAN = (102.9801, 115.9465, 122.7717)
+DEFAULT_BACKEND = "opencv"  # the fastest of the two on CPU (docs/benchmarks.md)
+DEFAULT_BATCH = 16
+DEFAULT_WORKERS = 2
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        msg = f"expected numbers separated by commas, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected 1 or 3 values (B,G,R), got {text!r}")
+    return values
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        msg = f"expected integers separated by commas, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    m = p.add_argument_group("model")
+    m.add_argument("--model", metavar="ZOO_NAME",
+                   help="a zoo model: its prototxt is generated at the crop size and its "
+                        "preprocessing (mean, std, base and crop size) becomes the default")
+    m.add_argument("--prototxt", metavar="P", help="deploy prototxt (instead of --model's)")
+    m.add_argument("--weights", metavar="W", help=".caffemodel (required)")
+    m.add_argument("--backend", choices=("opencv", "pycaffe"), default=DEFAULT_BACKEND,
+                   help=f"runtime (default {DEFAULT_BACKEND}, the faster on CPU)")
+    m.add_argument("--threads", type=int, metavar="N",
+                   help="inference threads (default: the library's, all cores)")
+    m.add_argument("--output-blob", metavar="NAME",
+                   help="blob whose scores are averaged (default 'prob', else the net's output)")
+    m.add_argument("--softmax", choices=("auto", "yes", "no"), default="auto",
+                   help="softmax each crop's scores before averaging; auto (default): when the "
+                        "output blob does not come from a Softmax layer")
+    d = p.add_argument_group("data")
+    d.add_argument("--val-list", required=True, metavar="FILE",
+                   help="'path label' per line (labels 0-999 in the usual lists)")
+    d.add_argument("--data-root", default="", metavar="DIR",
+                   help="folder the list's paths are relative to")
+    d.add_argument("--limit", type=int, metavar="N", help="only the first N images")
+    d.add_argument("--label-offset", type=int, default=0, metavar="K",
+                   help="add K to every label (1 for a 1001-class head with background at 0)")
+    d.add_argument("--class-map", metavar="FILE",
+                   help="net index per dataset label: one integer per line, or "
+                        "'label index' pairs (applied before --label-offset)")
+    d.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+                   help="a missing, unreadable or corrupt image stops the run (fail, default) "
+                        "or is skipped, counted and listed (skip)")
+    c = p.add_argument_group("preprocessing")
+    c.add_argument("--mean", type=_floats, metavar="B,G,R", help="per-channel mean (BGR)")
+    c.add_argument("--std", type=_floats, metavar="B,G,R", help="per-channel std (BGR)")
+    c.add_argument("--base-size", type=int, metavar="S", help="short side after resizing")
+    c.add_argument("--crop-size", type=int, metavar="C", help="crop size (the net's input)")
+    c.add_argument("--crop-num", type=int, choices=(1, 10, 12, 144), default=1,
+                   help="1 centre, 10 corners+centre+mirrors, 12 the original's mirror-crop, "
+                        "144 the original's multi-crop")
+    c.add_argument("--scales", type=_ints, metavar="S1,S2,..",
+                   help="144-crop short sides (default: the original's list for the crop size)")
+    r = p.add_argument_group("run and output")
+    r.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N",
+                   help=f"crops per forward pass (default {DEFAULT_BATCH})")
+    r.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
+                   help=f"image decoding threads (default {DEFAULT_WORKERS}; 0 = in line)")
+    r.add_argument("--worker-kind", choices=("auto", "thread", "process"), default="auto",
+                   help="decoders as threads or processes; auto (default): threads, processes "
+                        "for pycaffe, whose forward pass holds Python's GIL")
+    r.add_argument("--top-k", type=_ints, default=(1, 5), metavar="K1,K2",
+                   help="accuracies to report (default 1,5)")
+    r.add_argument("--results", metavar="FILE.json", help="write the results as JSON")
+    r.add_argument("--log", metavar="FILE", help="write the summary in the original's wording")
+    r.add_argument("--predictions", metavar="FILE.csv", help="write per-image predictions")
+    r.add_argument("--verbose", action="store_true",
+                   help="print the original's per-image line for every image")
+    r.add_argument("--crop-sizes", type=_ints, metavar="C1,C2,..",
+                   help="evaluate at each crop size (a sweep); base size = max(base, crop) "
+                        "unless --base-sizes")
+    r.add_argument("--base-sizes", type=_ints, metavar="S1,S2,..",
+                   help="base size per --crop-sizes entry")
+    r.add_argument("--plot", metavar="FILE.png", help="draw top-k accuracy against crop size")
+
+
+# -- the model ----------------------------------------------------------------------------
+
+
+@dataclass
+class ModelSource:
+    """Where the net comes from: a zoo card (generated prototxt) or the user's prototxt."""
+
+    card: object | None
+    prototxt: Path | None
+    weights: Path
+
+    @property
+    def label(self) -> str:
+        return str(self.weights)
+
+    def declared_size(self) -> int | None:
+        if self.prototxt is None:
+            return None
+        from caffezoo import analysis, netio
+
+        stats = analysis.analyze(netio.read_prototxt(self.prototxt))
+        if len(stats.inputs) != 1:
+            return None
+        shape = next(iter(stats.inputs.values()))
+        return int(shape[2]) if len(shape) == 4 and shape[2] == shape[3] else None
+
+    def prototxt_at(self, size: int, tmp: Path) -> Path:
+        """A prototxt whose input is size x size: the user's file when it already is, else a
+        copy with the input resized (or the zoo generator's net at that size)."""
+        from caffezoo import netio
+
+        if self.prototxt is None:
+            net = self.card.build(size)
+        else:
+            if self.declared_size() == size:
+                return self.prototxt
+            net = netio.read_prototxt(self.prototxt)
+            inputs = [la for la in net.layer if la.type == "Input"]
+            if len(inputs) != 1 or not inputs[0].input_param.shape:
+                raise CaffezooError(f"{self.prototxt}: cannot set the input size (needs one "
+                                    "Input layer)")
+            dims = inputs[0].input_param.shape[0].dim
+            if len(dims) != 4:
+                raise CaffezooError(f"{self.prototxt}: input is not NCHW")
+            dims[2] = dims[3] = size
+        path = tmp / f"net_{size}.prototxt"
+        netio.write_prototxt(net, path)
+        return path
+
+
+def resolve_model(args) -> ModelSource:
+    card = None
+    if args.model:
+        from caffezoo.zoo import get_card
+
+        card = get_card(args.model)
+    if card is None and not args.prototxt:
+        raise CaffezooError("give --model ZOO_NAME or --prototxt P")
+    if not args.weights:
+        raise CaffezooError("--weights is required (a .caffemodel)")
+    prototxt = Path(os.path.expanduser(args.prototxt)) if args.prototxt else None
+    return ModelSource(card, prototxt, Path(os.path.expanduser(args.weights)))
+
+
+def resolve_preprocessing(args, source: ModelSource):
+    """Options, else the zoo card's settings, else the original script's defaults."""
+    from caffezoo.evaluation.preprocess import Preprocessing
+
+    card = source.card
+    if card is not None:
+        settings = list(card.eval_settings) or []
+        mean, std = card.mean, card.std
+        crop = args.crop_size or (settings[0].crop_size if settings else card.input_size)
+        # the card's base size for this crop size (e.g. 320/320), else its first one
+        match = [s for s in settings if s.crop_size == crop] or settings
+        base = match[0].base_size if match else crop
+    else:
+        mean, std = ORIGINAL_MEAN, (1.0, 1.0, 1.0)
+        crop = args.crop_size or source.declared_size() or 224
+        base = 256
+    if not args.base_size:
+        base = max(base, crop)  # never smaller than the crop (the original's 320/320)
+    return Preprocessing(mean=tuple(args.mean or mean), std=tuple(args.std or std),
+                         base_size=args.base_size or base, crop_size=crop,
+                         crop_num=args.crop_num, scales=tuple(args.scales or ()))
+
+
+def sweep_settings(args, pre) -> list:
+    if not args.crop_sizes:
+        if args.base_sizes or args.plot:
+            raise CaffezooError("--base-sizes and --plot go with --crop-sizes")
+        return [pre]
+    if args.base_sizes and len(args.base_sizes) != len(args.crop_sizes):
+        raise CaffezooError("--base-sizes needs one value per --crop-sizes entry")
+    out = []
+    for i, crop in enumerate(args.crop_sizes):
+        base = args.base_sizes[i] if args.base_sizes else max(pre.base_size, crop)
+        scales = pre.scales if len(args.crop_sizes) == 1 else ()
+        out.append(replace(pre, crop_size=crop, base_size=base, scales=scales))
+    return out
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def _suffixed(path: str, crop: int, many: bool) -> str:
+    if not many:
+        return path
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}_crop{crop}{p.suffix}"))
+
+
+def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, many: bool):
+    """Open the runtime at this crop size, check labels, run; returns (result, info)."""
+    from caffezoo.evaluation import dataset, report
+    from caffezoo.evaluation.classify import (
+        EvalConfig,
+        Failure,
+        ends_in_softmax,
+        evaluate,
+        probe_classes,
+        worker_kind_for,
+    )
+    from caffezoo.evaluation.progress import Progress
+    from caffezoo.runtimes import open_runtime
+
+    prototxt = source.prototxt_at(pre.crop_size, tmp)
+    runtime = open_runtime(args.backend, prototxt, source.weights, threads=args.threads)
+    blob = args.output_blob
+    if blob is None:
+        names = runtime.blob_names()
+        outputs = runtime.output_names
+        blob = "prob" if "prob" in names else (outputs[-1] if outputs else names[-1])
+    num_classes = probe_classes(runtime, pre.crop_size, blob)
+    softmax = (args.softmax == "yes" or
+               (args.softmax == "auto" and not ends_in_softmax(runtime.checked.net, blob)))
+
+    class_map = dataset.read_class_map(args.class_map) if args.class_map else None
+    samples = dataset.map_labels(samples_raw, args.label_offset, class_map, args.val_list)
+    dataset.check_labels(samples, num_classes, args.val_list)  # before any image is read
+    missing = dataset.check_files_exist(samples)
+    if missing and args.on_error == "fail":
+        first = missing[0][0]
+        raise InputFileError(f"{first.path}: missing file ({args.val_list}:{first.line}; "
+                             f"{len(missing)} of {len(samples)} listed images are missing; "
+                             "--on-error skip evaluates the rest)")
+
+    config = EvalConfig(preprocessing=pre, output_blob=blob, num_classes=num_classes,
+                        batch_size=args.batch_size, workers=args.workers, top_k=args.top_k,
+                        on_error=args.on_error, softmax=softmax,
+                        worker_kind=args.worker_kind)
+    label = f"crop {pre.crop_size}" if many else ""
+    progress = Progress(len(samples), label=label)
+    counter = {"n": 0}
+
+    def on_image(item, result) -> None:
+        counter["n"] += 1
+        progress.update(1, report.running_note(result))
+        if args.verbose:
+            if isinstance(item, Failure):
+                print(f"Skipping image: {counter['n']}/{len(samples)}  {item.reason}",
+                      flush=True)
+            else:
+                print(report.original_image_line(counter["n"], len(samples), item, result),
+                      flush=True)
+
+    started = dt.datetime.now()
+    try:
+        result = evaluate(runtime, samples, config, on_image=on_image)
+    finally:
+        progress.close()
+    ended = dt.datetime.now()
+    info = report.RunInfo(
+        model=source.label,
+        prototxt=(str(source.prototxt) if source.prototxt else
+                  f"generated: caffezoo.zoo {source.card.name}, input {pre.crop_size}"),
+        weights=str(source.weights), zoo_name=getattr(source.card, "name", None),
+        val_list=args.val_list, data_root=args.data_root, backend=args.backend,
+        threads=args.threads, batch_size=args.batch_size, workers=args.workers,
+        worker_kind=worker_kind_for(runtime, args.worker_kind),
+        output_blob=blob, softmax=softmax, label_offset=args.label_offset, class_map=args.class_map,
+        on_error=args.on_error, limit=args.limit, started=started, ended=ended)
+    return result, info
+
+
+def run(args) -> int:
+    from caffezoo import netio
+    from caffezoo.evaluation import dataset, report
+
+    source = resolve_model(args)
+    pre = resolve_preprocessing(args, source)
+    settings = sweep_settings(args, pre)
+    many = len(settings) > 1
+    samples_raw = dataset.read_val_list(args.val_list, args.data_root, args.limit)
+    expected_list = getattr(source.card, "val_list", None)
+    if expected_list and Path(args.val_list).name != expected_list:
+        print(f"note: {source.card.name} was evaluated with labels in {expected_list}'s class "
+              "order; use that list (or --class-map) if yours orders classes differently",
+              file=sys.stderr)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="caffezoo-eval-") as tmp:
+        for p in settings:
+            result, info = evaluate_one(args, source, p, samples_raw, Path(tmp), many)
+            log = report.original_log(result, p, info)
+            print(log, end="", flush=True)
+            runs.append((p, result, info, log))
+            if args.predictions:
+                netio.atomic_write(_suffixed(args.predictions, p.crop_size, many),
+                                   report.predictions_csv(result))
+    dicts = [report.result_dict(r, p, i) for p, r, i, _ in runs]
+    if args.results:
+        payload = {"sweep": dicts} if many else dicts[0]
+        if args.plot:
+            payload["plot"] = args.plot
+        netio.atomic_write(args.results, json.dumps(payload, indent=2) + "\n")
+    if args.log:
+        netio.atomic_write(args.log, "\n".join(log for *_, log in runs))
+    if args.plot:
+        from caffezoo.evaluation.plots import plot_accuracy_vs_crop
+
+        title = getattr(source.card, "name", None) or Path(source.weights).stem
+        plot_accuracy_vs_crop([(p.crop_size, r) for p, r, _, _ in runs], args.plot,
+                              title=f"{title}, {settings[0].crop_num}-crop")
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    failed = sum(len(r.failures) for _, r, _, _ in runs)
+    if failed:
+        print(f"warning: {failed} image(s) skipped (listed in the log and results)",
+              file=sys.stderr)
+    return 0

@@ -1,0 +1,179 @@
+"""`caffezoo time`: the real `caffe time` (forward and backward per layer, as the original zoo
+reported), and forward-only timing of every runtime with achieved GFLOP/s against this
+machine's measured fp32 GEMM peak.
+
+    caffezoo time --model resnext50_32x4d                      # random weights
+    caffezoo time --prototxt deploy.prototxt --weights w.caffemodel --batch-sizes 1,16 \\
+        --threads 1,2 --json speed.json
+    caffezoo time --model inception_v3 --no-caffe-time --backends opencv
+
+docs/benchmarks.md explains the method and holds the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from caffezoo.errors import CaffezooError
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _backends(text: str) -> tuple[str, ...]:
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    for n in names:
+        if n not in ("pycaffe", "opencv"):
+            raise argparse.ArgumentTypeError(f"unknown backend {n!r} (pycaffe, opencv)")
+    return names
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="ZOO_NAME", help="a zoo model (prototxt generated)")
+    p.add_argument("--prototxt", metavar="P", help="deploy prototxt")
+    p.add_argument("--weights", metavar="W",
+                   help=".caffemodel (default: seeded random weights; speed does not depend "
+                        "on the values)")
+    p.add_argument("--input-size", type=int, metavar="S",
+                   help="square input size (default: the zoo model's or the prototxt's)")
+    p.add_argument("--backends", type=_backends, default=("pycaffe", "opencv"),
+                   metavar="B1,B2", help="forward-only runtimes to time (default both)")
+    p.add_argument("--batch-sizes", type=_ints, default=(1,), metavar="N1,N2",
+                   help="forward-only batch sizes (default 1)")
+    p.add_argument("--threads", type=_ints, default=None, metavar="T1,T2",
+                   help="thread counts (default: all cores)")
+    p.add_argument("--iterations", type=int, default=5, metavar="N",
+                   help="timed passes per setting (median reported; default 5)")
+    p.add_argument("--warmup", type=int, default=1, metavar="N", help="untimed passes first")
+    p.add_argument("--caffe-time", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the real `caffe time` (forward+backward, batch 1) too")
+    p.add_argument("--caffe-iterations", type=int, default=None, metavar="N",
+                   help="iterations of `caffe time` (default: --iterations)")
+    p.add_argument("--peak", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure the fp32 GEMM peak to report the fraction reached")
+    p.add_argument("--layers", action="store_true", help="print caffe time's per-layer table")
+    p.add_argument("--json", metavar="FILE", help="write everything as JSON")
+
+
+def _prototxt(args, tmp: Path) -> tuple[Path, str]:
+    from caffezoo import netio
+
+    if args.prototxt:
+        path = Path(args.prototxt).expanduser()
+        if args.input_size:
+            net = netio.read_prototxt(path)
+            inputs = [la for la in net.layer if la.type == "Input"]
+            if len(inputs) != 1 or len(inputs[0].input_param.shape[0].dim) != 4:
+                raise CaffezooError(f"{path}: cannot set the input size (needs one NCHW Input)")
+            dims = inputs[0].input_param.shape[0].dim
+            dims[2] = dims[3] = args.input_size
+            path = tmp / "net.prototxt"
+            netio.write_prototxt(net, path)
+        return path, Path(args.prototxt).stem
+    if not args.model:
+        raise CaffezooError("give --model ZOO_NAME or --prototxt P")
+    from caffezoo.zoo import get_card
+
+    card = get_card(args.model)
+    path = tmp / f"{card.name}.prototxt"
+    netio.write_prototxt(card.build(args.input_size), path)
+    return path, card.name
+
+
+def run(args) -> int:
+    import os
+
+    from caffezoo import netio
+    from caffezoo.evaluation import timing
+    from caffezoo.runtimes import check_net, open_runtime
+
+    threads_list = args.threads or (os.cpu_count() or 1,)
+    out: dict = {"tool": "caffezoo time", "iterations": args.iterations}
+    status = 0
+    with tempfile.TemporaryDirectory(prefix="caffezoo-time-") as tmpdir:
+        tmp = Path(tmpdir)
+        prototxt, name = _prototxt(args, tmp)
+        checked = check_net(prototxt)
+        weights = Path(args.weights).expanduser() if args.weights else None
+        if weights is None:
+            weights = tmp / "random.caffemodel"
+            timing.write_random_caffemodel(checked.net, weights)
+        out["model"] = {"name": name, "prototxt": str(args.prototxt or prototxt),
+                        "weights": str(args.weights) if args.weights else "random (seed 0)",
+                        "input_shape": list(checked.input_shape)}
+        print(f"{name}: input {'x'.join(map(str, checked.input_shape[1:]))}")
+
+        peaks: dict[int, timing.GemmPeak] = {}
+        if args.peak:
+            for t in threads_list:
+                peaks[t] = timing.measure_gemm_peak(t)
+                print(f"fp32 GEMM peak, {t} thread(s): {peaks[t].gflops:.1f} GFLOP/s "
+                      f"(numpy sgemm {peaks[t].n}^3, best of {peaks[t].repeats})")
+            out["gemm_peak"] = [asdict(p) for p in peaks.values()]
+
+        if args.caffe_time:
+            iters = args.caffe_iterations or args.iterations
+            try:
+                rep = timing.run_caffe_time(prototxt, iterations=iters, batch_size=1,
+                                            threads=threads_list[-1])
+                out["caffe_time"] = rep.to_dict()
+                out["caffe_time"]["threads"] = threads_list[-1]
+                _print_caffe_time(rep, args.layers, threads_list[-1])
+            except timing.CaffeTimeError as err:
+                out["caffe_time"] = {"error": str(err)}
+                print(f"caffe time: error: {err}", file=sys.stderr)
+                status = 1
+
+        rows = []
+        macs = None
+        for backend in args.backends:
+            for t in threads_list:
+                runtime = open_runtime(backend, prototxt, weights, threads=t)
+                if macs is None:
+                    macs = timing.macs_per_image(runtime)
+                    out["macs_per_image"] = macs
+                for n in args.batch_sizes:
+                    secs = timing.time_forward(runtime, n, args.iterations, args.warmup)
+                    peak = peaks[t].gflops if t in peaks else None
+                    rows.append(timing.summarize(backend, t, n, secs, macs, peak))
+                del runtime
+        if rows:
+            _print_forward(rows, macs)
+        out["forward"] = [asdict(r) for r in rows]
+    if args.json:
+        netio.atomic_write(args.json, json.dumps(out, indent=2) + "\n")
+    return status
+
+
+def _print_caffe_time(rep, layers: bool, threads: int) -> None:
+    print(f"caffe time (batch {rep.batch_size}, {rep.iterations} iterations, {threads} "
+          f"OpenBLAS thread(s)): forward {rep.forward_ms:.2f} ms, backward "
+          f"{rep.backward_ms:.2f} ms, forward-backward {rep.forward_backward_ms:.2f} ms")
+    if layers:
+        width = max(len(la.name) for la in rep.layers)
+        print(f"  {'layer':<{width}}  {'type':<12} {'forward ms':>11} {'backward ms':>12}")
+        for la in rep.layers:
+            print(f"  {la.name:<{width}}  {la.type:<12} {la.forward_ms:>11.3f} "
+                  f"{la.backward_ms:>12.3f}")
+
+
+def _print_forward(rows, macs: int) -> None:
+    print(f"forward only ({macs / 1e9:.3f} GMACs per image, 2 FLOPs per MAC):")
+    print(f"  {'backend':<8} {'threads':>7} {'batch':>5} {'ms/batch':>9} {'img/s':>8} "
+          f"{'GFLOP/s':>8} {'of peak':>8}")
+    for r in rows:
+        frac = f"{100 * r.peak_fraction:.0f}%" if r.peak_fraction is not None else "-"
+        print(f"  {r.backend:<8} {r.threads!s:>7} {r.batch_size:>5} {r.ms_per_batch:>9.1f} "
+              f"{r.images_per_s:>8.2f} {r.gflops:>8.1f} {frac:>8}")

@@ -1,0 +1,150 @@
+"""Writing evaluation results: JSON, the original's log text, per-image CSV."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+import platform
+from dataclasses import dataclass
+
+from caffezoo.evaluation.classify import EvalResult, Prediction
+from caffezoo.evaluation.preprocess import Preprocessing
+
+
+@dataclass
+class RunInfo:
+    """What was evaluated and how, beside the numbers."""
+
+    model: str  # what the log calls "the model": the weights file (as the original)
+    prototxt: str
+    weights: str
+    zoo_name: str | None
+    val_list: str
+    data_root: str
+    backend: str
+    threads: int | None
+    batch_size: int
+    workers: int
+    worker_kind: str  # thread | process (as resolved)
+    output_blob: str
+    softmax: bool
+    label_offset: int
+    class_map: str | None
+    on_error: str
+    limit: int | None
+    started: dt.datetime
+    ended: dt.datetime
+
+
+def _fmt_value(v: float) -> str:
+    return str(float(v))
+
+
+def original_log(result: EvalResult, pre: Preprocessing, info: RunInfo) -> str:
+    """The summary in the original evaluation_cls.py's words (its log file and last print),
+    followed by lines it did not have (std, skipped images, speed)."""
+    mean = ", ".join(_fmt_value(m) for m in pre.mean)
+    text = (f"Evaluation process ends at: {info.ended}. \n"
+            f"Time cost is: {info.ended - info.started}. "
+            f"\nThe model is: {info.model}. \nThe val file is: {info.val_list}. \n"
+            f"{result.evaluated} images has been tested, crop_num is: {pre.crop_num}, "
+            f"base_size is: {pre.base_size}, crop_size is: {pre.crop_size}."
+            f"\nThe mean value is: ({mean}).")
+    for k in result.top_k:
+        text += (f"\nAccuracy of top_{k} is: {result.accuracy(k)}; "
+                 f"correct num is {result.correct[k]}.")
+    std = ", ".join(_fmt_value(s) for s in pre.std)
+    text += f"\nThe std value is: ({std})."
+    if pre.crop_num == 144:
+        text += f"\nThe 144-crop scales are: {', '.join(map(str, pre.multi_scales))}."
+    if info.softmax:
+        text += f"\nScores of '{info.output_blob}' were softmaxed before averaging."
+    text += (f"\nBackend: {info.backend}, threads {info.threads or 'default'}, batch size "
+             f"{info.batch_size}, workers {info.workers} ({info.worker_kind}): "
+             f"{result.images_per_s:.2f} images/s.")
+    if result.failures:
+        text += (f"\n{len(result.failures)} of {result.listed} images could not be used and were "
+                 "skipped:")
+        for f in result.failures:
+            text += f"\n  {f.reason}"
+    return text + "\n"
+
+
+def original_image_line(index: int, total: int, item: Prediction, result: EvalResult) -> str:
+    """The original's per-image line, as its Python 2 print statements spaced it."""
+    line = f"Testing image: {index}/{total}  {item.top[0]}/{item.sample.label} "
+    parts = []
+    for k in result.top_k:
+        acc = result.correct[k] / result.evaluated
+        parts.append(f"\ttop_{k}:{acc}" if k == 1 else f"top_{k}:{acc}")
+    return line + " ".join(parts)
+
+
+def running_note(result: EvalResult) -> str:
+    if not result.evaluated:
+        return ""
+    accs = " ".join(f"top-{k} {100 * result.accuracy(k):.1f}%" for k in result.top_k[:2])
+    skipped = f" skipped {len(result.failures)}" if result.failures else ""
+    return accs + skipped
+
+
+def result_dict(result: EvalResult, pre: Preprocessing, info: RunInfo) -> dict:
+    return {
+        "tool": "caffezoo eval",
+        "model": {"zoo_name": info.zoo_name, "prototxt": info.prototxt,
+                  "weights": info.weights},
+        "val_list": info.val_list,
+        "data_root": info.data_root,
+        "settings": {
+            "mean": list(pre.mean), "std": list(pre.std), "base_size": pre.base_size,
+            "crop_size": pre.crop_size, "crop_num": pre.crop_num,
+            "scales": list(pre.multi_scales) if pre.crop_num == 144 else None,
+            "backend": info.backend, "threads": info.threads, "batch_size": info.batch_size,
+            "workers": info.workers, "worker_kind": info.worker_kind,
+            "output_blob": info.output_blob,
+            "softmax": info.softmax,
+            "top_k": list(result.top_k), "label_offset": info.label_offset,
+            "class_map": info.class_map, "on_error": info.on_error, "limit": info.limit,
+        },
+        "images": {"listed": result.listed, "evaluated": result.evaluated,
+                   "failed": len(result.failures)},
+        "accuracy": {f"top{k}": result.accuracy(k) for k in result.top_k},
+        "correct": {f"top{k}": result.correct[k] for k in result.top_k},
+        "failures": [{"path": f.sample.path, "line": f.sample.line, "reason": f.reason}
+                     for f in result.failures],
+        "time": {
+            "started": info.started.isoformat(timespec="seconds"),
+            "ended": info.ended.isoformat(timespec="seconds"),
+            "wall_s": round(result.wall_s, 3),
+            "images_per_s": round(result.images_per_s, 3),
+            "forward_s": round(result.forward_s, 3),
+            "forward_calls": result.forward_calls,
+            "crops": result.crops,
+        },
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or None,
+                    "python": platform.python_version()},
+    }
+
+
+def predictions_csv(result: EvalResult) -> str:
+    """One row per listed image in list order: its prediction, or the reason it failed."""
+    kmax = max(result.top_k)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["line", "path", "label", *[f"pred{i + 1}" for i in range(kmax)],
+                     *[f"score{i + 1}" for i in range(kmax)],
+                     *[f"top{k}" for k in result.top_k], "error"])
+    rows: list[tuple[int, list]] = []
+    for p in result.predictions:
+        rows.append((p.sample.line, [p.sample.line, p.sample.name, p.sample.label, *p.top,
+                                     *[f"{s:.6g}" for s in p.scores],
+                                     *[int(p.correct(k)) for k in result.top_k], ""]))
+    for f in result.failures:
+        rows.append((f.sample.line, [f.sample.line, f.sample.name, f.sample.label,
+                                     *[""] * (2 * kmax + len(result.top_k)), f.reason]))
+    for _, row in sorted(rows, key=lambda r: r[0]):
+        writer.writerow(row)
+    return buf.getvalue()
+

@@ -1,0 +1,321 @@
+"""Speed: the real `caffe time` (forward and backward, parsed), forward-only timing of a runtime,
+and this machine's fp32 GEMM peak to compare against.
+
+`caffe time` always runs Backward after Forward; a layer with no CPU backward (Threshold, ArgMax,
+...) makes it abort (SIGABRT, shell exit 134). That is reported as a `CaffeTimeError` naming the
+layer; the forward-only timing of the runtimes has no such limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from caffezoo.errors import CaffezooError
+
+# Layer types whose CPU Backward is NOT_IMPLEMENTED in Caffe (and in the fork built here).
+NO_CPU_BACKWARD = ("Threshold", "ArgMax", "DetectionOutput", "DetectionEvaluate")
+
+
+class CaffeTimeError(CaffezooError):
+    """`caffe time` failed (typically: a layer without CPU backward aborted it)."""
+
+
+@dataclass
+class LayerTime:
+    name: str
+    type: str
+    forward_ms: float
+    backward_ms: float
+
+
+@dataclass
+class CaffeTimeReport:
+    iterations: int
+    batch_size: int
+    layers: list[LayerTime]
+    forward_ms: float
+    backward_ms: float
+    forward_backward_ms: float
+    total_ms: float
+    command: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# glog prefix: "I1122 03:41:00.123456 12345 caffe.cpp:417] " (any severity letter)
+_GLOG = re.compile(r"^[IWEF]\d{4,8} [\d:.]+\s+\d+ [^\]]*\] ?")
+_NUM = r"([-+0-9.eE]+)"
+_LAYER = re.compile(rf"^\s*(\S(?:.*\S)?)\s+(forward|backward): {_NUM} ms\.")
+_AVERAGES = {
+    "forward_ms": re.compile(rf"Average Forward pass: {_NUM} ms"),
+    "backward_ms": re.compile(rf"Average Backward pass: {_NUM} ms"),
+    "forward_backward_ms": re.compile(rf"Average Forward-Backward: {_NUM} ms"),
+    "total_ms": re.compile(rf"Total Time: {_NUM} ms"),
+}
+_ITERATION = re.compile(r"Iteration: (\d+) forward-backward time")
+
+
+def _strip_glog(line: str) -> str:
+    return _GLOG.sub("", line, count=1)
+
+
+def parse_caffe_time(text: str, layer_types: dict[str, str] | None = None,
+                     batch_size: int = 1) -> CaffeTimeReport:
+    """Parse the log of `caffe time` (GLOG_logtostderr=1 output)."""
+    types = layer_types or {}
+    per_layer: dict[str, dict[str, float]] = {}
+    averages: dict[str, float] = {}
+    iterations = 0
+    in_table = False
+    for raw in text.splitlines():
+        line = _strip_glog(raw)
+        m = _ITERATION.search(line)
+        if m:
+            iterations = max(iterations, int(m.group(1)))
+            continue
+        if "Average time per layer" in line:
+            in_table = True
+            continue
+        for key, pattern in _AVERAGES.items():
+            m = pattern.search(line)
+            if m:
+                averages[key] = float(m.group(1))
+                in_table = False
+        if in_table:
+            m = _LAYER.match(line)
+            if m:
+                per_layer.setdefault(m.group(1), {})[m.group(2)] = float(m.group(3))
+    missing = [k for k in ("forward_ms", "backward_ms", "forward_backward_ms")
+               if k not in averages]
+    if missing or not per_layer:
+        raise CaffeTimeError("caffe time output has no benchmark summary (missing "
+                             f"{', '.join(missing) or 'per-layer lines'})")
+    # Caffe inserts Split layers (named <blob>_<layer>_<i>_split) for blobs used twice.
+    layers = [LayerTime(name, types.get(name, "Split" if name.endswith("_split") else ""),
+                        t.get("forward", 0.0), t.get("backward", 0.0))
+              for name, t in per_layer.items()]
+    return CaffeTimeReport(iterations=iterations, batch_size=batch_size, layers=layers,
+                           forward_ms=averages["forward_ms"],
+                           backward_ms=averages["backward_ms"],
+                           forward_backward_ms=averages["forward_backward_ms"],
+                           total_ms=averages.get("total_ms", float("nan")))
+
+
+def _fatal_line(text: str) -> str:
+    for raw in text.splitlines():
+        if raw.startswith("F") and _GLOG.match(raw):
+            m = re.match(r"^F\d{4,8} [\d:.]+\s+\d+ ([^\]]*)\] ?(.*)$", raw)
+            return f"{m.group(1)}: {m.group(2)}" if m else raw
+        if "Check failed" in raw:
+            return _strip_glog(raw)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return _strip_glog(lines[-1]) if lines else "no output"
+
+
+def run_caffe_time(prototxt: str | os.PathLike, weights: str | os.PathLike | None = None,
+                   iterations: int = 10, batch_size: int | None = None,
+                   threads: int | None = None, timeout: float | None = None) -> CaffeTimeReport:
+    """Run the real `caffe time -phase TEST` on `prototxt` (checked and re-written by caffezoo
+    first, so a malformed file cannot abort Caffe) and parse its per-layer table.
+
+    `weights` does not change what is timed (`caffe time` never loads weights: the fillers'
+    values are used); `batch_size` rewrites the input's first dimension."""
+    from caffezoo import frameworks, netio
+    from caffezoo.runtimes import check_net
+
+    checked = check_net(prototxt)
+    net = checked.net
+    if batch_size is not None:
+        net = _with_batch(net, checked.input_name, batch_size)
+    batch = batch_size or checked.input_shape[0]
+    types = {layer.name: layer.type for layer in net.layer}
+    tool = frameworks.caffe_tool()
+    env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
+    if threads is not None:
+        env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
+    with tempfile.TemporaryDirectory(prefix="caffezoo-time-") as tmp:
+        path = Path(tmp) / "net.prototxt"
+        netio.write_prototxt(net, path)
+        cmd = [tool, "time", "-model", str(path), "-phase", "TEST",
+               "-iterations", str(iterations)]
+        if weights is not None:
+            cmd += ["-weights", str(weights)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise CaffeTimeError(f"{prototxt}: caffe time ran past {timeout} s") from None
+    output = proc.stderr + proc.stdout
+    if proc.returncode != 0:
+        code = proc.returncode if proc.returncode > 0 else 128 - proc.returncode
+        fatal = _fatal_line(output)
+        culprits = [f"'{name}' ({t})" for name, t in types.items() if t in NO_CPU_BACKWARD]
+        why = ""
+        if "Backward" in output and culprits:
+            why = (f"; layer {', '.join(culprits)} has no CPU backward and `caffe time` always "
+                   "runs Backward (use the forward-only timing)")
+        raise CaffeTimeError(f"{prototxt}: caffe time aborted (exit {code}): {fatal}{why}")
+    report = parse_caffe_time(output, types, batch)
+    report.command = ["caffe", *cmd[1:]]
+    report.command[3] = str(prototxt)
+    return report
+
+
+def _with_batch(net, input_name: str, batch: int):
+    from caffezoo import netio
+
+    out = netio.NetParameter()
+    out.CopyFrom(net)
+    for layer in out.layer:
+        if layer.type == "Input" and input_name in layer.top:
+            layer.input_param.shape[list(layer.top).index(input_name)].dim[0] = batch
+    return out
+
+
+# -- forward-only timing ----------------------------------------------------------------------
+
+
+@dataclass
+class ForwardTiming:
+    backend: str
+    threads: int | None
+    batch_size: int
+    iterations: int
+    ms_per_batch: float  # median over iterations
+    ms_min: float
+    images_per_s: float
+    gflops: float  # achieved, from the net's MACs (2 FLOPs per MAC)
+    peak_fraction: float | None  # of the measured GEMM peak at the same thread count
+
+
+def time_forward(runtime, batch_size: int, iterations: int = 5, warmup: int = 1,
+                 seed: int = 0) -> list[float]:
+    """Seconds per forward pass of a random batch, `iterations` of them after `warmup`."""
+    c, h, w = runtime.input_shape[1:]
+    batch = np.random.default_rng(seed).standard_normal((batch_size, c, h, w),
+                                                        dtype=np.float32)
+    for _ in range(warmup):
+        runtime.forward(batch)
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        runtime.forward(batch)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def macs_per_image(runtime) -> int:
+    from caffezoo import analysis
+
+    shape = (1, *runtime.input_shape[1:])
+    return analysis.analyze(runtime.checked.net, {runtime.input_name: shape}).total_macs
+
+
+def summarize(backend: str, threads: int | None, batch_size: int, seconds: list[float],
+              macs: int, peak_gflops: float | None) -> ForwardTiming:
+    med = statistics.median(seconds)
+    gflops = 2 * macs * batch_size / med / 1e9
+    return ForwardTiming(backend=backend, threads=threads, batch_size=batch_size,
+                         iterations=len(seconds), ms_per_batch=1000 * med,
+                         ms_min=1000 * min(seconds), images_per_s=batch_size / med,
+                         gflops=gflops,
+                         peak_fraction=gflops / peak_gflops if peak_gflops else None)
+
+
+# -- the machine's peak ---------------------------------------------------------------------
+
+GEMM_METHOD = ("numpy float32 matmul (its bundled OpenBLAS sgemm) of two n x n matrices, "
+               "n = {n}, in a fresh process with OPENBLAS_NUM_THREADS = OMP_NUM_THREADS = "
+               "{threads}; best of {repeats} after one warm-up; 2 n^3 FLOPs per product")
+
+_GEMM_CODE = """
+import json, sys, time
+import numpy as np
+n, repeats = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(0)
+a = rng.standard_normal((n, n), dtype=np.float32)
+b = rng.standard_normal((n, n), dtype=np.float32)
+a @ b
+best = float("inf")
+for _ in range(repeats):
+    t0 = time.perf_counter()
+    a @ b
+    best = min(best, time.perf_counter() - t0)
+print(json.dumps({"seconds": best}))
+"""
+
+
+@dataclass
+class GemmPeak:
+    threads: int
+    n: int
+    repeats: int
+    seconds: float
+    gflops: float
+    method: str
+
+
+def measure_gemm_peak(threads: int, n: int = 4096, repeats: int = 3,
+                      timeout: float = 300) -> GemmPeak:
+    """This machine's achievable fp32 GFLOP/s at `threads` threads (see GEMM_METHOD)."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    proc = subprocess.run([sys.executable, "-c", _GEMM_CODE, str(n), str(repeats)],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+    if proc.returncode != 0:
+        raise CaffezooError(f"GEMM benchmark failed: {proc.stderr.strip()[-200:]}")
+    seconds = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
+    return GemmPeak(threads=threads, n=n, repeats=repeats, seconds=seconds,
+                    gflops=2 * n ** 3 / seconds / 1e9,
+                    method=GEMM_METHOD.format(n=n, threads=threads, repeats=repeats))
+
+
+# -- random weights, for timing nets that have none -------------------------------------------
+
+
+def random_weights(net, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Seeded random blobs for every layer with parameters: He-scaled weights, zero biases,
+    BatchNorm statistics mean ~ 0, var ~ 1 (scale factor 1), Scale ~ 1. Values keep
+    activations in a normal range, so timing is not distorted by overflow or denormals."""
+    from caffezoo import analysis
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[np.ndarray]] = {}
+    for stats in analysis.analyze(net).layers:
+        if not stats.param_shapes:
+            continue
+        blobs = []
+        for i, shape in enumerate(stats.param_shapes):
+            if stats.type == "BatchNorm":
+                if i == 0:
+                    blob = rng.normal(0, 0.1, shape)
+                elif i == 1:
+                    blob = rng.uniform(0.5, 1.5, shape)
+                else:
+                    blob = np.ones(shape)
+            elif stats.type == "Scale" and i == 0:
+                blob = rng.uniform(0.8, 1.2, shape)
+            elif len(shape) >= 2:
+                fan_in = int(np.prod(shape[1:]))
+                blob = rng.normal(0, np.sqrt(2.0 / max(fan_in, 1)), shape)
+            else:
+                blob = np.zeros(shape)
+            blobs.append(blob.astype(np.float32))
+        out[stats.name] = blobs
+    return out
+
+
+def write_random_caffemodel(net, path: str | os.PathLike, seed: int = 0) -> None:
+    from caffezoo import netio
+
+    netio.write_caffemodel(netio.attach_weights(net, random_weights(net, seed)), path)

@@ -1,0 +1,142 @@
+"""`caffe time` parsing and running, forward-only timing arithmetic, the GEMM peak, random
+weights and `caffezoo time`. No assertion is about how fast anything is."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from caffezoo import analysis, cli, netio
+from caffezoo.evaluation import timing
+
+TINY = """
+name: "tiny"
+layer { name: "data" type: "Input" top: "data"
+        input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+        convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" }
+layer { name: "sc" type: "Scale" bottom: "conv" top: "conv" scale_param { bias_term: true } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc"
+        inner_product_param { num_output: 5 } }
+"""
+# conv: 4 outputs x 6 x 6 positions x (3 x 3 x 3) taps; fc: 5 x (4 x 6 x 6)
+TINY_MACS = 4 * 6 * 6 * 27 + 5 * 144
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    net = netio.parse_prototxt(TINY)
+    netio.write_prototxt(net, tmp_path / "tiny.prototxt")
+    return tmp_path / "tiny.prototxt"
+
+
+LOG = """\
+I20261122 03:50:36.417532 15140 caffe.cpp:358] *** Benchmark begins ***
+I20261122 03:50:36.417536 15140 caffe.cpp:359] Testing for 2 iterations.
+I20261122 03:50:36.504762 15140 caffe.cpp:387] Iteration: 1 forward-backward time: 87 ms.
+I20261122 03:50:36.582304 15140 caffe.cpp:387] Iteration: 2 forward-backward time: 77 ms.
+I20261122 03:50:36.582397 15140 caffe.cpp:390] Average time per layer:
+I20261122 03:50:36.582418 15140 caffe.cpp:393]      data\tforward: 0.004 ms.
+I20261122 03:50:36.582440 15140 caffe.cpp:396]      data\tbackward: 0.0015 ms.
+I20261122 03:50:36.582458 15140 caffe.cpp:393] my conv\tforward: 7.5 ms.
+I20261122 03:50:36.582475 15140 caffe.cpp:396] my conv\tbackward: 12.25 ms.
+I20261122 03:50:36.582475 15140 caffe.cpp:396] x_y_0_split\tforward: 0.5 ms.
+I20261122 03:50:36.582475 15140 caffe.cpp:396] x_y_0_split\tbackward: 0 ms.
+I20261122 03:50:36.582492 15140 caffe.cpp:399] Average Forward pass: 8.1 ms.
+I20261122 03:50:36.582492 15140 caffe.cpp:401] Average Backward pass: 12.3 ms.
+I20261122 03:50:36.582492 15140 caffe.cpp:403] Average Forward-Backward: 20.5 ms.
+I20261122 03:50:36.582492 15140 caffe.cpp:405] Total Time: 41 ms.
+I20261122 03:50:36.582492 15140 caffe.cpp:406] *** Benchmark ends ***
+"""
+
+
+def test_parse_caffe_time_log():
+    rep = timing.parse_caffe_time(LOG, {"data": "Input", "my conv": "Convolution"})
+    assert rep.iterations == 2
+    assert [(la.name, la.type, la.forward_ms, la.backward_ms) for la in rep.layers] == [
+        ("data", "Input", 0.004, 0.0015), ("my conv", "Convolution", 7.5, 12.25),
+        ("x_y_0_split", "Split", 0.5, 0.0)]
+    assert (rep.forward_ms, rep.backward_ms, rep.forward_backward_ms, rep.total_ms) == (
+        8.1, 12.3, 20.5, 41.0)
+    with pytest.raises(timing.CaffeTimeError, match="no benchmark summary"):
+        timing.parse_caffe_time(LOG.split("Average Forward")[0])
+
+
+@pytest.mark.caffe
+def test_real_caffe_time(tiny):
+    rep = timing.run_caffe_time(tiny, iterations=3, batch_size=2, threads=1)
+    names = [la.name for la in rep.layers]
+    assert names == ["data", "conv", "bn", "sc", "relu", "fc"]
+    assert rep.iterations == 3 and rep.batch_size == 2
+    assert rep.layers[1].type == "Convolution"
+    assert rep.forward_ms >= 0 and rep.backward_ms >= 0
+    assert rep.command[:4] == ["caffe", "time", "-model", str(tiny)]
+
+
+@pytest.mark.caffe
+def test_caffe_time_without_cpu_backward_is_reported(tmp_path):
+    text = TINY + ('layer { name: "thr" type: "Threshold" bottom: "fc" top: "thr" '
+                   "threshold_param { threshold: 0.5 } }\n")
+    netio.write_prototxt(netio.parse_prototxt(text), tmp_path / "thr.prototxt")
+    with pytest.raises(timing.CaffeTimeError) as err:
+        timing.run_caffe_time(tmp_path / "thr.prototxt", iterations=1)
+    msg = str(err.value)
+    assert "exit 134" in msg and "'thr' (Threshold)" in msg and "no CPU backward" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.opencv
+def test_random_weights_fit_and_macs(tiny):
+    from caffezoo.runtimes import open_runtime
+
+    net = netio.read_prototxt(tiny)
+    weights = timing.random_weights(net, seed=1)
+    shapes = {s.name: s.param_shapes for s in analysis.analyze(net).layers if s.param_shapes}
+    assert {k: [w.shape for w in v] for k, v in weights.items()} == shapes
+    assert np.all(weights["bn"][1] > 0) and weights["bn"][2].tolist() == [1.0]
+    path = tiny.parent / "r.caffemodel"
+    timing.write_random_caffemodel(net, path, seed=1)
+    rt = open_runtime("opencv", tiny, path)
+    assert timing.macs_per_image(rt) == TINY_MACS
+    secs = timing.time_forward(rt, batch_size=3, iterations=2, warmup=1)
+    assert len(secs) == 2 and all(s > 0 for s in secs)
+
+
+def test_summarize_arithmetic():
+    t = timing.summarize("opencv", 2, 8, [0.5, 0.2, 0.4], macs=1_000_000_000, peak_gflops=160.0)
+    assert t.ms_per_batch == pytest.approx(400.0)  # the median
+    assert t.ms_min == pytest.approx(200.0)
+    assert t.images_per_s == pytest.approx(20.0)
+    assert t.gflops == pytest.approx(2 * 1e9 * 8 / 0.4 / 1e9)  # 40
+    assert t.peak_fraction == pytest.approx(40 / 160)
+
+
+def test_gemm_peak_measures_a_real_product():
+    p = timing.measure_gemm_peak(threads=1, n=256, repeats=2)
+    assert p.threads == 1 and p.n == 256 and p.seconds > 0
+    assert p.gflops == pytest.approx(2 * 256 ** 3 / p.seconds / 1e9)
+    assert "OPENBLAS_NUM_THREADS" in p.method
+
+
+@pytest.mark.opencv
+@pytest.mark.caffe
+def test_time_command(tiny, tmp_path, capsys):
+    out = tmp_path / "t.json"
+    argv = ["time", "--prototxt", str(tiny), "--batch-sizes", "1,4", "--threads", "1",
+            "--iterations", "2", "--no-peak", "--layers", "--json", str(out)]
+    assert cli.main(argv) == 0
+    r = json.loads(out.read_text())
+    assert r["macs_per_image"] == TINY_MACS
+    assert [(f["backend"], f["batch_size"]) for f in r["forward"]] == [
+        ("pycaffe", 1), ("pycaffe", 4), ("opencv", 1), ("opencv", 4)]
+    for f in r["forward"]:
+        assert f["gflops"] == pytest.approx(
+            2 * TINY_MACS * f["batch_size"] / (f["ms_per_batch"] / 1000) / 1e9)
+        assert f["peak_fraction"] is None
+    assert [la["name"] for la in r["caffe_time"]["layers"]][:2] == ["data", "conv"]
+    printed = capsys.readouterr().out
+    assert "caffe time (batch 1" in printed and "forward only" in printed
