@@ -273,7 +273,10 @@ def test_nsfw_rewritten_by_us_runs_identically_in_caffe(nsfw_files, tmp_path):
 
 def _peak_rss_of(script: str) -> int:
     """Run `script` in a child Python; return its peak resident memory in bytes."""
-    script += "\nimport resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    # VmHWM, not ru_maxrss: Linux carries the forking parent's peak over into the child's
+    # ru_maxrss, so a big pytest process would be measured instead of the child
+    script += ("\nprint(next(int(line.split()[1]) for line in open('/proc/self/status')"
+               " if line.startswith('VmHWM:')))")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=os.path.dirname(os.path.dirname(__file__)))
     assert proc.returncode == 0, proc.stderr[-2000:]

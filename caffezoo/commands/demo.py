@@ -79,7 +79,7 @@ def random_weights(layers, seed: int) -> dict[str, list[np.ndarray]]:
                 else:
                     blob = np.ones(shape)
             elif layer.type == "Scale":
-                blob = rng.uniform(0.6, 1.2, shape) if i == 0 else rng.normal(0.0, 0.05, shape)
+                blob = rng.uniform(0.5, 0.9, shape) if i == 0 else rng.normal(0.0, 0.05, shape)
             elif i == 0 and len(shape) >= 2:
                 fan_in = int(np.prod(shape[1:]))
                 blob = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
@@ -148,6 +148,10 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.repeat < 1 or args.eval_images < 1:
         raise CaffezooError("--batch, --repeat and --eval-images must be at least 1")
     card = zoo.get_card(args.model)
+    if args.images is not None and not (args.images / "val.txt").is_file():
+        from caffezoo.errors import InputFileError
+
+        raise InputFileError(f"{args.images}: no val.txt (`file label` lines) for --images")
     table: list[tuple[str, str, float]] = []  # (step, result, seconds)
 
     # 1. generate

@@ -1,0 +1,85 @@
+"""`caffezoo validate --source torch:CHECKPOINT --model ZOO_NAME --weights OUT.caffemodel`:
+run the source model and the converted Caffe model on the same images and compare them
+(caffezoo/validate.py, docs/conversion.md). Exit status 1 when the relative error of the logits
+exceeds the tolerance (default 1e-4) or, with --layers, any compared layer does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from caffezoo.errors import ValidationFailed
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from caffezoo.validate import DEFAULT_TOLERANCE
+
+    parser.add_argument("--source", required=True, metavar="FRAMEWORK:CHECKPOINT",
+                        help="the checkpoint that was converted, e.g. torch:model.pth")
+    parser.add_argument("--model", required=True, help="the zoo model it was converted into")
+    parser.add_argument("--weights", required=True, help="the converted .caffemodel")
+    parser.add_argument("--prototxt", default=None,
+                        help="the net to run (default: the .prototxt beside --weights, else "
+                        "the zoo net at --input-size)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="input size when no prototxt is found (default: the card's)")
+    inputs = parser.add_mutually_exclusive_group()
+    inputs.add_argument("--images", metavar="DIR",
+                        help="a folder of images (centre crops as the card's 1-crop evaluation)")
+    inputs.add_argument("--random", type=int, metavar="N", default=None,
+                        help="N seeded random images (default when --images is not given: 4)")
+    parser.add_argument("--limit", type=int, default=None, help="use at most this many images")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --random")
+    parser.add_argument("--backend", choices=("pycaffe", "opencv"), default="pycaffe")
+    parser.add_argument("--layout", choices=("torchvision", "timm", "lua"), default=None)
+    parser.add_argument("--layers", action="store_true",
+                        help="compare every mapped layer (first batch) and name the first "
+                        "that diverges")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help=f"largest accepted relative error (default {DEFAULT_TOLERANCE:g})")
+    parser.add_argument("--batch", type=int, default=4, help="inputs per forward (default 4)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from caffezoo import analysis, netio, validate, zoo
+
+    card = zoo.get_card(args.model)
+    prototxt = args.prototxt or validate.default_prototxt(args.weights)
+    if prototxt is None:
+        import tempfile
+        from pathlib import Path
+
+        net = card.build(args.input_size)
+        prototxt = Path(tempfile.mkdtemp(prefix="caffezoo-")) / f"{card.name}.prototxt"
+        netio.write_prototxt(net, prototxt)
+    (shape,) = analysis.analyze(netio.read_prototxt(prototxt)).inputs.values()
+    size = int(shape[-1])
+    zoo_net = card.build(size)
+    source = validate.open_source(args.source, card, zoo_net, args.layout)
+    if args.images:
+        pixels, names = validate.image_pixels(args.images, size,
+                                              validate.eval_base_size(card, size), args.limit)
+        inputs = (f"{len(names)} images from {args.images} (resized to "
+                  f"{validate.eval_base_size(card, size)}, centre {size}x{size})")
+    else:
+        n = args.random if args.random is not None else 4
+        if args.limit is not None:
+            n = min(n, args.limit)
+        pixels = validate.random_pixels(n, size, args.seed)
+        inputs = f"{n} seeded random images (seed {args.seed})"
+    report = validate.validate(source, card, zoo_net, prototxt, args.weights, pixels, inputs,
+                               args.source, args.backend, args.tolerance, args.layers,
+                               max(1, args.batch))
+    if args.json:
+        json.dump(report.to_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        print("\n".join(report.lines()))
+    if not report.passed:
+        where = f"; first divergence at layer {report.first_divergence!r}" \
+            if report.first_divergence else ""
+        raise ValidationFailed(f"{args.weights}: relative error {report.max_rel:.3g} "
+                               f"(tolerance {args.tolerance:g}){where}")
+    return 0

@@ -1,0 +1,527 @@
+"""What every converter shares: a checkpoint as named arrays, a mapping plan onto the target
+net's layers, one handler per source op that turns tensors into Caffe blobs, and the input
+conventions (BGR order, mean/std) that connect a source to a zoo card.
+
+A plan is a list of `Assign`s: "the source module `layer1.0.conv1` becomes the Caffe layer
+`resx1_conv1` by the `conv` handler". Handlers are registered by op name in `HANDLERS`; an
+assignment whose op has no handler fails with the op's name. `apply_plan` runs every handler,
+collects every problem (missing, unexpected, wrong-shape tensors, target layers left without
+weights) and raises one `WeightMismatchError` listing all of them, so no partial file is ever
+written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from caffezoo.errors import ConversionError, WeightMismatchError
+
+# Tensors a PyTorch checkpoint carries that no inference net needs.
+ALWAYS_IGNORED_SUFFIXES = (".num_batches_tracked",)
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """A source pooling: what the target's Pooling layer must do to match it exactly."""
+
+    method: str  # "max" | "ave"
+    kernel: int = 0  # 0 with global_pool
+    stride: int = 1
+    pad: int = 0
+    exclude_pad: bool = False  # average over real pixels only (count_include_pad=False)
+    global_pool: bool = False
+    ceil: bool = False  # the source rounds up (Torch ceil_mode); PyTorch/Torch default floor
+
+
+@dataclass
+class Checkpoint:
+    """Source weights as float32 numpy arrays by dotted name (PyTorch state_dict style)."""
+
+    path: str
+    format: str  # "pytorch" | "lua"
+    tensors: dict[str, np.ndarray]
+    # BatchNorm eps by module prefix, where the file records it (Lua modules do; a PyTorch
+    # state_dict does not, the layout supplies it).
+    eps: dict[str, float] = field(default_factory=dict)
+    # pooling modules the file describes itself (Lua), by module path; override a plan's
+    pools: dict[str, PoolSpec] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Assign:
+    """One source module -> Caffe layer(s), converted or checked by the handler `op`."""
+
+    op: str  # "conv" | "bn" | "linear" | "pool" | "eltwise"
+    source: str  # tensor prefix / module path in the source; "" when it has no module
+    layers: tuple[str, ...]  # conv/linear/pool/eltwise: (layer,); bn: (BatchNorm, Scale)
+    eps: float | None = None  # bn: the source's eps
+    fused_act: bool = False  # bn: the source module applies its activation itself (timm)
+    pool: PoolSpec | None = None  # pool
+    coeff: tuple[float, ...] | None = None  # eltwise: the source's sum coefficients
+
+
+@dataclass
+class Plan:
+    """A layout's mapping of a checkpoint onto one target net."""
+
+    layout: str
+    assigns: list[Assign]
+    # source prefix -> why its tensors are deliberately not converted (e.g. an auxiliary head)
+    ignored: dict[str, str] = field(default_factory=dict)
+    hint: str = ""  # what to do when the target's structure does not match (e.g. a variant)
+
+    def by_layer(self) -> dict[str, Assign]:
+        return {layer: a for a in self.assigns for layer in a.layers}
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How a model's input is made from an image with pixel values 0..255.
+
+    `mean`/`std` are per channel in the model's channel `order` ("RGB" or "BGR"), in the pixel
+    scale 0..255: input = (pixel - mean) / std. PyTorch models state theirs on 0..1 images;
+    `from_unit` converts."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    order: str = "RGB"
+
+    @classmethod
+    def from_unit(cls, mean: Iterable[float], std: Iterable[float],
+                  order: str = "RGB") -> Normalization:
+        return cls(tuple(float(m) * 255.0 for m in mean), tuple(float(s) * 255.0 for s in std),
+                   order)
+
+    def bgr(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) in BGR order, as Caffe cards state them."""
+        if self.order == "BGR":
+            return self.mean, self.std
+        return self.mean[::-1], self.std[::-1]
+
+    def apply(self, pixels_bgr: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float pixels 0..255 in BGR order -> this model's input."""
+        x = pixels_bgr if self.order == "BGR" else pixels_bgr[:, ::-1]
+        mean = np.asarray(self.mean, np.float64).reshape(1, 3, 1, 1)
+        std = np.asarray(self.std, np.float64).reshape(1, 3, 1, 1)
+        return ((x.astype(np.float64) - mean) / std).astype(np.float32)
+
+    def describe(self) -> str:
+        fmt = ", ".join
+        return (f"{self.order} mean [{fmt(f'{v:g}' for v in self.mean)}] "
+                f"std [{fmt(f'{v:g}' for v in self.std)}]")
+
+
+def input_affine(source: Normalization, card_mean_bgr, card_std_bgr
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per input channel (BGR) (a, b) with source_input = a * card_input + b, or None when the
+    card's normalisation is the source's (to float32 precision)."""
+    src_mean, src_std = source.bgr()
+    card_mean = np.asarray(card_mean_bgr, np.float64)
+    card_std = np.asarray(card_std_bgr, np.float64)
+    a = card_std / np.asarray(src_std, np.float64)
+    b = (card_mean - np.asarray(src_mean, np.float64)) / np.asarray(src_std, np.float64)
+    if np.allclose(a, 1.0, rtol=1e-6, atol=0) and np.allclose(b, 0.0, atol=1e-6):
+        return None
+    return a, b
+
+
+@dataclass
+class ConvertOptions:
+    """Choices of a conversion. `bgr=False` keeps the source's RGB channel order in the first
+    convolution and `ceil_pooling=True` leaves Caffe's default rounding: both are wrong for
+    every source here and exist so tests can prove that validation catches them."""
+
+    bgr: bool = True
+    ceil_pooling: bool = False
+    # per-channel (a, b), BGR, folded into the first convolution(s): source = a * card + b
+    affine: tuple[np.ndarray, np.ndarray] | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# the context handlers work in
+
+
+class MapContext:
+    """State shared by the handlers while one plan is applied."""
+
+    def __init__(self, net, analysis, ckpt: Checkpoint, options: ConvertOptions) -> None:
+        self.net = net
+        self.analysis = analysis
+        self.ckpt = ckpt
+        self.options = options
+        self.layers = {layer.name: layer for layer in net.layer}
+        self.stats = {s.name: s for s in analysis.layers}
+        self.consumed: set[str] = set()
+        self.problems: list[str] = []  # tensors: missing, wrong shape, no place
+        self.structure: list[str] = []  # the target computes something else than the source
+        self.weights: dict[str, list[np.ndarray]] = {}
+        self.bn_eps: dict[str, float] = {}  # BatchNorm layer -> eps to write
+
+    def layer(self, name: str, types: tuple[str, ...]):
+        """The target layer `name` when it exists and has one of `types`, else None (and a
+        problem recorded)."""
+        layer = self.layers.get(name)
+        if layer is None:
+            self.problems.append(f"target layer {name!r} not in the net")
+            return None
+        if layer.type not in types:
+            self.problems.append(f"target layer {name!r} is a {layer.type}, expected "
+                                 f"{'/'.join(types)}")
+            return None
+        return layer
+
+    def take(self, key: str, shape: tuple[int, ...] | None, layer: str) -> np.ndarray | None:
+        """The tensor `key` (float32), checked against `shape` (None: any), or None with the
+        problem recorded."""
+        arr = self.ckpt.tensors.get(key)
+        self.consumed.add(key)
+        if arr is None:
+            self.problems.append(f"missing tensor {key!r} (for layer {layer!r})")
+            return None
+        if shape is not None and tuple(arr.shape) != tuple(shape):
+            self.problems.append(f"tensor {key!r} has shape {list(arr.shape)}, layer {layer!r} "
+                                 f"needs {list(shape)}")
+            return None
+        return np.asarray(arr, dtype=np.float32)
+
+    def expected(self, layer: str) -> list[tuple[int, ...]]:
+        return [tuple(s) for s in self.stats[layer].param_shapes]
+
+
+Handler = Callable[[MapContext, Assign], None]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handler(op: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[op] = fn
+        return fn
+    return register
+
+
+@handler("conv")
+def _conv(ctx: MapContext, a: Assign) -> None:
+    (name,) = a.layers
+    layer = ctx.layer(name, ("Convolution",))
+    if layer is None:
+        return
+    shapes = ctx.expected(name)
+    w = ctx.take(f"{a.source}.weight", shapes[0], name)
+    has_bias = f"{a.source}.bias" in ctx.ckpt.tensors
+    bias = None
+    if len(shapes) > 1:
+        bias = ctx.take(f"{a.source}.bias", shapes[1], name)
+    elif has_bias:
+        ctx.consumed.add(f"{a.source}.bias")
+        ctx.problems.append(f"tensor {a.source + '.bias'!r} has no place: layer {name!r} has "
+                            f"bias_term: false")
+    if w is None or (len(shapes) > 1 and bias is None):
+        return
+    ctx.weights[name] = [w] if bias is None else [w, bias]
+
+
+@handler("bn")
+def _bn(ctx: MapContext, a: Assign) -> None:
+    bn_name, scale_name = a.layers
+    bn = ctx.layer(bn_name, ("BatchNorm",))
+    scale = ctx.layer(scale_name, ("Scale",))
+    if bn is None or scale is None:
+        return
+    channels = ctx.expected(scale_name)[0]
+    got = {part: ctx.take(f"{a.source}.{part}", channels, bn_name)
+           for part in ("running_mean", "running_var", "weight", "bias")}
+    if any(v is None for v in got.values()):
+        return
+    eps = ctx.ckpt.eps.get(a.source, a.eps)
+    if eps is None:
+        ctx.problems.append(f"no eps known for {a.source!r} (layer {bn_name!r})")
+        return
+    if np.any(got["running_var"] < 0):
+        ctx.problems.append(f"tensor {a.source + '.running_var'!r} has negative values")
+        return
+    # Caffe's BatchNorm stores [mean * s, var * s, s]; with s = 1 it uses them as they are.
+    ctx.weights[bn_name] = [got["running_mean"], got["running_var"],
+                            np.ones((1,), np.float32)]
+    ctx.weights[scale_name] = [got["weight"], got["bias"]]
+    ctx.bn_eps[bn_name] = float(eps)
+
+
+@handler("linear")
+def _linear(ctx: MapContext, a: Assign) -> None:
+    (name,) = a.layers
+    if ctx.layer(name, ("InnerProduct",)) is None:
+        return
+    shapes = ctx.expected(name)
+    w = ctx.take(f"{a.source}.weight", shapes[0], name)
+    b = ctx.take(f"{a.source}.bias", shapes[1], name) if len(shapes) > 1 else None
+    if w is None or (len(shapes) > 1 and b is None):
+        return
+    ctx.weights[name] = [w] if b is None else [w, b]
+
+
+@handler("pool")
+def _pool(ctx: MapContext, a: Assign) -> None:
+    """Checks that the target pooling computes what the source's does (method, window, rounding,
+    padding in averages) and fills the weights of an exclude-pad Scale after it."""
+    (name,) = a.layers
+    layer = ctx.layer(name, ("Pooling",))
+    spec = a.pool
+    if layer is None or spec is None:
+        return
+    p = layer.pooling_param
+    src = f"the source ({a.source or 'functional'})"
+    method = {0: "max", 1: "ave"}.get(p.pool, "stochastic")
+    if method != spec.method:
+        ctx.structure.append(f"layer {name!r} pools by {method.upper()}, {src} by "
+                             f"{spec.method.upper()}")
+        return
+    in_shape = ctx.analysis.blob_shapes_at[(name, 0)]
+    out_shape = tuple(ctx.stats[name].out_shapes[0])
+    covers = spec.global_pool or (spec.pad == 0 and spec.kernel == in_shape[2] == in_shape[3])
+    if p.global_pooling or spec.global_pool:
+        if not (p.global_pooling and covers):
+            ctx.structure.append(f"layer {name!r} and {src} do not both pool over the whole "
+                                 f"{in_shape[2]}x{in_shape[3]} map")
+        return
+    k, s, pad = _pool_geometry(p)
+    if (k, s, pad) != ((spec.kernel,) * 2, (spec.stride,) * 2, (spec.pad,) * 2):
+        ctx.structure.append(f"layer {name!r} has kernel/stride/pad {k}/{s}/{pad}, {src} "
+                             f"{spec.kernel}/{spec.stride}/{spec.pad}")
+        return
+    want = tuple(pooled_size(n, spec.kernel, spec.stride, spec.pad, spec.ceil)
+                 for n in in_shape[2:])
+    if out_shape[2:] != want:
+        rounding = "up" if p.ceil_mode else "down"
+        ctx.structure.append(f"layer {name!r} rounds {rounding} to {out_shape[2]}x{out_shape[3]}"
+                             f" where {src} gives {want[0]}x{want[1]}")
+        return
+    fix = exclude_pad_scale(ctx.net, name)
+    needs_fix = spec.method == "ave" and spec.exclude_pad and spec.pad > 0
+    if needs_fix and fix is None:
+        ctx.structure.append(f"layer {name!r} averages over the padding, {src} over real pixels "
+                             f"only (no exclude-pad Scale follows it)")
+    elif fix is not None and not needs_fix:
+        ctx.structure.append(f"layer {fix!r} rescales the border of {name!r}, {src} does not")
+    elif fix is not None:
+        ctx.weights[fix] = [exclude_pad_factors(p, in_shape[2:], out_shape[2:])]
+
+
+@handler("eltwise")
+def _eltwise(ctx: MapContext, a: Assign) -> None:
+    """Checks a residual sum's coefficients (e.g. Inception-ResNet's scaled branches)."""
+    (name,) = a.layers
+    layer = ctx.layer(name, ("Eltwise",))
+    if layer is None:
+        return
+    e = layer.eltwise_param
+    want = a.coeff or (1.0,) * len(layer.bottom)
+    got = tuple(e.coeff) or (1.0,) * len(layer.bottom)
+    if e.operation != 1 or len(got) != len(want) or any(
+            np.float32(x) != np.float32(y) for x, y in zip(got, want, strict=True)):
+        ctx.structure.append(f"layer {name!r} sums with coefficients {list(got)}, the source "
+                             f"({a.source}) with {list(want)}")
+
+
+def _pool_geometry(p) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    k = (p.kernel_h or p.kernel_size, p.kernel_w or p.kernel_size)
+    s = (p.stride_h or p.stride or 1, p.stride_w or p.stride or 1)
+    pad = (p.pad_h or p.pad, p.pad_w or p.pad)
+    return k, s, pad
+
+
+def pooled_size(n: int, k: int, s: int, pad: int, ceil: bool) -> int:
+    """Output size of a pooling, rounding down (PyTorch, Torch) or up (Caffe) with the rule
+    both share: a last window that would start in the padding is dropped."""
+    span = n + 2 * pad - k
+    out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and pad and (out - 1) * s >= n + pad:
+        out -= 1
+    return out
+
+
+def exclude_pad_scale(net, pool: str) -> str | None:
+    """The Scale layer (axis 2, 2 axes, no bias) that works in place on `pool`'s top right after
+    it: the stock-layer form of an average that excludes padding."""
+    layers = list(net.layer)
+    for i, layer in enumerate(layers):
+        if layer.name == pool and i + 1 < len(layers):
+            nxt = layers[i + 1]
+            sp = nxt.scale_param
+            if (nxt.type == "Scale" and list(nxt.bottom) == [layer.top[0]]
+                    and sp.axis == 2 and sp.num_axes == 2 and not sp.bias_term
+                    and len(nxt.bottom) == 1):
+                return nxt.name
+    return None
+
+
+def exclude_pad_factors(p, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
+    """kernel_area / valid_count for every output position of a Caffe pooling `p`: the Scale
+    blob that turns Caffe's padding-included average into the padding-excluded one."""
+    (kh, kw), (sh, sw), (ph, pw) = _pool_geometry(p)
+
+    def counts(n_in: int, n_out: int, k: int, s: int, pad: int) -> np.ndarray:
+        start = np.arange(n_out) * s - pad
+        return np.minimum(start + k, n_in) - np.maximum(start, 0)
+
+    ch = counts(in_hw[0], out_hw[0], kh, sh, ph)
+    cw = counts(in_hw[1], out_hw[1], kw, sw, pw)
+    return (kh * kw / np.outer(ch, cw)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# applying a plan
+
+
+@dataclass
+class Conversion:
+    """The outcome of `apply_plan`: the target net carrying the weights, and what was done."""
+
+    net: object  # NetParameter with blobs, BatchNorm eps set to the source's
+    plan: Plan
+    notes: list[str]
+    ignored: dict[str, int]  # ignored prefix -> tensors skipped
+    first_convs: list[str]
+
+
+class _Analysis:
+    """analyze() plus the shape of each layer's bottoms at the point it runs (in-place blobs
+    change shape along the net only in theory, but the lookup stays honest)."""
+
+    def __init__(self, net) -> None:
+        from caffezoo.analysis import analyze
+
+        result = analyze(net)
+        self.layers = result.layers
+        self.blob_shapes = result.blob_shapes
+        self.inputs = result.inputs
+        current: dict[str, tuple[int, ...]] = dict(result.inputs)
+        self.blob_shapes_at: dict[tuple[str, int], tuple[int, ...]] = {}
+        for stats in result.layers:
+            for i, bottom in enumerate(stats.bottoms):
+                self.blob_shapes_at[(stats.name, i)] = current.get(bottom, ())
+            for top, shape in zip(stats.tops, stats.out_shapes, strict=False):
+                current[top] = tuple(shape)
+
+
+def first_convolutions(net) -> list[str]:
+    """Convolution layers that read the net's input image directly."""
+    from caffezoo.analysis import input_names
+
+    inputs = set(input_names(net))
+    return [layer.name for layer in net.layer
+            if layer.type == "Convolution" and set(layer.bottom) & inputs]
+
+
+def apply_plan(net, ckpt: Checkpoint, plan: Plan, options: ConvertOptions) -> Conversion:
+    """Run the plan's handlers; return the net with weights, or raise WeightMismatchError
+    listing every problem."""
+    from caffezoo import netio
+
+    analysis = _Analysis(net)
+    ctx = MapContext(net, analysis, ckpt, options)
+    for a in plan.assigns:
+        fn = HANDLERS.get(a.op)
+        if fn is None:
+            raise ConversionError(f"no handler for source op {a.op!r} (module {a.source!r})")
+        fn(ctx, a)
+
+    ignored_count: dict[str, int] = {}
+    unexpected = []
+    for key in ckpt.tensors:
+        if key in ctx.consumed or key.endswith(ALWAYS_IGNORED_SUFFIXES):
+            continue
+        prefix = next((p for p in plan.ignored if key.startswith(p)), None)
+        if prefix is not None:
+            ignored_count[prefix] = ignored_count.get(prefix, 0) + 1
+            continue
+        unexpected.append(key)
+    problems = list(ctx.problems)
+    if problems and ctx.structure:
+        problems += ctx.structure
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensor(s): {', '.join(unexpected)}")
+    assigned = set(plan.by_layer()) | set(ctx.weights)
+    unfilled = [s.name for s in analysis.layers if s.param_shapes and s.name not in assigned]
+    if unfilled:
+        problems.append(f"{len(unfilled)} target layer(s) without a source: "
+                        f"{', '.join(unfilled)}")
+    if problems:
+        raise WeightMismatchError(f"{ckpt.path} does not fit {net.name} ({plan.layout} "
+                                  f"layout): {len(problems)} problem(s): " + "; ".join(problems))
+    if ctx.structure:
+        raise ConversionError(f"{net.name} cannot hold {ckpt.path} exactly "
+                              f"({plan.layout} layout): " + "; ".join(ctx.structure)
+                              + (f"; {plan.hint}" if plan.hint else ""))
+
+    notes: list[str] = []
+    firsts = first_convolutions(net)
+    if options.affine is not None:
+        notes += _fold_input_affine(net, ctx, firsts, *options.affine)
+    if options.bgr:
+        for name in firsts:
+            w = ctx.weights[name][0]
+            ctx.weights[name][0] = np.ascontiguousarray(w[:, ::-1])
+        notes.append(f"input channels of {', '.join(firsts)} reversed (RGB source, BGR input)")
+
+    out = netio.attach_weights(net, ctx.weights, {s.name: s.param_shapes for s in analysis.layers})
+    changed = []
+    for layer in out.layer:
+        if layer.type == "BatchNorm" and layer.name in ctx.bn_eps:
+            eps = ctx.bn_eps[layer.name]
+            if np.float32(layer.batch_norm_param.eps) != np.float32(eps):
+                changed.append(layer.name)
+                layer.batch_norm_param.eps = eps
+        if layer.type == "Pooling" and options.ceil_pooling:
+            layer.pooling_param.ClearField("ceil_mode")
+    if changed:
+        notes.append(f"BatchNorm eps set to the source's on {len(changed)} layer(s)")
+    return Conversion(out, plan, notes, ignored_count, firsts)
+
+
+def _fold_input_affine(net, ctx: MapContext, firsts: list[str], a: np.ndarray,
+                       b: np.ndarray) -> list[str]:
+    """Fold source_input = a * card_input + b (per BGR channel) into the first convolutions.
+
+    Exact only without padding: a padded border would be zero in the card's units, which is not
+    zero in the source's. The constant part goes into the convolution's bias or, when it has
+    none, into the running mean of the BatchNorm right after it."""
+    notes = []
+    for name in firsts:
+        p = ctx.layers[name].convolution_param
+        pads = list(p.pad) + [p.pad_h, p.pad_w]
+        if any(pads):
+            raise ConversionError(
+                f"layer {name!r}: the card's mean/std differ from the source's and the first "
+                f"convolution pads its input, so the difference cannot be folded in exactly")
+        blobs = ctx.weights[name]
+        w = blobs[0].astype(np.float64)
+        # a, b are in BGR order; the weights are still in the source's channel order here
+        a_src, b_src = (a[::-1], b[::-1]) if ctx.options.bgr else (a, b)
+        w_new = w * a_src.reshape(1, -1, 1, 1)
+        shift = (w * b_src.reshape(1, -1, 1, 1)).sum(axis=(1, 2, 3))
+        blobs[0] = w_new.astype(np.float32)
+        if len(blobs) > 1:
+            blobs[1] = (blobs[1].astype(np.float64) + shift).astype(np.float32)
+        else:
+            bn = _next_batchnorm(net, name)
+            if bn is None:
+                raise ConversionError(
+                    f"layer {name!r}: no bias and no BatchNorm after it to take the mean shift")
+            mean = ctx.weights[bn][0].astype(np.float64)
+            ctx.weights[bn][0] = (mean - shift).astype(np.float32)
+        notes.append(f"mean/std difference folded into {name}")
+    return notes
+
+
+def _next_batchnorm(net, conv: str) -> str | None:
+    layers = list(net.layer)
+    for i, layer in enumerate(layers):
+        if layer.name == conv:
+            top = layer.top[0]
+            for nxt in layers[i + 1:]:
+                if top in nxt.bottom:
+                    return nxt.name if nxt.type == "BatchNorm" else None
+    return None

@@ -1,0 +1,220 @@
+"""`caffezoo validate`: it passes an exact conversion, catches deliberately broken ones (pooling
+left rounding up, the BGR swap skipped) and names the layer where they start to differ; the
+three pooling dialects give identical outputs in real Caffe; the helpers it relies on are
+checked against independent computations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from caffezoo import cli, netio, validate, zoo
+from caffezoo.converters import common
+from caffezoo.converters import torch as ct
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+SIZE = 64
+MODEL = "resnext50_32x4d"
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A seeded random torchvision ResNeXt-50 checkpoint and its read-in form."""
+    path = tmp_path_factory.mktemp("validate") / "resnext50.pth"
+    ct.save_random_checkpoint(MODEL, "torchvision", path, seed=7)
+    return path, ct.load_pytorch(path)
+
+
+def _convert(source, folder, name: str, dialect: str = "ceil_mode", **options):
+    """Convert with ConvertOptions(**options) and write NAME.caffemodel/.prototxt."""
+    path, ckpt = source
+    card = zoo.get_card(MODEL)
+    result = ct.convert_checkpoint(ckpt, card, SIZE, options=common.ConvertOptions(**options))
+    out = folder / name
+    netio.write_caffemodel(result.net, f"{out}.caffemodel", dialect=dialect)
+    netio.write_prototxt(result.net, f"{out}.prototxt", dialect=dialect)
+    return out
+
+
+def _validate(source, out, layers=True, backend="pycaffe"):
+    path, _ = source
+    card = zoo.get_card(MODEL)
+    zoo_net = card.build(SIZE)
+    src = validate.open_source(f"torch:{path}", card, zoo_net)
+    return validate.validate(src, card, zoo_net, f"{out}.prototxt", f"{out}.caffemodel",
+                             validate.random_pixels(2, SIZE, seed=3), "random", str(path),
+                             backend=backend, layers=layers)
+
+
+# -- broken conversions are caught ---------------------------------------------------------------
+
+
+@pytest.mark.caffe
+def test_exact_conversion_passes_layer_by_layer(source, tmp_path):
+    report = _validate(source, _convert(source, tmp_path, "ok"))
+    assert report.passed and report.first_divergence is None
+    assert report.max_rel < 1e-5  # fp32 noise, far inside the 1e-4 tolerance
+    # every convolution, batch norm, pooling and the classifier was compared
+    compared = {d.layer for d in report.layers}
+    net = zoo.get_card(MODEL).build(SIZE)
+    assert {la.name for la in net.layer if la.type == "Convolution"} <= compared
+    assert {la.name for la in net.layer if la.type == "Scale"} <= compared
+    assert {"pool1", "pool_ave", "classifier"} <= compared
+
+
+@pytest.mark.caffe
+def test_pooling_left_in_ceil_mode_is_caught_at_pool1(source, tmp_path):
+    report = _validate(source, _convert(source, tmp_path, "ceil", ceil_pooling=True))
+    assert not report.passed
+    assert report.first_divergence == "pool1"
+    first_bad = next(d for d in report.layers if not d.ok)
+    # ceil rounding makes a 17x17 map where Torch pools to 16x16
+    assert first_bad.caffe_shape[2:] == [17, 17] and first_bad.source_shape[2:] == [16, 16]
+    assert all(d.ok for d in report.layers[:report.layers.index(first_bad)])
+
+
+@pytest.mark.caffe
+def test_skipped_bgr_swap_is_caught_at_conv1(source, tmp_path):
+    report = _validate(source, _convert(source, tmp_path, "rgb", bgr=False))
+    assert not report.passed
+    assert report.first_divergence == "conv1"
+    assert report.max_rel > 1e-2  # far from rounding noise
+    assert report.layers[0].layer == "conv1" and not report.layers[0].ok
+
+
+@pytest.mark.caffe
+def test_cli_exit_status_json_and_layer_report(source, tmp_path, capsys):
+    path, _ = source
+    bad = _convert(source, tmp_path, "rgb", bgr=False)
+    good = _convert(source, tmp_path, "good")
+    args = ["validate", "--source", f"torch:{path}", "--model", MODEL, "--random", "2"]
+    assert cli.main([*args, "--weights", f"{good}.caffemodel"]) == 0
+    out = capsys.readouterr().out
+    assert "tolerance: relative error <= 0.0001: PASS" in out
+
+    code = cli.main([*args, "--weights", f"{bad}.caffemodel", "--layers", "--json"])
+    captured = capsys.readouterr()
+    assert code == 1
+    report = json.loads(captured.out)
+    assert report["passed"] is False and report["first_divergence"] == "conv1"
+    assert "first divergence at layer 'conv1'" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+@pytest.mark.caffe
+@pytest.mark.opencv
+def test_opencv_backend_agrees_too(source, tmp_path):
+    report = _validate(source, _convert(source, tmp_path, "cv"), layers=False, backend="opencv")
+    assert report.passed, report.lines()
+
+
+# -- dialects ------------------------------------------------------------------------------------
+
+
+@pytest.mark.caffe
+def test_three_dialects_give_identical_outputs_in_caffe(source, tmp_path):
+    """At 64 px pool1 rounds differently up and down (16 vs 17), so the floor rounding must
+    really come from each dialect. ceil_mode and portable files also go straight to pycaffe,
+    without caffezoo reading them first; round_mode (BVLC master's field) is not known to this
+    Caffe build and is run through caffezoo's reader."""
+    from caffezoo.frameworks import import_caffe
+    from caffezoo.runtimes import open_runtime
+
+    caffe = import_caffe()
+    x = common.Normalization(zoo.get_card(MODEL).mean, zoo.get_card(MODEL).std,
+                             "BGR").apply(validate.random_pixels(1, SIZE, seed=9))
+    outputs = {}
+    for dialect in netio.DIALECTS:
+        out = _convert(source, tmp_path, dialect, dialect=dialect)
+        text = (tmp_path / f"{dialect}.prototxt").read_text()
+        assert {"ceil_mode": "ceil_mode: false", "round_mode": "round_mode: FLOOR",
+                "portable": "Silence"}[dialect] in text
+        rt = open_runtime("pycaffe", f"{out}.prototxt", f"{out}.caffemodel")
+        outputs[dialect] = rt.forward(x, ["classifier"])["classifier"]
+        if dialect != "round_mode":
+            net = caffe.Net(f"{out}.prototxt", caffe.TEST, weights=f"{out}.caffemodel")
+            net.blobs["data"].reshape(*x.shape)
+            net.blobs["data"].data[...] = x
+            direct = net.forward()["prob"].copy()
+            via = rt.forward(x, ["prob"])["prob"]
+            np.testing.assert_array_equal(direct, via)
+    np.testing.assert_array_equal(outputs["ceil_mode"], outputs["portable"])
+    np.testing.assert_array_equal(outputs["ceil_mode"], outputs["round_mode"])
+
+
+# -- helpers against independent computations ----------------------------------------------------
+
+
+def test_out_of_place_gives_every_layer_its_own_blob():
+    net = zoo.get_card(MODEL).build(SIZE)
+    oop = validate.out_of_place(net)
+    tops = [t for layer in oop.net.layer for t in layer.top]
+    assert len(tops) == len(set(tops))
+    # conv1 -> conv1_bn -> conv1_scale -> conv1_relu were in place on "conv1"
+    assert oop.bottoms["conv1_scale"] == oop.tops["conv1_bn"]
+    assert oop.bottoms["pool1"] == oop.tops["conv1_relu"]
+    assert oop.consumed("pool1", "pool1") == "pool1"
+
+
+@pytest.mark.caffe
+def test_out_of_place_net_computes_the_same(source, tmp_path):
+    from caffezoo.runtimes import open_runtime
+
+    out = _convert(source, tmp_path, "same")
+    oop = validate.out_of_place(netio.read_prototxt(f"{out}.prototxt"))
+    netio.write_prototxt(oop.net, tmp_path / "oop.prototxt")
+    x = np.random.default_rng(0).normal(size=(1, 3, SIZE, SIZE)).astype(np.float32)
+    a = open_runtime("pycaffe", f"{out}.prototxt", f"{out}.caffemodel").forward(x, ["prob"])
+    b = open_runtime("pycaffe", tmp_path / "oop.prototxt", f"{out}.caffemodel").forward(
+        x, ["prob"])
+    np.testing.assert_array_equal(a["prob"], b["prob"])
+
+
+@pytest.mark.parametrize(("n", "k", "s", "pad"), [(35, 3, 1, 1), (8, 3, 2, 1), (9, 2, 2, 0),
+                                                  (17, 5, 3, 2), (5, 7, 1, 3)])
+def test_pooling_size_and_exclude_pad_factors_match_torch(n, k, s, pad):
+    from caffezoo.proto import caffe_pb2
+
+    x = torch.ones(1, 1, n, n)
+    for ceil in (False, True):
+        want = torch.nn.functional.max_pool2d(x, k, s, pad, ceil_mode=ceil).shape[-1]
+        assert common.pooled_size(n, k, s, pad, ceil) == want
+    p = caffe_pb2.PoolingParameter(kernel_size=k, stride=s, pad=pad)
+    out = common.pooled_size(n, k, s, pad, ceil=False)
+    factors = common.exclude_pad_factors(p, (n, n), (out, out))
+    # torch averages ones including the padding as count/area: its inverse is the factor
+    included = torch.nn.functional.avg_pool2d(x, k, s, pad, count_include_pad=True)[0, 0]
+    np.testing.assert_allclose(factors, 1.0 / included.numpy(), rtol=1e-6)
+
+
+def test_input_helpers(tmp_path):
+    a = validate.random_pixels(2, 16, seed=1)
+    assert a.shape == (2, 3, 16, 16) and a.min() >= 0 and a.max() <= 255
+    np.testing.assert_array_equal(a, validate.random_pixels(2, 16, seed=1))
+    assert validate.eval_base_size(zoo.get_card(MODEL), 224) == 256
+    assert validate.eval_base_size(zoo.get_card("inception_v4_timm"), 299) == 320
+    assert validate.eval_base_size(zoo.get_card(MODEL), 64) == 73
+    from caffezoo.errors import InputFileError
+
+    with pytest.raises(InputFileError, match="no images"):
+        validate.image_pixels(tmp_path, 16, 18)
+    with pytest.raises(InputFileError, match="FRAMEWORK:PATH"):
+        validate.open_source("resnext.pth", None, None)
+
+
+@pytest.mark.opencv
+def test_image_pixels_are_centre_crops(tmp_path):
+    import cv2
+
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[:, :, 0] = np.arange(60, dtype=np.uint8)[None, :]  # blue ramps left to right
+    img[:, :, 2] = 200
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    pixels, names = validate.image_pixels(tmp_path, 20, 40)  # 40x60 stays, crop rows 10..29
+    assert names == ["a.png"] and pixels.shape == (1, 3, 20, 20)
+    np.testing.assert_array_equal(pixels[0, 0, 0], np.arange(20, 40))  # columns 20..39
+    assert (pixels[0, 2] == 200).all()
