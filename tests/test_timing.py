@@ -10,6 +10,7 @@ import pytest
 
 from caffezoo import analysis, cli, netio
 from caffezoo.evaluation import timing
+from caffezoo.random_weights import random_weights
 
 TINY = """
 name: "tiny"
@@ -94,7 +95,7 @@ def test_random_weights_fit_and_macs(tiny):
     from caffezoo.runtimes import open_runtime
 
     net = netio.read_prototxt(tiny)
-    weights = timing.random_weights(net, seed=1)
+    weights = random_weights(net, seed=1)
     shapes = {s.name: s.param_shapes for s in analysis.analyze(net).layers if s.param_shapes}
     assert {k: [w.shape for w in v] for k, v in weights.items()} == shapes
     assert np.all(weights["bn"][1] > 0) and weights["bn"][2].tolist() == [1.0]

@@ -58,38 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and input")
 
 
-def random_weights(layers, seed: int) -> dict[str, list[np.ndarray]]:
-    """Seeded random blobs for every layer that has some (analysis.LayerStats list).
-
-    Scaled so that activations stay in a normal range through a deep net: convolution and inner
-    product weights He-normal (std sqrt(2 / fan_in)), biases small, BatchNorm statistics near
-    mean 0 / variance 1 (scale factor 1), Scale gammas below 1 so residual sums do not blow up."""
-    rng = np.random.default_rng(seed)
-    weights: dict[str, list[np.ndarray]] = {}
-    for layer in layers:
-        if not layer.param_shapes:
-            continue
-        blobs = []
-        for i, shape in enumerate(layer.param_shapes):
-            if layer.type == "BatchNorm":
-                if i == 0:
-                    blob = rng.normal(0.0, 0.1, shape)
-                elif i == 1:
-                    blob = rng.uniform(0.5, 1.5, shape)
-                else:
-                    blob = np.ones(shape)
-            elif layer.type == "Scale":
-                blob = rng.uniform(0.5, 0.9, shape) if i == 0 else rng.normal(0.0, 0.05, shape)
-            elif i == 0 and len(shape) >= 2:
-                fan_in = int(np.prod(shape[1:]))
-                blob = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
-            else:
-                blob = rng.normal(0.0, 0.01, shape)
-            blobs.append(blob.astype(np.float32))
-        weights[layer.name] = blobs
-    return weights
-
-
 def summary(stats) -> list[str]:
     """A few lines about the net: layer counts by type, input/output, parameters, MACs."""
     types = Counter(s.type for s in stats.layers)
@@ -171,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
     validated = True
     if not _torch_family(card) and args.source is None:
         t0 = time.perf_counter()
-        weights = random_weights(stats.layers, args.seed)
+        from caffezoo.random_weights import random_weights
+
+        weights = random_weights(net, args.seed)
         netio.write_caffemodel(netio.attach_weights(net, weights), caffemodel)
         dt = time.perf_counter() - t0
         print(f"2. {card.name} has no PyTorch source family: filled {len(weights)} layers with "

@@ -283,39 +283,8 @@ def measure_gemm_peak(threads: int, n: int = 4096, repeats: int = 3,
 # -- random weights, for timing nets that have none -------------------------------------------
 
 
-def random_weights(net, seed: int = 0) -> dict[str, list[np.ndarray]]:
-    """Seeded random blobs for every layer with parameters: He-scaled weights, zero biases,
-    BatchNorm statistics mean ~ 0, var ~ 1 (scale factor 1), Scale ~ 1. Values keep
-    activations in a normal range, so timing is not distorted by overflow or denormals."""
-    from caffezoo import analysis
-
-    rng = np.random.default_rng(seed)
-    out: dict[str, list[np.ndarray]] = {}
-    for stats in analysis.analyze(net).layers:
-        if not stats.param_shapes:
-            continue
-        blobs = []
-        for i, shape in enumerate(stats.param_shapes):
-            if stats.type == "BatchNorm":
-                if i == 0:
-                    blob = rng.normal(0, 0.1, shape)
-                elif i == 1:
-                    blob = rng.uniform(0.5, 1.5, shape)
-                else:
-                    blob = np.ones(shape)
-            elif stats.type == "Scale" and i == 0:
-                blob = rng.uniform(0.8, 1.2, shape)
-            elif len(shape) >= 2:
-                fan_in = int(np.prod(shape[1:]))
-                blob = rng.normal(0, np.sqrt(2.0 / max(fan_in, 1)), shape)
-            else:
-                blob = np.zeros(shape)
-            blobs.append(blob.astype(np.float32))
-        out[stats.name] = blobs
-    return out
-
-
 def write_random_caffemodel(net, path: str | os.PathLike, seed: int = 0) -> None:
     from caffezoo import netio
+    from caffezoo.random_weights import random_weights
 
     netio.write_caffemodel(netio.attach_weights(net, random_weights(net, seed)), path)
