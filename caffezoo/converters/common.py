@@ -466,7 +466,7 @@ def apply_plan(net, ckpt: Checkpoint, plan: Plan, options: ConvertOptions) -> Co
             ctx.weights[name][0] = np.ascontiguousarray(w[:, ::-1])
         notes.append(f"input channels of {', '.join(firsts)} reversed (RGB source, BGR input)")
 
-    out = netio.attach_weights(net, ctx.weights, {s.name: s.param_shapes for s in analysis.layers})
+    out = netio.attach_weights(net, ctx.weights, check=True)
     changed = []
     for layer in out.layer:
         if layer.type == "BatchNorm" and layer.name in ctx.bn_eps:
