@@ -296,7 +296,7 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, many: b
         weights=str(source.weights), zoo_name=getattr(source.card, "name", None),
         val_list=args.val_list, data_root=args.data_root, backend=args.backend,
         threads=args.threads, batch_size=args.batch_size, workers=args.workers,
-        worker_kind=worker_kind_for(runtime, args.worker_kind),
+        worker_kind=worker_kind_for(args.worker_kind),
         output_blob=blob, softmax=softmax, label_offset=args.label_offset, class_map=args.class_map,
         on_error=args.on_error, limit=args.limit, started=started, ended=ended)
     return result, info
