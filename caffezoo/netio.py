@@ -271,26 +271,48 @@ def attach_weights(net: NetParameter, weights: Mapping[str, Sequence[np.ndarray]
     by_name = {layer.name: layer for layer in out.layer}
     problems = [] if allow_unused else [
         f"unexpected layer {name!r}" for name in weights if name not in by_name]
-    expected = {}
     if check:
-        from caffezoo.analysis import analyze, check_weights  # shapes come from the analysis
+        from caffezoo.analysis import analyze  # shapes come from the analysis
 
-        analysis = analyze(net)
-        report = check_weights(analysis, weights)
-        problems += [m.describe() for m in report.mismatches]
-        problems += [f"missing weights for layer {name!r}" for name in report.missing]
-        expected = {stats.name: stats.param_shapes for stats in analysis.layers}
+        weights, misfits = _fit(analyze(net), weights)
+        problems += misfits
     if problems:
         raise WeightMismatchError(f"{len(problems)} problem(s): " + "; ".join(problems))
     for name, blobs in weights.items():
         layer = by_name.get(name)
         if layer is None:
             continue
-        shapes = expected.get(name) or [np.shape(b) for b in blobs]
         del layer.blobs[:]
-        for blob, shape in zip(blobs, shapes, strict=True):
-            layer.blobs.append(array_to_blob(np.reshape(blob, shape)))
+        for blob in blobs:
+            layer.blobs.append(array_to_blob(blob))
     return out
+
+
+def fit_weights(analysis, weights: Mapping[str, Sequence[np.ndarray]]
+                ) -> dict[str, list[np.ndarray]]:
+    """The weights reshaped to the blob shapes a net implies (`analysis` of that net), after
+    checking that they fit as Caffe requires (`analysis.check_weights`: legacy 4-D shapes are
+    accepted) and that every layer that has blobs gets them. All problems are reported together
+    in one WeightMismatchError; layers the net does not have are left as they are."""
+    fitted, problems = _fit(analysis, weights)
+    if problems:
+        raise WeightMismatchError(f"{len(problems)} problem(s): " + "; ".join(problems))
+    return fitted
+
+
+def _fit(analysis, weights) -> tuple[dict[str, list[np.ndarray]], list[str]]:
+    from caffezoo.analysis import check_weights
+
+    report = check_weights(analysis, weights)
+    problems = [m.describe() for m in report.mismatches]
+    problems += [f"no weights for layer {name!r}" for name in report.missing]
+    fitted = {name: list(blobs) for name, blobs in weights.items()}
+    if not problems:
+        for stats in analysis.layers:
+            if stats.name in fitted:
+                fitted[stats.name] = [np.reshape(b, shape) for b, shape in
+                                      zip(fitted[stats.name], stats.param_shapes, strict=True)]
+    return fitted, problems
 
 
 def _strip_blobs(net: NetParameter) -> NetParameter:

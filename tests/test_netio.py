@@ -386,7 +386,7 @@ def test_weights_that_do_not_fit_name_the_layer_and_both_shapes(tmp_path):
     del weights["conv"]
     weights["fc"][0] = np.zeros((5, 48), np.float32)
     netio.write_caffemodel(netio.attach_weights(net, weights), model)
-    with pytest.raises(WeightMismatchError, match="missing weights for layer 'conv'"):
+    with pytest.raises(WeightMismatchError, match="no weights for layer 'conv'"):
         netio.read_net(proto, model)
 
 

@@ -98,18 +98,10 @@ def check_net(prototxt: str | Path, weights: str | Path | None = None) -> Checke
     weights_path = None
     if weights is not None:
         weights_path = Path(weights)
-        blobs = netio.read_weights(weights_path)  # InputFileError / FormatError
-        report = _analysis.check_weights(stats, blobs)
-        report.raise_for_mismatch(str(weights_path))
-        if report.missing:
-            raise WeightMismatchError(
-                f"{weights_path}: no weights for layer(s) {', '.join(report.missing[:5])}"
-                f"{' ...' if len(report.missing) > 5 else ''} of {prototxt}")
-        # legacy 4-D blob shapes -> the shape the layer expects
-        for layer in stats.layers:
-            if layer.name in blobs:
-                blobs[layer.name] = [b.reshape(s) for b, s in
-                                     zip(blobs[layer.name], layer.param_shapes, strict=True)]
+        try:  # read_weights: InputFileError / FormatError
+            blobs = netio.fit_weights(stats, netio.read_weights(weights_path))
+        except WeightMismatchError as err:
+            raise WeightMismatchError(f"{weights_path} does not fit {prototxt}: {err}") from None
         blobs = {k: v for k, v in blobs.items() if k in included}
     return CheckedNet(prototxt, weights_path, test_net, stats, blobs, input_name,
                       tuple(input_shape))
