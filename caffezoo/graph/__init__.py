@@ -1,0 +1,1 @@
+"""A small source-graph representation (ir) and the one emitter that turns it into Caffe."""
