@@ -25,46 +25,26 @@ first divergence: the place to look.
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from caffezoo import netio
-from caffezoo.converters.common import Normalization, Plan, input_affine
+from caffezoo.converters.common import Normalization, Op, Plan, input_affine
+from caffezoo.converters.registry import CardRunner as SourceModel
+from caffezoo.converters.registry import open_card_source
 from caffezoo.errors import InputFileError
 
 DEFAULT_TOLERANCE = 1e-4
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
-# framework prefix of --source -> "module:function" opening (path, card, net, layout) as a
-# SourceModel
-SOURCE_OPENERS = {"torch": "caffezoo.converters.torch:open_source"}
-
-
-class SourceModel(Protocol):
-    plan: Plan
-    input_norm: Normalization  # what run() expects
-    effective_norm: Normalization  # what the first convolution sees
-
-    def run(self, x: np.ndarray, record: set[str] | None = None) -> Any:
-        """-> object with .logits (N, classes) and .records {module: (input, output)}"""
-
 
 def open_source(spec: str, card, net, layout: str | None = None) -> SourceModel:
-    """`FRAMEWORK:PATH` (e.g. torch:resnext50.pth) as a runnable source model."""
-    framework, sep, path = spec.partition(":")
-    if not sep or not path:
-        raise InputFileError(f"source {spec!r}: expected FRAMEWORK:PATH, e.g. torch:model.pth")
-    target = SOURCE_OPENERS.get(framework)
-    if target is None:
-        raise InputFileError(f"source {spec!r}: unknown framework {framework!r} (known: "
-                             f"{', '.join(SOURCE_OPENERS)})")
-    module, _, func = target.partition(":")
-    return getattr(importlib.import_module(module), func)(path, card, net, layout)
+    """`KIND:SPEC` (e.g. torch:resnext50.pth) as a runnable card source (converters/registry)."""
+    return open_card_source(spec, card, net, layout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,18 +261,18 @@ def _references(plan: Plan, zoo_net, oop: OutOfPlace) -> list[tuple[str, str, st
     for a in plan.assigns:
         if not a.source:
             continue
-        layer = a.layers[-1] if a.op == "bn" else a.layers[0]
+        layer = a.layers[-1] if a.op == Op.BN else a.layers[0]
         if layer not in oop.tops:
             continue
-        if a.op in ("conv", "linear"):
+        if a.op in (Op.CONV, Op.LINEAR):
             bottom = oop.bottoms[layer][0]
             producer = oop.producer.get(bottom)
             if producer is not None and oop.types[producer] != "Input":
                 refs.append((producer, bottom, a.source, "input", "in"))
             refs.append((layer, oop.tops[layer][0], a.source, "output", "out"))
-        elif a.op == "bn":
+        elif a.op == Op.BN:
             refs.append((layer, oop.tops[layer][0], a.source, "output", "out"))
-        elif a.op == "pool":
+        elif a.op == Op.POOL:
             blob = oop.consumed(zoo_tops.get(layer, [""])[0], layer) or oop.tops[layer][0]
             refs.append((layer, blob, a.source, "output", "out"))
     # one entry per blob; a pooling's output is also the next convolution's input: keep the
@@ -306,8 +286,7 @@ def _references(plan: Plan, zoo_net, oop: OutOfPlace) -> list[tuple[str, str, st
 
 
 def _record_set(plan: Plan) -> set[str]:
-    return {a.source for a in plan.assigns if a.source and a.op in ("conv", "linear", "bn",
-                                                                    "pool")}
+    return {a.source for a in plan.assigns if a.source and a.op in (*Op.WEIGHTED, Op.POOL)}
 
 
 def compare_layers(source: SourceModel, zoo_net, prototxt: str | Path, weights: str | Path,
@@ -360,7 +339,7 @@ def validate(source: SourceModel, card, zoo_net, prototxt: str | Path, weights: 
                if affine is None else "card mean/std differ from the source's; the "
                "conversion must have folded the difference into the first convolution")
     rt = open_runtime(backend, prototxt, weights)
-    classifier = next(a.layers[0] for a in source.plan.assigns if a.op == "linear")
+    classifier = next(a.layers[0] for a in source.plan.assigns if a.op == Op.LINEAR)
     caffe_logits, src_logits = [], []
     for start in range(0, len(pixels), batch_size):
         chunk = pixels[start:start + batch_size]

@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     for N-pixel inputs (7 at 224, as the Lua releases)."""
     import argparse
 
-    from caffezoo.converters.torch import random_model
+    from caffezoo.converters.pytorch import random_model
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("model")

@@ -13,8 +13,8 @@ import pytest
 import t7writer as t7
 
 from caffezoo import cli, zoo
-from caffezoo.converters import lua_torch
-from caffezoo.converters import torch as ct
+from caffezoo.converters import pytorch as ct
+from caffezoo.converters.pytorch import lua as lua_torch
 from caffezoo.errors import ConversionError, InputFileError
 
 torch = pytest.importorskip("torch")

@@ -17,7 +17,7 @@ import pytest
 
 from caffezoo import cli, zoo
 from caffezoo.converters import common
-from caffezoo.converters import torch as ct
+from caffezoo.converters import pytorch as ct
 from caffezoo.errors import ConversionError, InputFileError, WeightMismatchError
 
 torch = pytest.importorskip("torch")

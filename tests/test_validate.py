@@ -12,7 +12,7 @@ import pytest
 
 from caffezoo import cli, netio, validate, zoo
 from caffezoo.converters import common
-from caffezoo.converters import torch as ct
+from caffezoo.converters import pytorch as ct
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch

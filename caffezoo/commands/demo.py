@@ -1,19 +1,21 @@
 """`caffezoo demo`: the main job on a built-in default, end to end, in well under a minute.
 
 1. generate the zoo net (default: ResNeXt-50 32x4d at a small input size) and report it;
-2. take a source checkpoint: the user's (`--source torch:FILE`), or a seeded random PyTorch one
-   written to the output folder and announced as such (NOT trained weights: the demo then shows
-   the machinery, not accuracy);
+2. take a source checkpoint: the user's (`--source KIND:SPEC` of a card source kind), or a
+   seeded random one of the first source kind that can make one for the model, written to the
+   output folder and announced as such (NOT trained weights: the demo then shows the
+   machinery, not accuracy);
 3. convert it into the zoo net (prototxt + .caffemodel, written atomically);
-4. validate the conversion against the source model (PyTorch) on the same inputs;
+4. validate the conversion against the source model (run in its own framework) on the same
+   inputs;
 5. evaluate 1-crop top-1/top-5 on a few images: ../shared/data/imagenet_samples when present,
    else seeded generated images (their labels are arbitrary);
 6. time both runtimes (real Caffe through pycaffe, and OpenCV DNN) on one batch and check that
    they agree;
 and print a summary table.
 
-A zoo model with no PyTorch source family (ResNet-v2, the original Inceptions) skips steps 2-5:
-it is filled with seeded random Caffe weights instead, as announced.
+A zoo model no source kind can fill with random weights skips steps 2-5: it is filled with
+seeded random Caffe weights instead, as announced.
 
 Exit status 0 when validation passed and both runtimes agree within the tolerance, else 1.
 """
@@ -41,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"zoo model to generate (default {DEFAULT_MODEL}; see `caffezoo zoo`)")
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE,
                         help=f"input size in pixels (default {DEFAULT_SIZE}, small to be quick)")
-    parser.add_argument("--source", default=None, metavar="torch:CHECKPOINT",
+    parser.add_argument("--source", default=None, metavar="KIND:SPEC",
                         help="the checkpoint to convert (default: seeded random weights)")
     parser.add_argument("--out", default="out/demo", type=Path,
                         help="output folder for the prototxt and caffemodel (default out/demo)")
@@ -81,12 +83,6 @@ def _timed(fn, repeat: int) -> tuple[object, float]:
         result = fn()
         times.append(time.perf_counter() - start)
     return result, statistics.median(times)
-
-
-def _torch_family(card) -> bool:
-    from caffezoo.converters.torch import SOURCE_ARCHS
-
-    return any(name == card.name for name, _ in SOURCE_ARCHS)
 
 
 def generated_images(folder: Path, n: int, seed: int) -> Path:
@@ -136,16 +132,19 @@ def run(args: argparse.Namespace) -> int:
     table.append(("generate", f"{len(stats.layers)} layers, {stats.total_params / 1e6:.2f} M "
                   f"params, {stats.total_macs / 1e9:.2f} GMACs", dt))
 
+    from caffezoo.converters.registry import random_kind
+
     validated = True
-    if not _torch_family(card) and args.source is None:
+    if args.source is None and random_kind(card.name) is None:
         t0 = time.perf_counter()
         from caffezoo.random_weights import random_weights
 
         weights = random_weights(net, args.seed)
         netio.write_caffemodel(netio.attach_weights(net, weights), caffemodel)
         dt = time.perf_counter() - t0
-        print(f"2. {card.name} has no PyTorch source family: filled {len(weights)} layers with "
-              f"SEEDED RANDOM weights (seed {args.seed}; not trained) in {dt:.2f} s; "
+        print(f"2. no source kind makes random {card.name} checkpoints: filled "
+              f"{len(weights)} layers with SEEDED RANDOM weights (seed {args.seed}; not "
+              f"trained) in {dt:.2f} s; "
               "convert, validate and evaluate are skipped")
         table.append(("weights", "seeded random Caffe weights (no conversion)", dt))
     else:
@@ -163,33 +162,34 @@ def run(args: argparse.Namespace) -> int:
 def _convert_validate_evaluate(args, card, prototxt: Path, caffemodel: Path,
                                table: list) -> bool:
     from caffezoo import netio, validate
-    from caffezoo.converters import torch as ct
+    from caffezoo.converters.registry import Source, parse_source, random_kind
 
     # 2. the source checkpoint
     t0 = time.perf_counter()
     if args.source is None:
-        layout = ct.default_layout(card.name)
-        ckpt_path = args.out / f"{card.name}_source_seed{args.seed}.pth"
-        ct.save_random_checkpoint(card.name, layout, ckpt_path, args.seed)
-        spec = f"torch:{ckpt_path}"
-        what = (f"SEEDED RANDOM weights (seed {args.seed}) in a {layout} checkpoint, NOT "
+        kind = random_kind(card.name)
+        ckpt_path = args.out / f"{card.name}_source_seed{args.seed}{kind.plugin().RANDOM_SUFFIX}"
+        source = Source(kind, str(ckpt_path))
+        made = kind.plugin().random_checkpoint(card.name, ckpt_path, None, args.seed)
+        what = (f"SEEDED RANDOM weights (seed {args.seed}) in {made}, NOT "
                 "trained weights: accuracy below means nothing")
     else:
-        spec = args.source
-        framework, _, path = spec.partition(":")
-        if framework != "torch" or not path:
+        source = parse_source(args.source)
+        if not source.kind.card:
             from caffezoo.errors import InputFileError
 
-            raise InputFileError(f"--source {spec!r}: expected torch:CHECKPOINT")
-        ckpt_path = Path(path)
+            raise InputFileError(f"--source {source}: the demo fills zoo cards; a "
+                                 f"{source.kind.name} source converts without one")
+        ckpt_path = Path(source.spec)
         what = "the user's checkpoint"
+    spec = str(source)
     dt = time.perf_counter() - t0
     print(f"2. source {ckpt_path}: {what} ({dt:.2f} s)")
     table.append(("source", what.split(",")[0].split(":")[0], dt))
 
     # 3. convert
     t0 = time.perf_counter()
-    result = ct.convert(ckpt_path, card, args.size)
+    result = source.kind.plugin().convert(source.spec, card, args.size, None, None)
     netio.write_caffemodel(result.net, caffemodel)
     netio.write_prototxt(result.net, prototxt)
     dt = time.perf_counter() - t0

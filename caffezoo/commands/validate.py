@@ -1,4 +1,4 @@
-"""`caffezoo validate --source torch:CHECKPOINT --model ZOO_NAME --weights OUT.caffemodel`:
+"""`caffezoo validate --source KIND:SPEC --model ZOO_NAME --weights OUT.caffemodel`:
 run the source model and the converted Caffe model on the same images and compare them
 (caffezoo/validate.py, docs/conversion.md). Exit status 1 when the relative error of the logits
 exceeds the tolerance (default 1e-4) or, with --layers, any compared layer does."""
@@ -13,10 +13,11 @@ from caffezoo.errors import ValidationFailed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from caffezoo.converters.registry import all_layouts, known
     from caffezoo.validate import DEFAULT_TOLERANCE
 
-    parser.add_argument("--source", required=True, metavar="FRAMEWORK:CHECKPOINT",
-                        help="the checkpoint that was converted, e.g. torch:model.pth")
+    parser.add_argument("--source", required=True, metavar="KIND:SPEC",
+                        help=f"the source that was converted; kinds: {known()}")
     parser.add_argument("--model", required=True, help="the zoo model it was converted into")
     parser.add_argument("--weights", required=True, help="the converted .caffemodel")
     parser.add_argument("--prototxt", default=None,
@@ -32,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use at most this many images")
     parser.add_argument("--seed", type=int, default=0, help="seed of --random")
     parser.add_argument("--backend", choices=("pycaffe", "opencv"), default="pycaffe")
-    parser.add_argument("--layout", choices=("torchvision", "timm", "lua"), default=None)
+    parser.add_argument("--layout", choices=all_layouts(), default=None,
+                        help="the checkpoint's naming scheme (default: recognised)")
     parser.add_argument("--layers", action="store_true",
                         help="compare every mapped layer (first batch) and name the first "
                         "that diverges")

@@ -1,26 +1,72 @@
-"""What every converter shares: a checkpoint as named arrays, a mapping plan onto the target
-net's layers, one handler per source op that turns tensors into Caffe blobs, and the input
-conventions (BGR order, mean/std) that connect a source to a zoo card.
+"""What every card converter shares: a checkpoint as named arrays, a mapping plan onto the target
+net's layers, one handler per source op that turns canonical tensors into Caffe blobs, and the
+input conventions (BGR order, mean/std) that connect a source to a zoo card.
 
 A plan is a list of `Assign`s: "the source module `layer1.0.conv1` becomes the Caffe layer
-`resx1_conv1` by the `conv` handler". Handlers are registered by op name in `HANDLERS`; an
-assignment whose op has no handler fails with the op's name. `apply_plan` runs every handler,
-collects every problem (missing, unexpected, wrong-shape tensors, target layers left without
-weights) and raises one `WeightMismatchError` listing all of them, so no partial file is ever
-written.
+`resx1_conv1` by the `conv` handler". Handlers are registered by op name (`Op`) in `HANDLERS`;
+an assignment whose op has no handler fails with the op's name.
+
+Handlers ask for *canonical* parameters of a module (`Part`: a convolution's weight OIHW and
+bias; a batch norm's mean, var, gamma, beta; a linear layer's weight (out, in) and bias). The
+checkpoint's `ParamNaming`, supplied by the reader of its format, says under which name the file
+keeps each of them and how its array becomes canonical (TF-slim: HWIO -> OIHW, no gamma = 1), so
+no handler knows any framework's naming, and messages name the file's own tensors.
+
+`apply_plan` runs every handler, collects every problem (missing, unexpected, wrong-shape
+tensors, target layers left without weights) and raises one `WeightMismatchError` listing all of
+them, so no partial file is ever written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from caffezoo.errors import ConversionError, WeightMismatchError
 
-# Tensors a PyTorch checkpoint carries that no inference net needs.
-ALWAYS_IGNORED_SUFFIXES = (".num_batches_tracked",)
+
+class Op:
+    """What a plan assignment converts or checks (one handler each)."""
+
+    CONV = "conv"  # weight (+ bias) -> Convolution
+    BN = "bn"  # mean, var, gamma, beta, eps -> BatchNorm + Scale
+    LINEAR = "linear"  # weight (+ bias) -> InnerProduct
+    POOL = "pool"  # checks the Pooling (and fills an exclude-pad Scale)
+    ELTWISE = "eltwise"  # checks a residual sum's coefficients
+    WEIGHTED = (CONV, BN, LINEAR)  # the ops that carry tensors
+
+
+class Part:
+    """Canonical parameter names: what a handler asks a checkpoint for."""
+
+    WEIGHT = "weight"  # conv: (O, I/groups, kH, kW); linear: (O, I) (a 1x1 conv's is accepted)
+    BIAS = "bias"  # conv, linear: (O,)
+    MEAN = "mean"  # batch norm, per channel
+    VAR = "var"
+    GAMMA = "gamma"
+    BETA = "beta"
+
+
+def _as_is(part: str, arr: np.ndarray) -> np.ndarray:
+    return arr
+
+
+@dataclass(frozen=True)
+class ParamNaming:
+    """How one checkpoint format names the canonical parameters of a module (`keys`: part ->
+    template with `{m}` for the module path), turns its arrays into canonical ones, fills parts
+    it may leave out (`defaults`: part -> constant), and which of its tensors no inference net
+    needs (`ignored_suffixes`)."""
+
+    keys: Mapping[str, str]
+    to_canonical: Callable[[str, np.ndarray], np.ndarray] = _as_is
+    defaults: Mapping[str, float] = field(default_factory=dict)
+    ignored_suffixes: tuple[str, ...] = ()
+
+    def key(self, module: str, part: str) -> str:
+        return self.keys[part].format(m=module)
 
 
 @dataclass(frozen=True)
@@ -38,27 +84,37 @@ class PoolSpec:
 
 @dataclass
 class Checkpoint:
-    """Source weights as float32 numpy arrays by dotted name (PyTorch state_dict style)."""
+    """Source weights as float32 numpy arrays under the file's own names, and the naming that
+    finds a module's canonical parameters among them."""
 
     path: str
-    format: str  # "pytorch" | "lua"
+    format: str  # a checkpoint format a source kind declares ("pytorch", "lua", "tf-slim")
     tensors: dict[str, np.ndarray]
     # BatchNorm eps by module prefix, where the file records it (Lua modules do; a PyTorch
     # state_dict does not, the layout supplies it).
     eps: dict[str, float] = field(default_factory=dict)
     # pooling modules the file describes itself (Lua), by module path; override a plan's
     pools: dict[str, PoolSpec] = field(default_factory=dict)
+    naming: ParamNaming | None = None  # default: the format's, from the source registry
+
+    def __post_init__(self) -> None:
+        if self.naming is None:
+            from caffezoo.converters.registry import checkpoint_naming
+
+            self.naming = checkpoint_naming(self.format)
+
+    def key(self, module: str, part: str) -> str:
+        return self.naming.key(module, part)
 
 
 @dataclass(frozen=True)
 class Assign:
     """One source module -> Caffe layer(s), converted or checked by the handler `op`."""
 
-    op: str  # "conv" | "bn" | "linear" | "pool" | "eltwise"
-    source: str  # tensor prefix / module path in the source; "" when it has no module
+    op: str  # one of Op
+    source: str  # module path in the source; "" when it has no module
     layers: tuple[str, ...]  # conv/linear/pool/eltwise: (layer,); bn: (BatchNorm, Scale)
     eps: float | None = None  # bn: the source's eps
-    fused_act: bool = False  # bn: the source module applies its activation itself (timm)
     pool: PoolSpec | None = None  # pool
     coeff: tuple[float, ...] | None = None  # eltwise: the source's sum coefficients
 
@@ -173,19 +229,32 @@ class MapContext:
             return None
         return layer
 
-    def take(self, key: str, shape: tuple[int, ...] | None, layer: str) -> np.ndarray | None:
-        """The tensor `key` (float32), checked against `shape` (None: any), or None with the
-        problem recorded."""
+    def has(self, module: str, part: str) -> bool:
+        return self.ckpt.key(module, part) in self.ckpt.tensors
+
+    def take(self, module: str, part: str, shape: tuple[int, ...], layer: str,
+             flatten: bool = False) -> np.ndarray | None:
+        """The canonical `part` of `module` (float32) checked against `shape`, or None with the
+        problem recorded (naming the file's tensor). `flatten`: a (O, I, 1, 1) array is
+        accepted as (O, I) (logits computed by a 1x1 convolution)."""
+        naming = self.ckpt.naming
+        key = naming.key(module, part)
         arr = self.ckpt.tensors.get(key)
         self.consumed.add(key)
         if arr is None:
+            if part in naming.defaults:
+                return np.full(shape, naming.defaults[part], np.float32)
             self.problems.append(f"missing tensor {key!r} (for layer {layer!r})")
             return None
-        if shape is not None and tuple(arr.shape) != tuple(shape):
-            self.problems.append(f"tensor {key!r} has shape {list(arr.shape)}, layer {layer!r} "
-                                 f"needs {list(shape)}")
+        value = naming.to_canonical(part, np.asarray(arr))
+        if flatten and value.ndim == 4 and value.shape[2:] == (1, 1):
+            value = value.reshape(value.shape[:2])
+        if tuple(value.shape) != tuple(shape):
+            stored = "" if value.shape == arr.shape else f" (stored as {list(arr.shape)})"
+            self.problems.append(f"tensor {key!r} has shape {list(value.shape)}{stored}, layer "
+                                 f"{layer!r} needs {list(shape)}")
             return None
-        return np.asarray(arr, dtype=np.float32)
+        return np.ascontiguousarray(value, dtype=np.float32)
 
     def expected(self, layer: str) -> list[tuple[int, ...]]:
         return [tuple(s) for s in self.stats[layer].param_shapes]
@@ -202,28 +271,35 @@ def handler(op: str) -> Callable[[Handler], Handler]:
     return register
 
 
-@handler("conv")
-def _conv(ctx: MapContext, a: Assign) -> None:
-    (name,) = a.layers
-    layer = ctx.layer(name, ("Convolution",))
-    if layer is None:
-        return
+def _weight_and_bias(ctx: MapContext, a: Assign, name: str, flatten: bool = False
+                     ) -> list[np.ndarray] | None:
+    """[weight] or [weight, bias] as the target layer wants them; a source bias without a place
+    is a problem."""
     shapes = ctx.expected(name)
-    w = ctx.take(f"{a.source}.weight", shapes[0], name)
-    has_bias = f"{a.source}.bias" in ctx.ckpt.tensors
+    w = ctx.take(a.source, Part.WEIGHT, shapes[0], name, flatten)
     bias = None
     if len(shapes) > 1:
-        bias = ctx.take(f"{a.source}.bias", shapes[1], name)
-    elif has_bias:
-        ctx.consumed.add(f"{a.source}.bias")
-        ctx.problems.append(f"tensor {a.source + '.bias'!r} has no place: layer {name!r} has "
-                            f"bias_term: false")
+        bias = ctx.take(a.source, Part.BIAS, shapes[1], name)
+    elif ctx.has(a.source, Part.BIAS):
+        key = ctx.ckpt.key(a.source, Part.BIAS)
+        ctx.consumed.add(key)
+        ctx.problems.append(f"tensor {key!r} has no place: layer {name!r} has no bias")
     if w is None or (len(shapes) > 1 and bias is None):
+        return None
+    return [w] if bias is None else [w, bias]
+
+
+@handler(Op.CONV)
+def _conv(ctx: MapContext, a: Assign) -> None:
+    (name,) = a.layers
+    if ctx.layer(name, ("Convolution",)) is None:
         return
-    ctx.weights[name] = [w] if bias is None else [w, bias]
+    blobs = _weight_and_bias(ctx, a, name)
+    if blobs is not None:
+        ctx.weights[name] = blobs
 
 
-@handler("bn")
+@handler(Op.BN)
 def _bn(ctx: MapContext, a: Assign) -> None:
     bn_name, scale_name = a.layers
     bn = ctx.layer(bn_name, ("BatchNorm",))
@@ -231,38 +307,34 @@ def _bn(ctx: MapContext, a: Assign) -> None:
     if bn is None or scale is None:
         return
     channels = ctx.expected(scale_name)[0]
-    got = {part: ctx.take(f"{a.source}.{part}", channels, bn_name)
-           for part in ("running_mean", "running_var", "weight", "bias")}
+    got = {part: ctx.take(a.source, part, channels, bn_name)
+           for part in (Part.MEAN, Part.VAR, Part.GAMMA, Part.BETA)}
     if any(v is None for v in got.values()):
         return
     eps = ctx.ckpt.eps.get(a.source, a.eps)
     if eps is None:
         ctx.problems.append(f"no eps known for {a.source!r} (layer {bn_name!r})")
         return
-    if np.any(got["running_var"] < 0):
-        ctx.problems.append(f"tensor {a.source + '.running_var'!r} has negative values")
+    if np.any(got[Part.VAR] < 0):
+        ctx.problems.append(f"tensor {ctx.ckpt.key(a.source, Part.VAR)!r} has negative values")
         return
     # Caffe's BatchNorm stores [mean * s, var * s, s]; with s = 1 it uses them as they are.
-    ctx.weights[bn_name] = [got["running_mean"], got["running_var"],
-                            np.ones((1,), np.float32)]
-    ctx.weights[scale_name] = [got["weight"], got["bias"]]
+    ctx.weights[bn_name] = [got[Part.MEAN], got[Part.VAR], np.ones((1,), np.float32)]
+    ctx.weights[scale_name] = [got[Part.GAMMA], got[Part.BETA]]
     ctx.bn_eps[bn_name] = float(eps)
 
 
-@handler("linear")
+@handler(Op.LINEAR)
 def _linear(ctx: MapContext, a: Assign) -> None:
     (name,) = a.layers
     if ctx.layer(name, ("InnerProduct",)) is None:
         return
-    shapes = ctx.expected(name)
-    w = ctx.take(f"{a.source}.weight", shapes[0], name)
-    b = ctx.take(f"{a.source}.bias", shapes[1], name) if len(shapes) > 1 else None
-    if w is None or (len(shapes) > 1 and b is None):
-        return
-    ctx.weights[name] = [w] if b is None else [w, b]
+    blobs = _weight_and_bias(ctx, a, name, flatten=True)
+    if blobs is not None:
+        ctx.weights[name] = blobs
 
 
-@handler("pool")
+@handler(Op.POOL)
 def _pool(ctx: MapContext, a: Assign) -> None:
     """Checks that the target pooling computes what the source's does (method, window, rounding,
     padding in averages) and fills the weights of an exclude-pad Scale after it."""
@@ -309,7 +381,7 @@ def _pool(ctx: MapContext, a: Assign) -> None:
         ctx.weights[fix] = [exclude_pad_factors(p, in_shape[2:], out_shape[2:])]
 
 
-@handler("eltwise")
+@handler(Op.ELTWISE)
 def _eltwise(ctx: MapContext, a: Assign) -> None:
     """Checks a residual sum's coefficients (e.g. Inception-ResNet's scaled branches)."""
     (name,) = a.layers
@@ -431,7 +503,8 @@ def apply_plan(net, ckpt: Checkpoint, plan: Plan, options: ConvertOptions) -> Co
     ignored_count: dict[str, int] = {}
     unexpected = []
     for key in ckpt.tensors:
-        if key in ctx.consumed or key.endswith(ALWAYS_IGNORED_SUFFIXES):
+        if key in ctx.consumed or (ckpt.naming.ignored_suffixes
+                                   and key.endswith(ckpt.naming.ignored_suffixes)):
             continue
         prefix = next((p for p in plan.ignored if key.startswith(p)), None)
         if prefix is not None:

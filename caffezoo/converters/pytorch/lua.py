@@ -1,4 +1,5 @@
-"""Lua Torch (.t7) models: read with torchfile, named like torchvision, and run in PyTorch.
+"""Lua Torch (.t7) models: read with torchfile, named like torchvision, and run in PyTorch
+(the `torch` source kind reads .t7 files through this module).
 
 fb.resnet.torch and the Facebook ResNeXt release saved whole `nn.Sequential` models. We read the
 module tree (torchfile parses the binary format; nothing in the file is executed), then:

@@ -1,0 +1,60 @@
+"""Seeded random PyTorch checkpoints (NOT trained weights) for demos and tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from caffezoo.converters.pytorch.models import source_arch
+
+
+def _torch():
+    from caffezoo.frameworks import import_torch
+
+    return import_torch()
+
+
+def random_model(card_name: str, layout: str, seed: int = 0):
+    """A source model with seeded random weights and non-trivial BatchNorm statistics.
+
+    Gammas (0.5-1.5) and betas (around 0) are drawn first, then the statistics are measured on
+    a random batch (so activations keep a sane scale through a deep net) and perturbed per
+    channel: means shifted, variances scaled by 0.5-2. A conversion that swapped mean and
+    variance, ignored eps or gamma, or reordered channels cannot pass validation on such a
+    model."""
+    torch = _torch()
+    arch = source_arch(card_name, "torchvision" if layout == "lua" else layout)
+    torch.manual_seed(seed)
+    model = arch.build()
+    gen = torch.Generator().manual_seed(seed + 1)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for m in bns:
+            n = m.num_features
+            m.weight.copy_(torch.empty(n).uniform_(0.5, 1.5, generator=gen))
+            m.bias.copy_(0.2 * torch.randn(n, generator=gen))
+            m.momentum = None  # cumulative average: one batch sets the statistics
+            m.reset_running_stats()
+        model.train()
+        x = torch.randn(2, 3, arch.calib_size, arch.calib_size, generator=gen)
+        model(x)
+        model.eval()
+        for m in bns:
+            n = m.num_features
+            std = m.running_var.clamp_min(1e-6).sqrt()
+            m.running_mean += 0.2 * std * torch.randn(n, generator=gen)
+            m.running_var *= torch.empty(n).uniform_(0.5, 2.0, generator=gen)
+            m.momentum = 0.1
+    return model
+
+
+def save_random_checkpoint(card_name: str, layout: str, path: str | Path, seed: int = 0) -> None:
+    """Write a seeded random state_dict (atomically) that `load_pytorch` reads back."""
+    import io
+
+    from caffezoo.netio import atomic_write
+
+    torch = _torch()
+    model = random_model(card_name, layout, seed)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    atomic_write(path, buf.getvalue())

@@ -1,0 +1,149 @@
+"""The source kinds `convert`, `validate` and `demo` accept, and the one parser of
+`--source KIND:SPEC`.
+
+A source kind is a plug-in module, imported only when used, with up to two faces:
+
+- a *card* source (`card=True`) converts into a zoo card or one of its variants (`--model`).
+  Its module has a reader (file -> `common.Checkpoint`: the file's tensors and the `ParamNaming`
+  that finds canonical parameters among them), plans (how the source's modules map onto the
+  card's layers, checked by the handlers in converters.common) and a runner (runs the source
+  for validate, recording named modules for `--layers`). Module-level functions:
+
+      convert(spec, card, input_size, layout, options) -> common.Conversion
+      open_source(spec, card, net, layout) -> CardRunner
+      random_checkpoint(card_name, path, layout, seed) -> str   # seeded, NOT trained; says what
+      has_random(card_name) -> bool                             # random_checkpoint can fill it
+      RANDOM_SUFFIX: str                                        # file suffix of such a file
+      NAMINGS: dict[format, common.ParamNaming]                 # for each format in `formats`
+
+- a *graph* source (`graph=True`) converts without a card: its front end translates the file
+  into the canonical graph (caffezoo.graph.ir) that one emitter turns into Caffe. Module-level:
+
+      read_graph(spec: str, input_shape: tuple[int, ...] | None) -> caffezoo.graph.ir.Graph
+      open_graph_runner(spec: str, input_shape) -> GraphRunner
+
+Adding a kind is one `SourceKind` entry below and its module; nothing else names frameworks.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from caffezoo.errors import InputFileError
+
+if TYPE_CHECKING:
+    from caffezoo.converters.common import Normalization, ParamNaming, Plan
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    name: str  # what precedes ":" in --source
+    module: str  # the plug-in module
+    spec: str  # what follows ":", for help and messages
+    example: str
+    description: str
+    card: bool = True  # converts into zoo cards through plans (--model)
+    graph: bool = False  # converts without a card (read_graph / open_graph_runner)
+    formats: tuple[str, ...] = ()  # checkpoint formats its readers produce
+    layouts: tuple[str, ...] = ()  # naming schemes a card source recognises (--layout)
+
+    def plugin(self) -> ModuleType:
+        return importlib.import_module(self.module)
+
+
+SOURCE_KINDS: dict[str, SourceKind] = {kind.name: kind for kind in (
+    SourceKind("torch", "caffezoo.converters.pytorch", "FILE.pth|FILE.t7",
+               "torch:resnext50_32x4d.pth",
+               "a PyTorch state_dict (torchvision/timm names) or a Lua Torch .t7 model",
+               formats=("pytorch", "lua"), layouts=("torchvision", "timm", "lua")),
+)}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A parsed --source: its kind and what follows the colon."""
+
+    kind: SourceKind
+    spec: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.name}:{self.spec}"
+
+
+def known() -> str:
+    return ", ".join(f"{k.name}:{k.spec}" for k in SOURCE_KINDS.values())
+
+
+def parse_source(text: str) -> Source:
+    """`KIND:SPEC` -> Source; the one place --source is parsed."""
+    name, sep, spec = text.partition(":")
+    if not sep or not spec or not name:
+        raise InputFileError(f"source {text!r}: expected FRAMEWORK:PATH, e.g. "
+                             f"{next(iter(SOURCE_KINDS.values())).example} (kinds: {known()})")
+    kind = SOURCE_KINDS.get(name)
+    if kind is None:
+        raise InputFileError(f"source {text!r}: unknown source kind {name!r} (known: {known()})")
+    return Source(kind, spec)
+
+
+def all_layouts() -> tuple[str, ...]:
+    return tuple(sorted({lay for k in SOURCE_KINDS.values() for lay in k.layouts}))
+
+
+def checkpoint_naming(fmt: str) -> ParamNaming:
+    """The ParamNaming of a checkpoint format, from the kind whose reader produces it."""
+    for kind in SOURCE_KINDS.values():
+        if fmt in kind.formats:
+            return kind.plugin().NAMINGS[fmt]
+    formats = ", ".join(f for k in SOURCE_KINDS.values() for f in k.formats)
+    raise InputFileError(f"unknown checkpoint format {fmt!r} (known: {formats})")
+
+
+def random_kind(card_name: str) -> SourceKind | None:
+    """The first card source kind that can write a seeded random checkpoint for the card."""
+    for kind in SOURCE_KINDS.values():
+        if kind.card and kind.plugin().has_random(card_name):
+            return kind
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# what runners return (validate's source side)
+
+
+class SourceRun(Protocol):
+    logits: np.ndarray  # (N, classes): the classifier's output
+    records: dict[str, tuple[np.ndarray, np.ndarray]]  # module -> (input, output)
+
+
+class CardRunner(Protocol):
+    """A card source ready to run: its plan names the modules `run` can record."""
+
+    plan: Plan
+    input_norm: Normalization  # what run() expects
+    effective_norm: Normalization  # what the first convolution sees
+
+    def run(self, x: np.ndarray, record: set[str] | None = None) -> SourceRun: ...
+
+
+class GraphRunner(Protocol):
+    """A graph source ready to run; `record` names graph values to return besides outputs."""
+
+    input_shape: tuple[int, ...]
+    input_norm: Normalization | None
+
+    def run(self, x: np.ndarray, record: set[str] | None = None) -> dict[str, np.ndarray]: ...
+
+
+def open_card_source(source: Source | str, card: Any, net: Any,
+                     layout: str | None = None) -> CardRunner:
+    source = parse_source(source) if isinstance(source, str) else source
+    if not source.kind.card:
+        raise InputFileError(f"source {source}: a {source.kind.name} source converts without a "
+                             f"zoo card; it has no --model to validate against")
+    return source.kind.plugin().open_source(source.spec, card, net, layout)
