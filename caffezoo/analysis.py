@@ -445,8 +445,9 @@ def _pooling(ctx: _Ctx) -> _Result:
     for size, k, s, pd in ((height, kh, sh, ph), (width, kw, sw, pw)):
         span = size + 2 * pd - k
         pooled = (-(-span // s) if ceil else span // s) + 1
-        # With padding, Caffe drops a last window that would start inside the padding.
-        if pd and (pooled - 1) * s >= size + pd:
+        # With padding (on either axis: pooling_layer.cpp tests pad_h || pad_w), Caffe drops a
+        # last window that would start inside the padding.
+        if (ph or pw) and (pooled - 1) * s >= size + pd:
             pooled -= 1
         if pooled <= 0:
             raise ctx.fail(f"kernel {k} does not fit the padded input {size + 2 * pd} "
@@ -690,7 +691,7 @@ def _silence(ctx: _Ctx) -> _Result:
 
 
 _SAME_SHAPE = ("ReLU", "ReLU6", "Sigmoid", "TanH", "Power", "Dropout", "AbsVal", "BNLL", "ELU",
-               "Exp", "Log", "Threshold", "Clip", "Swish", "MVN")
+               "Exp", "Log", "Threshold", "Clip", "Swish", "MVN", "HardSwish", "HardSigmoid")
 
 _HANDLERS: dict[str, Callable[[_Ctx], _Result]] = {
     **dict.fromkeys(_SAME_SHAPE, _same_shape),

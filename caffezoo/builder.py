@@ -50,6 +50,20 @@ class NetBuilder:
         return net
 
     @property
+    def layer_count(self) -> int:
+        """How many layers have been added so far."""
+        return len(self._net.layer)
+
+    def layers_from(self, start: int) -> list[caffe_pb2.LayerParameter]:
+        """Copies of the layers added from position `start` on (cheaper than `net` for a few)."""
+        out = []
+        for layer in self._net.layer[start:]:
+            copy = caffe_pb2.LayerParameter()
+            copy.CopyFrom(layer)
+            out.append(copy)
+        return out
+
+    @property
     def blobs(self) -> frozenset[str]:
         """Names of the blobs produced so far."""
         return frozenset(self._blobs)

@@ -235,9 +235,11 @@ def blob_to_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
 def array_to_blob(arr: np.ndarray) -> caffe_pb2.BlobProto:
     """A BlobProto holding `arr` as float32. The packed data field is encoded directly:
     extending a repeated field from Python costs seconds per ten million values."""
+    shape = np.shape(arr)  # ascontiguousarray makes a 0-axis array 1-axis
     arr = np.ascontiguousarray(arr, dtype="<f4")
     blob = caffe_pb2.BlobProto()
-    blob.shape.dim.extend(arr.shape)
+    blob.shape.SetInParent()  # present even with no axes (PReLU's shared slope)
+    blob.shape.dim.extend(shape)
     encoded = bytearray(_BLOB_DATA_TAG + _VarintBytes(arr.nbytes))
     encoded += memoryview(arr).cast("B")
     blob.MergeFromString(encoded)

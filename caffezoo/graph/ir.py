@@ -27,6 +27,11 @@ Canonical ops (attrs; params) -- semantics as in ONNX unless said otherwise:
   silu             (x * sigmoid(x))
   max_pool         kernel (kh, kw), stride (sh, sw), pads (t, l, b, r), ceil (bool)
   avg_pool         kernel, stride, pads, ceil, count_include_pad (bool)
+                   (pool output size: floor, or with ceil ceil, of (n + lo + hi - k) / s, plus
+                   1; in ceil mode a last window that would start in the bottom/right padding
+                   is dropped, as PyTorch does. count_include_pad True divides by the window
+                   clipped to the padded input (PyTorch, ONNX Runtime); False by the real
+                   pixels in it.)
   global_avg_pool  keepdims: output (N, C, 1, 1)
   global_max_pool
   add, sub, mul, div   numpy broadcasting; `add` may have more than two inputs
@@ -36,7 +41,8 @@ Canonical ops (attrs; params) -- semantics as in ONNX unless said otherwise:
   transpose        perm
   linear           y = x @ weight.T + bias on a 2-D input; weight (O, I), bias (O,) optional
   softmax          axis
-  pad              pads (t, l, b, r) on H and W, value (constant mode only)
+  pad              pads (t, l, b, r) on H and W, value (constant mode only; -inf allowed in
+                   front of a max_pool)
   identity         (Dropout at inference, _copy, Identity)
 
 A front end that meets an op it cannot translate raises ConversionError naming the node and op

@@ -7,8 +7,10 @@ Reading blobs: OpenCV names a forward output by the *layer* that produces it, Ca
 A blob's value after the forward pass is the output of the last layer whose top it is (for
 `conv1` rewritten in place by `relu1`, the output of `relu1`), so each blob name maps to that
 (layer, top index). The input blob is returned as given. OpenCV fuses layers (Convolution with
-BatchNorm, Scale, ReLU) only where the intermediate result is not asked for, so any blob can be
-read exactly. One exception handled here: a second or later top of a multi-top layer (Slice)
+BatchNorm, Scale, ReLU); asked for an intermediate result of a fused chain written out of place
+(a BatchNorm's own top, then a Scale's), 4.14 returns garbage, so a forward that asks for any
+blob other than the net's outputs runs with fusion off (same results to fp32 noise, slower).
+One more exception handled here: a second or later top of a multi-top layer (Slice)
 can be overwritten by OpenCV's buffer reuse once the layers consuming it ran, so such blobs are
 read in an extra forward pass that stops right after their layer.
 
@@ -52,6 +54,7 @@ class OpenCVRuntime(Runtime):
                                      f"{_cv_reason(err)}") from None
         self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
         self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+        self._fused = True
         # blob -> (layer, output index) of its last writer
         self._producer: dict[str, tuple[str, int]] = {}
         for layer in checked.net.layer:
@@ -61,6 +64,9 @@ class OpenCVRuntime(Runtime):
                 self._producer[top] = (layer.name, i)
 
     def _forward(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        if self._fused and set(names) - set(self.output_names) - {self.input_name}:
+            self.net.enableFusion(False)
+            self._fused = False
         self.net.setInput(batch, self.input_name)
         wanted = [self._producer[n] for n in names if n != self.input_name]
         # One pass for every first output (OpenCV keeps those intact when asked for them). A
