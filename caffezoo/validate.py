@@ -52,15 +52,8 @@ def open_source(spec: str, card, net, layout: str | None = None) -> SourceModel:
 
 
 def eval_base_size(card, size: int) -> int:
-    """The resize-before-crop size for a centre crop of `size`: the card's setting for that
-    crop, else the card's first ratio (256/224, 320/299) applied."""
-    for setting in card.eval_settings:
-        if setting.crop_size == size:
-            return setting.base_size
-    if card.eval_settings:
-        s = card.eval_settings[0]
-        return max(size, round(size * s.base_size / s.crop_size))
-    return size
+    """The resize-before-crop size for a centre crop of `size` (one rule: ModelCard.base_size)."""
+    return card.preprocessing(size).base_size
 
 
 def image_pixels(folder: str | Path, size: int, base: int, limit: int | None = None

@@ -35,6 +35,7 @@ INCEPTION_MEAN = (128.0, 128.0, 128.0)
 INCEPTION_STD = (128.0, 128.0, 128.0)
 
 ORIGINAL_REPO = "soeaver/caffe-model"
+ORIGINAL_REVISION = "27d644d"  # the revision of ORIGINAL_REPO the generators reproduce
 TIME_DEVICE = "Pascal Titan X, cuDNN 5.1, batch 1 (`caffe time -gpu`)"
 
 
@@ -44,6 +45,24 @@ class EvalSetting:
 
     base_size: int
     crop_size: int
+
+
+@dataclass(frozen=True)
+class CardPreprocessing:
+    """How a card's images are prepared for a centre crop of `crop_size`: BGR pixels 0..255,
+    short side resized (bilinear) to `base_size`, then (x - mean) / std per channel. The one
+    place eval, validate and demo take these from (`ModelCard.preprocessing`)."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    base_size: int
+    crop_size: int
+    interpolation: str = "bilinear"
+
+    @property
+    def crop_pct(self) -> float:
+        """crop / base, as timm reports it (0.875 for 224 of 256)."""
+        return self.crop_size / self.base_size
 
 
 @dataclass(frozen=True)
@@ -139,6 +158,27 @@ class ModelCard:
         size = self.input_size if input_size is None else input_size
         return generator(size, **dict(self.generator_args))
 
+    def base_size(self, crop_size: int) -> int:
+        """The resize-before-crop size for a centre crop of `crop_size`: the card's own setting
+        for that crop (224 -> 256, 320 -> 320), else the ratio of its first setting applied
+        (256/224: 112 -> 128), never below the crop; without settings, the crop itself."""
+        for setting in self.eval_settings:
+            if setting.crop_size == crop_size:
+                return setting.base_size
+        if not self.eval_settings:
+            return crop_size
+        first = self.eval_settings[0]
+        return max(crop_size, round(crop_size * first.base_size / first.crop_size))
+
+    def preprocessing(self, crop_size: int | None = None) -> CardPreprocessing:
+        """Mean, std and base size for a centre crop of `crop_size` (default: the card's
+        first evaluation crop, else its input size)."""
+        if crop_size is None:
+            crop_size = (self.eval_settings[0].crop_size if self.eval_settings
+                         else self.input_size)
+        return CardPreprocessing(mean=tuple(self.mean), std=tuple(self.std),
+                                 base_size=self.base_size(crop_size), crop_size=crop_size)
+
     def all_oddities(self) -> tuple[str, ...]:
         """The card's oddities plus any the generator module lists in `ODDITIES`."""
         extra: tuple[str, ...] = ()
@@ -213,6 +253,9 @@ _TORCH_ODDITIES = (
     "The released file declares its input with the legacy net-level `input:`/`input_shape`, and "
     "its `classifier` carries training-only `param`/filler fields; the generator writes an "
     "`Input` layer named `data` and leaves the training fields out.",
+    "The first block of stage 3 (`resx8_elewise`, `res8_elewise` in WRN) lists its Eltwise "
+    "bottoms as (conv3, match_conv) where every other block lists (match_conv, conv3); kept "
+    "as released (the sum is the same either way).",
     "The original evaluation settings give the blue mean as 103.52, a typo for "
     "0.406 x 255 = 103.53 (the Torch models' normalisation); the card uses 103.53.",
 )
@@ -273,13 +316,8 @@ _CARDS: tuple[ModelCard, ...] = (
                "BatchNorms sit elsewhere, which changes the count by a few thousand"),
     _resnet_v2(152, "3-8-36-3", (79.15, 94.58, 80.76, 95.32, 80.34, 95.26, 81.16, 95.68),
                (32.11, 32.54, 37.46, 41.84), 230.2, 60.2, 11.51,
-               "ResNet-152 (v1) in " + _TV + ": same convolutions and classifier; MACs are "
-               "lower here because the stride sits on the first 1x1 (see oddities)",
-               ("The first block of stages 2-4 downsamples in `conv1` (the first 1x1), not in "
-                "`conv2` (the 3x3) as ResNet-101/269 v2 do. The released files disagree across "
-                "revisions; the generator follows the underscore-named "
-                "`deploy_resnet152_v2.prototxt` (stride on the 1x1); use variant data "
-                "`stride_on` to change it.",)),
+               "ResNet-152 (v1) in " + _TV + ": same convolutions and classifier; the "
+               "BatchNorms sit elsewhere, which changes the count by a few thousand"),
     _resnet_v2(269, "3-30-48-8", (80.29, 95.00, 81.75, 95.80, 81.30, 95.67, 82.13, 96.15),
                (58.20, 59.15, 69.43, 77.26), 390.4, None, None,
                "no published count; the released 390.4 MB caffemodel implies about 102 M "

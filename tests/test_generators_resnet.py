@@ -1,9 +1,10 @@
 """The ResNet-family generators (ResNet-v2, ResNeXt, WRN) against the original zoo's structure.
 
 The expectations are encoded here from facts recorded while reading the released deploy files
-(soeaver/caffe-model `cls/`): per model the blocks per stage, channel widths, grouping, where a
-stage downsamples, the stem's pooling, the names of the layers, blobs and their order, and
-hand-counted layer totals per type. They are written independently of the generators: a block is
+(soeaver/caffe-model `cls/` at the pinned revision 27d644d): per model the blocks per stage,
+channel widths, grouping, where a stage downsamples, the order of each sum's bottoms, the
+stem's pooling, the names of the layers, blobs and their order, and hand-counted layer totals
+per type. They are written independently of the generators: a block is
 spelled out layer by layer below, not produced by calling generator code.
 
 Real Caffe and OpenCV run the generated files with seeded random weights (no trained weights
@@ -67,8 +68,9 @@ ORIGINALS = {
                              {"Input": 1, "Convolution": 104, "BatchNorm": 100, "Scale": 100,
                               "ReLU": 100, "Pooling": 2, "Eltwise": 33, "InnerProduct": 1,
                               "Softmax": 1}),
-    # 152: 50 blocks -> BN 1 + 100 + 49 + 1 = 151; the stride sits on the first 1x1.
-    "resnet152_v2": Original((3, 8, 36, 3), (64, 128, 256, 512), 1, True, "conv1",
+    # 152: 50 blocks -> BN 1 + 100 + 49 + 1 = 151; at 27d644d the stride sits on the 3x3
+    # (res4_conv2 stride 2, res4_conv1 stride 1), as in 101 and 269.
+    "resnet152_v2": Original((3, 8, 36, 3), (64, 128, 256, 512), 1, True, "conv2",
                              {"Input": 1, "Convolution": 155, "BatchNorm": 151, "Scale": 151,
                               "ReLU": 151, "Pooling": 2, "Eltwise": 50, "InnerProduct": 1,
                               "Softmax": 1}),
@@ -85,6 +87,9 @@ PROJECTION_BLOCKS = {
     "resnet101_v2": [1, 4, 8, 31], "resnet152_v2": [1, 4, 12, 48],
     "resnet269_v2": [1, 4, 34, 82],
 }
+# Post-activation files list a sum's bottoms as (match_conv, conv3), except the first block of
+# stage 3 (`resx8_elewise`, `res8_elewise`), which lists (conv3, match_conv).
+CONV3_FIRST_BLOCK = 8
 MODELS = list(ORIGINALS)
 
 
@@ -92,7 +97,8 @@ def _layers(name: str, size: int | None = None):
     return list(get_card(name).build(size).layer)
 
 
-def _post_act_block(p: str, x: str, project: bool) -> list[tuple[str, str, list[str], str]]:
+def _post_act_block(p: str, x: str, project: bool,
+                    conv3_first: bool) -> list[tuple[str, str, list[str], str]]:
     """(name, type, bottoms, top) of a ResNeXt/WRN block `p` reading blob `x`."""
     rows = []
     for conv in ("conv1", "conv2", "conv3"):
@@ -108,7 +114,8 @@ def _post_act_block(p: str, x: str, project: bool) -> list[tuple[str, str, list[
                  (f"{p}_match_conv_bn", "BatchNorm", [f"{p}_match_conv"], f"{p}_match_conv"),
                  (f"{p}_match_conv_scale", "Scale", [f"{p}_match_conv"], f"{p}_match_conv")]
         shortcut = f"{p}_match_conv"
-    rows += [(f"{p}_elewise", "Eltwise", [shortcut, f"{p}_conv3"], f"{p}_elewise"),
+    bottoms = [f"{p}_conv3", shortcut] if conv3_first else [shortcut, f"{p}_conv3"]
+    rows += [(f"{p}_elewise", "Eltwise", bottoms, f"{p}_elewise"),
              (f"{p}_elewise_relu", "ReLU", [f"{p}_elewise"], f"{p}_elewise")]
     return rows
 
@@ -155,7 +162,7 @@ def _expected_graph(name: str) -> list[tuple[str, str, list[str], str]]:
                 x = f"res{k}_eletwise"
             else:
                 p = ("resx" if name.startswith("resnext") else "res") + str(k)
-                rows += _post_act_block(p, x, k in starts)
+                rows += _post_act_block(p, x, k in starts, k == CONV3_FIRST_BLOCK)
                 x = f"{p}_elewise"
     if orig.preact:
         rows += [(f"res{k}_eletwise_bn", "BatchNorm", [x], f"res{k}_eletwise_bn"),
@@ -180,14 +187,13 @@ def test_layer_counts_per_type(name):
     assert dict(counts) == ORIGINALS[name].layer_counts
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_names_order_tops_and_bottoms_match_the_original(name):
+def _graph_differences(name: str, layers) -> list[str]:
+    """Where (name, type, bottoms, top) of `layers` differ from the original's, in order."""
     got = [(lay.name, lay.type, list(lay.bottom), list(lay.top)[0] if lay.top else None)
-           for lay in _layers(name)]
+           for lay in layers]
     expected = _expected_graph(name)
-    assert len(got) == len(expected)
-    for g, e in zip(got, expected, strict=True):
-        assert g == e
+    problems = [f"{len(got)} layers, expected {len(expected)}"] if len(got) != len(expected) else []
+    return problems + [f"{g} != {e}" for g, e in zip(got, expected, strict=False) if g != e]
 
 
 def _conv(layer):
@@ -196,11 +202,12 @@ def _conv(layer):
             p.pad[0] if p.pad else 0, p.group, p.bias_term)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_convolution_parameters(name):
+def _convolution_differences(name: str, layers) -> list[str]:
+    """Convolutions of `layers` whose (outputs, kernel, stride, pad, group, bias) differ from
+    the original's."""
     orig = ORIGINALS[name]
-    convs = {lay.name: _conv(lay) for lay in _layers(name) if lay.type == "Convolution"}
-    assert convs["conv1"] == (64, 7, 2, 3, 1, False)
+    convs = {lay.name: _conv(lay) for lay in layers if lay.type == "Convolution"}
+    expected = {"conv1": (64, 7, 2, 3, 1, False)}
     prefix = "res" if (orig.preact or name.startswith("wrn")) else "resx"
     k = 0
     for stage, count in enumerate(orig.stage_blocks):
@@ -210,13 +217,51 @@ def test_convolution_parameters(name):
             p = f"{prefix}{k}"
             s = 2 if (stage > 0 and i == 0) else 1
             s1, s2 = (s, 1) if orig.stride_on == "conv1" else (1, s)
-            assert convs[f"{p}_conv1"] == (width, 1, s1, 0, 1, False), p
-            assert convs[f"{p}_conv2"] == (width, 3, s2, 1, orig.group, False), p
-            assert convs[f"{p}_conv3"] == (out, 1, 1, 0, 1, False), p
+            expected[f"{p}_conv1"] = (width, 1, s1, 0, 1, False)
+            expected[f"{p}_conv2"] = (width, 3, s2, 1, orig.group, False)
+            expected[f"{p}_conv3"] = (out, 1, 1, 0, 1, False)
             if i == 0:
-                assert convs[f"{p}_match_conv"] == (out, 1, s, 0, 1, False), p
-            else:
-                assert f"{p}_match_conv" not in convs
+                expected[f"{p}_match_conv"] = (out, 1, s, 0, 1, False)
+    return [f"{n}: {convs.get(n)} != {e}" for n, e in expected.items() if convs.get(n) != e] + [
+        f"{n}: unexpected" for n in convs if n not in expected]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_names_order_tops_and_bottoms_match_the_original(name):
+    assert _graph_differences(name, _layers(name)) == []
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_convolution_parameters(name):
+    assert _convolution_differences(name, _layers(name)) == []
+
+
+def test_the_two_pinned_revision_facts_are_checked():
+    """The structure checks above fail for the layouts the generators followed before 27d644d:
+    ResNet-152 v2 with the stride on the first 1x1, and ResNeXt/WRN with every sum listed as
+    (match_conv, conv3)."""
+    import dataclasses
+
+    early = dataclasses.replace(resnet_v2.VARIANTS["resnet152_v2"], stride_on="conv1")
+    original = resnet_v2.VARIANTS["resnet152_v2"]
+    try:
+        resnet_v2.VARIANTS["resnet152_v2"] = early
+        layers = list(resnet_v2.build(224, variant="resnet152_v2").layer)
+    finally:
+        resnet_v2.VARIANTS["resnet152_v2"] = original
+    problems = _convolution_differences("resnet152_v2", layers)
+    assert sorted(p.split(":")[0] for p in problems) == [
+        "res12_conv1", "res12_conv2", "res48_conv1", "res48_conv2", "res4_conv1", "res4_conv2"]
+    assert _graph_differences("resnet152_v2", layers) == []  # names and wiring are unchanged
+
+    for name, module in (("resnext50_32x4d", resnext), ("resnext101_64x4d", resnext),
+                         ("wrn50_2", wrn)):
+        spec = dataclasses.replace(module.VARIANTS[name], conv3_first_stages=())
+        layers = list(resnext.build_bottleneck_net(spec, 224).layer)
+        problems = _graph_differences(name, layers)
+        assert len(problems) == 1 and "_elewise'" in problems[0], problems
+        assert problems[0].startswith(f"('{'resx' if 'resnext' in name else 'res'}8_elewise'")
+        assert _convolution_differences(name, layers) == []
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -236,11 +236,11 @@ def _evaluate(card, prototxt: Path, caffemodel: Path, folder: Path, args) -> tup
     from caffezoo.evaluation.dataset import read_val_list
     from caffezoo.evaluation.preprocess import Preprocessing
     from caffezoo.runtimes import open_runtime
-    from caffezoo.validate import eval_base_size
 
     samples = read_val_list(folder / "val.txt", folder, limit=args.eval_images)
-    pre = Preprocessing(mean=tuple(card.mean), std=tuple(card.std),
-                        base_size=eval_base_size(card, args.size), crop_size=args.size)
+    card_pre = card.preprocessing(args.size)  # the card's one rule, as eval and validate
+    pre = Preprocessing(mean=card_pre.mean, std=card_pre.std, base_size=card_pre.base_size,
+                        crop_size=card_pre.crop_size)
     rt = open_runtime("opencv", prototxt, caffemodel, threads=args.threads)
     config = EvalConfig(preprocessing=pre, output_blob="prob", num_classes=card.num_classes,
                         batch_size=args.batch, workers=1, worker_kind="thread")

@@ -187,24 +187,19 @@ def resolve_preprocessing(args, source: ModelSource):
 
     card = source.card
     if card is not None:
-        settings = list(card.eval_settings) or []
-        mean, std = card.mean, card.std
-        crop = args.crop_size or (settings[0].crop_size if settings else card.input_size)
-        # the card's base size for this crop size (e.g. 320/320), else its first one
-        match = [s for s in settings if s.crop_size == crop] or settings
-        base = match[0].base_size if match else crop
+        # the card's rule (ModelCard.preprocessing), shared with validate and demo
+        card_pre = card.preprocessing(args.crop_size or None)
+        mean, std, crop, base = card_pre.mean, card_pre.std, card_pre.crop_size, card_pre.base_size
     else:
         mean, std = ORIGINAL_MEAN, (1.0, 1.0, 1.0)
         crop = args.crop_size or source.declared_size() or 224
-        base = 256
-    if not args.base_size:
-        base = max(base, crop)  # never smaller than the crop (the original's 320/320)
+        base = max(256, crop)  # the original script's 256, never smaller than the crop
     return Preprocessing(mean=tuple(args.mean or mean), std=tuple(args.std or std),
                          base_size=args.base_size or base, crop_size=crop,
                          crop_num=args.crop_num, scales=tuple(args.scales or ()))
 
 
-def sweep_settings(args, pre) -> list:
+def sweep_settings(args, pre, card=None) -> list:
     if not args.crop_sizes:
         if args.base_sizes or args.plot:
             raise CaffezooError("--base-sizes and --plot go with --crop-sizes")
@@ -213,7 +208,12 @@ def sweep_settings(args, pre) -> list:
         raise CaffezooError("--base-sizes needs one value per --crop-sizes entry")
     out = []
     for i, crop in enumerate(args.crop_sizes):
-        base = args.base_sizes[i] if args.base_sizes else max(pre.base_size, crop)
+        if args.base_sizes:
+            base = args.base_sizes[i]
+        elif card is not None and not args.base_size:
+            base = card.base_size(crop)  # the card's rule for each crop
+        else:
+            base = max(pre.base_size, crop)
         scales = pre.scales if len(args.crop_sizes) == 1 else ()
         out.append(replace(pre, crop_size=crop, base_size=base, scales=scales))
     return out
@@ -308,7 +308,7 @@ def run(args) -> int:
 
     source = resolve_model(args)
     pre = resolve_preprocessing(args, source)
-    settings = sweep_settings(args, pre)
+    settings = sweep_settings(args, pre, source.card)
     many = len(settings) > 1
     samples_raw = dataset.read_val_list(args.val_list, args.data_root, args.limit)
     expected_list = getattr(source.card, "val_list", None)

@@ -11,8 +11,9 @@ except block 1 whose input (pool1) already passed conv1's BatchNorm and ReLU:
     res<k>_match_conv 1x1        (first block of a stage only, on the normalised input)
     res<k>_eletwise = shortcut + conv3 (Eltwise SUM)
 
-The downsampling stride sits on conv2 (the 3x3) in ResNet-101/269 and on conv1 (the first 1x1)
-in ResNet-152, as in the released files. After the last block come res<L>_eletwise_bn /
+The downsampling stride of a stage's first block sits on conv2 (the 3x3) in all three depths,
+as in the released files at the pinned revision 27d644d of the original zoo (`stride_on` keeps
+the other placement expressible as data). After the last block come res<L>_eletwise_bn /
 _scale / _relu, the global average pooling `pool5`, `classifier` and `prob`. The stem's max
 pooling has no padding and keeps Caffe's default ceil rounding (the models were trained in
 Caffe).
@@ -44,7 +45,7 @@ VARIANTS: dict[str, PreActNet] = {
     spec.name: spec
     for spec in (
         PreActNet("resnet101_v2", (3, 4, 23, 3)),
-        PreActNet("resnet152_v2", (3, 8, 36, 3), stride_on="conv1"),
+        PreActNet("resnet152_v2", (3, 8, 36, 3)),
         PreActNet("resnet269_v2", (3, 30, 48, 8)),
     )
 }

@@ -9,6 +9,11 @@ Structure of every block `<p><k>` (k counts blocks over the whole net, from 1):
     <p>k_match_conv 1x1 stride s      + _bn, _scale   (first block of a stage only)
     <p>k_elewise = shortcut + conv3 (Eltwise SUM), then <p>k_elewise_relu in place
 
+The released files list the sum's bottoms as (match_conv, conv3), except in the first block of
+stage 3 (`resx8_elewise`, `res8_elewise` in WRN), which lists (conv3, match_conv); the generator
+keeps that order (`conv3_first_stages`). A sum does not depend on it, but a byte-identical file
+does.
+
 The stem is a 7x7/2 convolution and a 3x3/2 max pooling with pad 1 rounded down
 (`ceil_mode: false`, as Torch rounds); the head is a global average pooling `pool_ave`, the
 `classifier` InnerProduct and the `prob` Softmax. Wide ResNets share this layout (see wrn.py).
@@ -38,6 +43,8 @@ class BottleneckNet:
     groups: int               # cardinality of the 3x3 convolution (1: plain ResNet/WRN)
     prefix: str               # block name prefix: "resx" (ResNeXt) or "res" (WRN)
     expansion_out: tuple[int, ...] = (256, 512, 1024, 2048)  # conv3 channels per stage
+    # stages (from 0) whose first block lists its Eltwise bottoms as (conv3, match_conv)
+    conv3_first_stages: tuple[int, ...] = (2,)
 
 
 def resnext_spec(depth: int, cardinality: int, base_width: int) -> BottleneckNet:
@@ -71,13 +78,14 @@ def build_bottleneck_net(spec: BottleneckNet, input_size: int,
             k += 1
             stride = 2 if (i == 0 and stage > 0) else 1
             x = _block(b, x, f"{spec.prefix}{k}", width, out, stride, spec.groups,
-                       project=(i == 0))
+                       project=(i == 0),
+                       conv3_first=(i == 0 and stage in spec.conv3_first_stages))
     classifier_head(b, x, "pool_ave", num_classes=num_classes)
     return b.net
 
 
 def _block(b: NetBuilder, x: str, p: str, width: int, out: int, stride: int, groups: int,
-           project: bool) -> str:
+           project: bool, conv3_first: bool = False) -> str:
     y = conv_bn(b, x, f"{p}_conv1", width, kernel=1)
     y = conv_bn(b, y, f"{p}_conv2", width, kernel=3, stride=stride, pad=1, group=groups)
     y = conv_bn(b, y, f"{p}_conv3", out, kernel=1, relu=False)
@@ -85,7 +93,8 @@ def _block(b: NetBuilder, x: str, p: str, width: int, out: int, stride: int, gro
     if project:
         shortcut = conv_bn(b, x, f"{p}_match_conv", out, kernel=1, stride=stride, relu=False)
     # The original's name is "elewise" (sic); weights are matched by name, so it stays.
-    y = b.eltwise([shortcut, y], f"{p}_elewise", op="sum")
+    bottoms = [y, shortcut] if conv3_first else [shortcut, y]
+    y = b.eltwise(bottoms, f"{p}_elewise", op="sum")
     return b.relu(y, f"{p}_elewise_relu")
 
 

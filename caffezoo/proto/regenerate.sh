@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Regenerates caffe_pb2.py and caffe_round_mode_pb2.py from caffe.proto.
-# Uses grpcio-tools 1.62.x (protobuf gencode 4.25), whose output runs on protobuf 3.20 ... 7.x,
-# in a throwaway venv so the project's own protobuf is not touched.
+# Uses grpcio-tools 1.85.1 (its protoc writes protobuf Python gencode 7.35.1) in a throwaway venv,
+# so the project's own protobuf is not touched. Protobuf's rule: a runtime accepts gencode of its
+# own major version or the one before, never newer than itself; 7.35.1 is within the window of
+# the pinned runtime 7.36.2 (pyproject.toml), and tests/test_proto_gencode.py checks it.
 #   caffezoo/proto/regenerate.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-python3 -m venv "$tmp/venv"
-"$tmp/venv/bin/pip" install -q "grpcio-tools==1.62.3"
+"${PYTHON:-python3}" -m venv "$tmp/venv"
+"$tmp/venv/bin/pip" install -q "grpcio-tools==1.85.1"
 
 # pycaffe registers its own caffe.proto (package caffe) in protobuf's default descriptor pool, so
 # ours is compiled under other file and package names; neither appears in text or binary files.
