@@ -8,7 +8,8 @@ import argparse
 import importlib
 import sys
 
-from caffezoo.errors import CaffezooError
+from caffezoo import __version__
+from caffezoo.errors import EXIT_INTERRUPTED, CaffezooError
 
 # name -> one-line help; the module caffezoo.commands.<name with - as _> implements it.
 COMMANDS = {
@@ -24,18 +25,69 @@ COMMANDS = {
 }
 
 
+# name -> examples shown at the end of `caffezoo NAME --help` (tests/test_cli.py parses each
+# one with the real parser, so they cannot go stale).
+EXAMPLES = {
+    "demo": """\
+  caffezoo demo                                   # ResNeXt-50 at a small size, random weights
+  caffezoo demo --source torch:rx50.pth --images ../shared/data/imagenet_samples""",
+    "doctor": """\
+  caffezoo doctor
+  caffezoo doctor --json""",
+    "info": """\
+  caffezoo info prototxt/resnext50_32x4d.prototxt
+  caffezoo info deploy.prototxt --weights w.caffemodel --input-shape 1,3,320,320 --json""",
+    "generate": """\
+  caffezoo generate resnext50_32x4d                 # -> ./resnext50_32x4d.prototxt
+  caffezoo generate resnext50_32x4d --input-size 320 --dialect portable -o out/
+  caffezoo generate --all -o prototxt""",
+    "zoo": """\
+  caffezoo zoo
+  caffezoo zoo resnext50_32x4d wrn50_2 --json
+  caffezoo zoo --write-docs""",
+    "convert": """\
+  caffezoo convert --source torch:resnext50_32x4d.pth --model resnext50_32x4d -o out/rx50
+  caffezoo convert --source torch:r.t7 --model resnext101_64x4d --layout lua -o out/""",
+    "validate": """\
+  caffezoo validate --source torch:rx50.pth --model resnext50_32x4d --weights out/rx50.caffemodel
+  caffezoo validate --source torch:rx50.pth --model resnext50_32x4d \\
+      --weights out/rx50.caffemodel --images ../shared/data/imagenet_samples --layers""",
+    "eval": """\
+  caffezoo eval --model resnext50_32x4d --weights rx50.caffemodel \\
+      --val-list ILSVRC2012_val.txt --data-root ~/ILSVRC2012 --crop-num 12
+  caffezoo eval --prototxt deploy.prototxt --weights w.caffemodel --val-list val.txt \\
+      --mean 104,117,123 --base-size 256 --crop-size 227 --results r.json""",
+    "time": """\
+  caffezoo time --model resnext50_32x4d                      # random weights
+  caffezoo time --prototxt deploy.prototxt --weights w.caffemodel --batch-sizes 1,8""",
+}
+
+
+EXIT_STATUS = """\
+exit status:
+  0  success             1  a check failed (validate over its tolerance)
+  2  usage error         3  bad input (missing, malformed or unfitting file)
+  4  missing framework   130  interrupted"""
+
+
 def _command_module(name: str):
     return importlib.import_module(f"caffezoo.commands.{name.replace('-', '_')}")
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="caffezoo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="caffezoo", description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_STATUS)
+    parser.add_argument("--version", action="version", version=f"caffezoo {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Only the module of the chosen command is imported (it adds its own options).
     chosen = next((a for a in argv if a in COMMANDS), None)
     for name, help_text in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        examples = EXAMPLES.get(name)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog=f"examples:\n{examples}" if examples else None)
         if name == chosen:
             _command_module(name).add_arguments(p)
     return parser
@@ -53,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,38 +1,67 @@
 """Errors a user can cause. Each message is one line that names the file or layer at fault;
-the CLI prints it and exits non-zero without a traceback (unless --debug)."""
+the CLI prints it and exits non-zero without a traceback (unless --debug).
+
+Exit status (docs/cli.md): 0 success; 1 a check failed (validate over its tolerance, doctor
+missing a core component); 2 a usage error (argparse's own status, and options that are wrong
+together or out of range); 3 a bad input (a file that is missing, malformed, or does not fit);
+4 a missing or broken framework; 130 interrupted."""
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+EXIT_DEPENDENCY = 4
+EXIT_INTERRUPTED = 130
 
 
 class CaffezooError(Exception):
-    """Base class: a problem with the user's input or environment, not a bug."""
+    """Base class: a problem with the user's input or environment, not a bug. Raised as such,
+    it is a usage error: options that are out of range or do not go together."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
+
+
+class UsageError(CaffezooError):
+    """Options that are out of range or do not go together (argparse cannot tell)."""
 
 
 class InputFileError(CaffezooError):
     """A file is missing, unreadable or not what it should be (image, list, checkpoint)."""
 
+    exit_code = EXIT_BAD_INPUT
+
 
 class FormatError(CaffezooError):
     """A malformed prototxt (with line and column) or a truncated / non-Caffe binary."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class NetDefinitionError(CaffezooError):
     """A net that cannot be built or inferred: unknown bottom, bad parameters, bad shapes."""
 
+    exit_code = EXIT_BAD_INPUT
+
 
 class WeightMismatchError(CaffezooError):
     """Weights that do not fit the net: missing or unexpected layers, wrong blob shapes."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class ConversionError(CaffezooError):
     """A source model that cannot be converted exactly."""
 
+    exit_code = EXIT_BAD_INPUT
+
 
 class DependencyError(CaffezooError):
     """An optional framework (Caffe, OpenCV, torch, tensorflow, mxnet) is missing or broken."""
+
+    exit_code = EXIT_DEPENDENCY
 
 
 class ValidationFailed(CaffezooError):
     """A converted model disagrees with its source beyond the tolerance."""
 
-    exit_code = 1
+    exit_code = EXIT_CHECK_FAILED

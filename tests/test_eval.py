@@ -210,8 +210,8 @@ def test_cli_skip_lists_failures_and_fail_stops_before_work(tiny, broken, capsys
     assert sorted(Path(f["path"]).name for f in res["failures"]) == [
         "cut.jpg", "empty.jpg", "gone.jpg", "text.jpg"]
     assert "4 of 8 images could not be used" in capsys.readouterr().out
-    # fail (the default): the missing file is found before any image is decoded
-    assert cli.main(base) == 2
+    # fail (the default): the missing file is found before any image is decoded (bad input: 3)
+    assert cli.main(base) == 3
     err = capsys.readouterr().err
     assert "gone.jpg: missing file" in err and "1 of 8 listed images are missing" in err
 
@@ -261,11 +261,11 @@ def test_out_of_range_label_is_an_error_before_any_image_is_read(tiny, tmp_path,
     (tmp_path / "val.txt").write_text(f"x.png 0\ny.png {CLASSES}\n")
     argv = ["eval", "--prototxt", str(prototxt), "--weights", str(weights),
             "--val-list", str(tmp_path / "val.txt"), "--base-size", "10"]
-    assert cli.main(argv) == 2
+    assert cli.main(argv) == 3
     err = capsys.readouterr().err
     assert f"val.txt:2: label {CLASSES}" in err and "--label-offset" in err
     # an offset of -1 makes label 6 fit, and label 0 not
-    assert cli.main([*argv, "--label-offset", "-1"]) == 2
+    assert cli.main([*argv, "--label-offset", "-1"]) == 3
     assert "val.txt:1: label -1" in capsys.readouterr().err
 
 
@@ -390,5 +390,5 @@ def test_evaluation_cls_script_is_caffezoo_eval(tiny, images, tmp_path):
     bad = subprocess.run([sys.executable, str(repo / "evaluation_cls.py"), *common[:4],
                           "--val-list", str(tmp_path / "nope.txt")],
                          capture_output=True, text=True, cwd=repo)
-    assert bad.returncode == 2 and "nope.txt: cannot read the val list" in bad.stderr
+    assert bad.returncode == 3 and "nope.txt: cannot read the val list" in bad.stderr
     assert "Traceback" not in bad.stderr

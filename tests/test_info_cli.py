@@ -125,7 +125,7 @@ def test_weights_mismatch_is_an_error_naming_layer_and_shapes(prototxt, tmp_path
     blobs["fc"][1] = np.zeros(11)
     model = write_caffemodel(tmp_path / "bad.caffemodel", blobs)
     code, out, err = run_cli(capsys, prototxt, "--weights", model)
-    assert code == 2
+    assert code == 3  # bad input (docs/cli.md)
     assert err.count("\n") == 1  # one line, no traceback
     assert "layer 'conv1': blob 0 has shape (8, 3, 5, 5) but the prototxt implies (8, 3, 3, 3)" \
         in err
@@ -135,7 +135,7 @@ def test_weights_mismatch_is_an_error_naming_layer_and_shapes(prototxt, tmp_path
     assert "layer 'fc': blob 1 has shape (11,) but the prototxt implies (10,)" in out
 
     code, out, _ = run_cli(capsys, prototxt, "--weights", model, "--json")
-    assert code == 2
+    assert code == 3
     mismatches = json.loads(out)["weights"]["mismatches"]
     assert [(m["layer"], m["expected"], m["actual"]) for m in mismatches] == [
         ("conv1", [8, 3, 3, 3], [8, 3, 5, 5]), ("fc", [10], [11])]
@@ -150,7 +150,7 @@ def test_bad_input_gives_one_line_errors(tmp_path, capsys):
     path = tmp_path / "unknown.prototxt"
     netio.write_prototxt(net, path)
     code, _, err = run_cli(capsys, path)
-    assert code == 2 and "layer 'bn1': unsupported layer type 'Frobnicate'" in err
+    assert code == 3 and "layer 'bn1': unsupported layer type 'Frobnicate'" in err
 
 
 def test_bad_input_shape(prototxt, capsys):
@@ -158,7 +158,7 @@ def test_bad_input_shape(prototxt, capsys):
         code, _, err = run_cli(capsys, prototxt, "--input-shape", spec)
         assert code == 2 and f"--input-shape {spec}: expected positive integers" in err
     code, _, err = run_cli(capsys, prototxt, "--input-shape", "image=1,3,16,16")
-    assert code == 2 and "no input blob named image" in err
+    assert code == 3 and "no input blob named image" in err  # the net does not fit the option
 
 
 def test_as_a_process(prototxt):

@@ -215,15 +215,17 @@ def test_generate_to_stdout(capsys):
     assert analyze(netio.parse_prototxt(text)).inputs["data"] == (1, 3, 160, 160)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["generate"], "give either a MODEL or --all"),
-    (["generate", "wrn50_2", "--all"], "give either a MODEL or --all"),
-    (["generate", "vgg16"], "unknown model 'vgg16'"),
-    (["generate", "resnet101_v2", "--input-size", "2", "-o", "-"], "input size 2 is too small"),
-    (["generate", "--all", "-o", "-"], "prints a single model"),
+@pytest.mark.parametrize("argv, message, code", [
+    # 2: usage errors; 3: bad input (an unknown model, a net that cannot be built); docs/cli.md
+    (["generate"], "give either a MODEL or --all", 2),
+    (["generate", "wrn50_2", "--all"], "give either a MODEL or --all", 2),
+    (["generate", "vgg16"], "unknown model 'vgg16'", 3),
+    (["generate", "resnet101_v2", "--input-size", "2", "-o", "-"], "input size 2 is too small",
+     3),
+    (["generate", "--all", "-o", "-"], "prints a single model", 2),
 ])
-def test_generate_errors(argv, message, capsys):
-    assert main(argv) == 2
+def test_generate_errors(argv, message, code, capsys):
+    assert main(argv) == code
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
 
