@@ -32,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output path without suffix: OUT.caffemodel and OUT.prototxt")
     parser.add_argument("--input-size", type=int, default=None,
                         help="input size of the written prototxt (default: the card's)")
-    parser.add_argument("--dialect", choices=DIALECTS, default="ceil_mode",
-                        help="how floor pooling is written (default ceil_mode; docs/formats.md)")
+    parser.add_argument("--dialect", choices=DIALECTS, default=None,
+                        help="how floor pooling is written (default ceil_mode; portable for a "
+                        "free conversion with --target caffe; docs/formats.md)")
     parser.add_argument("--layout", choices=all_layouts(), default=None,
                         help="the checkpoint's naming scheme (default: recognised)")
     parser.add_argument("--random-init", action="store_true",
@@ -43,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     free.add_argument("--input-shape", default=None, metavar="N,C,H,W",
                       help="input shape of the converted graph (default: the source's)")
     free.add_argument("--target", choices=TARGETS, default=None,
-                      help="runtime the net must load in: stock caffe, the fork the set-up "
-                      "builds, or OpenCV's importer")
+                      help="runtime the net must load in: stock caffe (default), the fork the "
+                      "set-up builds, or OpenCV's importer (docs/conversion.md)")
 
 
 def out_paths(out: str) -> tuple[Path, Path]:
@@ -70,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     source = parse_source(args.source)
     if args.input_shape is not None:
         parse_input_shape(args.input_shape)
+    if args.model is None and source.kind.graph:
+        return convert_graph(args, source)
     if args.model is None:
         graph = [k.name for k in SOURCE_KINDS.values() if k.graph]
         raise InputFileError(
@@ -102,8 +105,9 @@ def convert_into_card(args: argparse.Namespace, source) -> int:
     result = plugin.convert(source.spec, card, args.input_size, args.layout, None)
     caffemodel, prototxt = out_paths(args.out)
     caffemodel.parent.mkdir(parents=True, exist_ok=True)
-    netio.write_caffemodel(result.net, caffemodel, dialect=args.dialect)
-    netio.write_prototxt(result.net, prototxt, dialect=args.dialect)
+    dialect = args.dialect or "ceil_mode"
+    netio.write_caffemodel(result.net, caffemodel, dialect=dialect)
+    netio.write_prototxt(result.net, prototxt, dialect=dialect)
     converted = sum(1 for a in result.plan.assigns if a.op in Op.WEIGHTED)
     print(f"{source.spec} -> {card.name} ({result.plan.layout} layout): {converted} modules "
           "converted")
@@ -112,5 +116,59 @@ def convert_into_card(args: argparse.Namespace, source) -> int:
     for note in result.notes:
         print(f"  {note}")
     print(f"wrote {caffemodel} ({caffemodel.stat().st_size:,} bytes) and {prototxt} "
-          f"(pooling dialect {args.dialect})")
+          f"(pooling dialect {dialect})")
     return 0
+
+
+def convert_graph(args: argparse.Namespace, source) -> int:
+    """A free conversion: the source's graph -> the emitter -> OUT.caffemodel + OUT.prototxt."""
+    from caffezoo.graph.emit import emit
+
+    card_only = [opt for opt, value in (("--input-size", args.input_size),
+                                        ("--layout", args.layout),
+                                        ("--random-init", args.random_init or None))
+                 if value is not None]
+    if card_only:
+        raise InputFileError(f"{' and '.join(card_only)}: only for conversions into a zoo card "
+                             "(--model); a free conversion takes --input-shape")
+    shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
+    graph = source.kind.plugin().read_graph(source.spec, shape)
+    target = args.target or "caffe"
+    dialect = args.dialect or ("portable" if target == "caffe" else "ceil_mode")
+    emitted = emit(graph, target)
+    caffemodel, prototxt = out_paths(args.out)
+    write_pair(emitted.net, caffemodel, prototxt, dialect)
+    (in_shape,) = graph.inputs.values()
+    types: dict[str, int] = {}
+    for layer in emitted.net.layer:
+        types[layer.type] = types.get(layer.type, 0) + 1
+    print(f"{source} -> {prototxt.name} (target {target}): {len(graph.nodes)} graph nodes, "
+          f"{len(emitted.net.layer)} Caffe layers, input {emitted.input_blob} "
+          f"{'x'.join(map(str, in_shape))}, outputs {', '.join(emitted.output_blobs.values())}")
+    print("  layers: " + ", ".join(f"{t} {n}" for t, n in sorted(types.items())))
+    for note in [*graph.notes, *emitted.notes]:
+        print(f"  {note}")
+    print(f"wrote {caffemodel} ({caffemodel.stat().st_size:,} bytes) and {prototxt} "
+          f"(pooling dialect {dialect})")
+    return 0
+
+
+def write_pair(net, caffemodel: Path, prototxt: Path, dialect: str) -> None:
+    """Write both files or neither: each goes to a temporary name in the target folder first,
+    and both are renamed only once both are complete."""
+    import os
+
+    from caffezoo import netio
+
+    caffemodel.parent.mkdir(parents=True, exist_ok=True)
+    prototxt.parent.mkdir(parents=True, exist_ok=True)
+    tmp_model = caffemodel.with_name(f".{caffemodel.name}.partial")
+    tmp_proto = prototxt.with_name(f".{prototxt.name}.partial")
+    try:
+        netio.write_caffemodel(net, tmp_model, dialect=dialect)
+        netio.write_prototxt(net, tmp_proto, dialect=dialect)
+        os.replace(tmp_model, caffemodel)
+        os.replace(tmp_proto, prototxt)
+    finally:
+        tmp_model.unlink(missing_ok=True)
+        tmp_proto.unlink(missing_ok=True)

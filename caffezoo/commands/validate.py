@@ -1,7 +1,11 @@
 """`caffezoo validate --source KIND:SPEC --model ZOO_NAME --weights OUT.caffemodel`:
 run the source model and the converted Caffe model on the same images and compare them
 (caffezoo/validate.py, docs/conversion.md). Exit status 1 when the relative error of the logits
-exceeds the tolerance (default 1e-4) or, with --layers, any compared layer does."""
+exceeds the tolerance (default 1e-4) or, with --layers, any compared layer does.
+
+Without --model, a graph source (converted freely by `caffezoo convert --source KIND:SPEC -o
+OUT`) is validated value by value (caffezoo/graph/validate.py): both sides get the identical
+input tensor, the source's graph runner at the prototxt's input shape."""
 
 from __future__ import annotations
 
@@ -18,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--source", required=True, metavar="KIND:SPEC",
                         help=f"the source that was converted; kinds: {known()}")
-    parser.add_argument("--model", required=True, help="the zoo model it was converted into")
+    parser.add_argument("--model", default=None,
+                        help="the zoo model it was converted into (card sources; a graph "
+                        "source converted without a card takes none)")
     parser.add_argument("--weights", required=True, help="the converted .caffemodel")
     parser.add_argument("--prototxt", default=None,
                         help="the net to run (default: the .prototxt beside --weights, else "
@@ -46,7 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from caffezoo import analysis, netio, validate, zoo
+    from caffezoo.converters.registry import parse_source
 
+    if args.model is None:
+        source = parse_source(args.source)
+        if source.kind.graph:
+            return run_graph(args, source)
+        from caffezoo.errors import InputFileError
+
+        raise InputFileError(f"--source {source}: give --model ZOO_NAME, the zoo model it was "
+                             "converted into")
     card = zoo.get_card(args.model)
     prototxt = args.prototxt or validate.default_prototxt(args.weights)
     if prototxt is None:
@@ -81,6 +96,40 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(report.lines()))
     if not report.passed:
         where = f"; first divergence at layer {report.first_divergence!r}" \
+            if report.first_divergence else ""
+        raise ValidationFailed(f"{args.weights}: relative error {report.max_rel:.3g} "
+                               f"(tolerance {args.tolerance:g}){where}")
+    return 0
+
+
+def run_graph(args: argparse.Namespace, source) -> int:
+    from caffezoo import analysis, netio, validate
+    from caffezoo.errors import InputFileError
+    from caffezoo.graph.validate import graph_inputs, validate_graph
+
+    if args.layout is not None or args.input_size is not None:
+        raise InputFileError("--layout and --input-size belong to validations against a zoo "
+                             "card (--model); a graph source runs at the prototxt's input shape")
+    prototxt = args.prototxt or validate.default_prototxt(args.weights)
+    if prototxt is None:
+        raise InputFileError(f"{args.weights}: no prototxt beside it; give --prototxt")
+    net = netio.read_prototxt(prototxt)
+    (shape,) = analysis.analyze(net).inputs.values()
+    plugin = source.kind.plugin()
+    runner = plugin.open_graph_runner(source.spec, tuple(int(d) for d in shape))
+    # with --layers, the graph's value names find their blobs (named after them)
+    graph = plugin.read_graph(source.spec, tuple(int(d) for d in shape)) if args.layers else None
+    x, inputs, how = graph_inputs(runner, args.images, args.random, args.seed, args.limit)
+    report = validate_graph(runner, prototxt, args.weights, x, inputs, str(source), how,
+                            args.backend, args.tolerance, args.layers, max(1, args.batch),
+                            graph)
+    if args.json:
+        json.dump(report.to_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        print("\n".join(report.lines()))
+    if not report.passed:
+        where = f"; first divergence at value {report.first_divergence!r}" \
             if report.first_divergence else ""
         raise ValidationFailed(f"{args.weights}: relative error {report.max_rel:.3g} "
                                f"(tolerance {args.tolerance:g}){where}")
