@@ -12,6 +12,7 @@ import pytest
 from caffezoo import netio
 from caffezoo.cli import main
 from caffezoo.converters import registry
+from caffezoo.errors import EXIT_BAD_INPUT, EXIT_USAGE
 from caffezoo.graph.emit import emit
 from caffezoo.graph.validate import validate_graph
 from tests import graph_plugin
@@ -83,14 +84,14 @@ def test_validate_names_the_first_divergent_value(tmp_path, capsys):
 def test_unsupported_op_writes_nothing(tmp_path, capsys):
     code = main(["convert", "--source", "testgraph:unsupported", "-o", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1
+    assert code == EXIT_BAD_INPUT and len(err.splitlines()) == 1
     assert "node 'roi' (RoiAlign): unknown op 'roi_align'" in err
     assert list(tmp_path.iterdir()) == []
 
 
 def test_card_options_are_refused_for_graph_sources(tmp_path, capsys):
     assert main(["convert", "--source", "testgraph:tiny", "-o", str(tmp_path / "o"),
-                 "--input-size", "64"]) == 2
+                 "--input-size", "64"]) == EXIT_USAGE
     assert "--input-size" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 

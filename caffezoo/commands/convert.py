@@ -122,6 +122,7 @@ def convert_into_card(args: argparse.Namespace, source) -> int:
 
 def convert_graph(args: argparse.Namespace, source) -> int:
     """A free conversion: the source's graph -> the emitter -> OUT.caffemodel + OUT.prototxt."""
+    from caffezoo.errors import UsageError
     from caffezoo.graph.emit import emit
 
     card_only = [opt for opt, value in (("--input-size", args.input_size),
@@ -129,7 +130,7 @@ def convert_graph(args: argparse.Namespace, source) -> int:
                                         ("--random-init", args.random_init or None))
                  if value is not None]
     if card_only:
-        raise InputFileError(f"{' and '.join(card_only)}: only for conversions into a zoo card "
+        raise UsageError(f"{' and '.join(card_only)}: only for conversions into a zoo card "
                              "(--model); a free conversion takes --input-shape")
     shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
     graph = source.kind.plugin().read_graph(source.spec, shape)

@@ -58,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
         source = parse_source(args.source)
         if source.kind.graph:
             return run_graph(args, source)
-        from caffezoo.errors import InputFileError
+        from caffezoo.errors import UsageError
 
-        raise InputFileError(f"--source {source}: give --model ZOO_NAME, the zoo model it was "
+        raise UsageError(f"--source {source}: give --model ZOO_NAME, the zoo model it was "
                              "converted into")
     card = zoo.get_card(args.model)
     prototxt = args.prototxt or validate.default_prototxt(args.weights)
@@ -104,11 +104,11 @@ def run(args: argparse.Namespace) -> int:
 
 def run_graph(args: argparse.Namespace, source) -> int:
     from caffezoo import analysis, netio, validate
-    from caffezoo.errors import InputFileError
+    from caffezoo.errors import InputFileError, UsageError
     from caffezoo.graph.validate import graph_inputs, validate_graph
 
     if args.layout is not None or args.input_size is not None:
-        raise InputFileError("--layout and --input-size belong to validations against a zoo "
+        raise UsageError("--layout and --input-size belong to validations against a zoo "
                              "card (--model); a graph source runs at the prototxt's input shape")
     prototxt = args.prototxt or validate.default_prototxt(args.weights)
     if prototxt is None:
