@@ -1,0 +1,108 @@
+"""The MXNet source: `PREFIX-symbol.json` + `PREFIX-NNNN.params` of any era -> the canonical
+source graph (caffezoo.graph.ir), without MXNet; real MXNet 1.9.1 only to validate.
+
+    graph = read_graph("model/resnet50_v2", (1, 3, 224, 224))      # or "model/resnet50_v2,3"
+    runner = open_graph_runner("model/resnet50_v2", (1, 3, 224, 224))
+    outputs = runner.run(x, record={"resnetv20_conv0_fwd_output"})
+
+Modules: `params` (the NDArray-list reader), `symbol` (the JSON reader), `frontend` (ops ->
+canonical nodes), `runner` (MXNet itself). The spec is `PREFIX[,EPOCH]`: the symbol is
+`PREFIX-symbol.json`, the weights `PREFIX-EPOCH.params` with EPOCH written as four digits
+(default: the highest epoch present). PREFIX may also name the JSON file itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from caffezoo.errors import InputFileError
+
+KIND = "mxnet"
+SPEC_HELP = "mxnet:PREFIX[,EPOCH] (PREFIX-symbol.json + PREFIX-NNNN.params)"
+DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    prefix: str
+    symbol: Path
+    params: Path
+    epoch: int
+
+
+def resolve(spec: str) -> Checkpoint:
+    """`PREFIX[,EPOCH]` -> the two files; InputFileError naming what is missing."""
+    prefix, sep, epoch_text = spec.partition(",")
+    prefix = prefix.strip()
+    if prefix.endswith("-symbol.json"):
+        prefix = prefix[: -len("-symbol.json")]
+    if not prefix:
+        raise InputFileError(f"mxnet source {spec!r}: expected PREFIX[,EPOCH]")
+    symbol = Path(f"{prefix}-symbol.json")
+    if not symbol.is_file():
+        raise InputFileError(f"{symbol}: no such file (mxnet source {spec!r})")
+    if sep:
+        try:
+            epoch = int(epoch_text)
+        except ValueError:
+            raise InputFileError(f"mxnet source {spec!r}: epoch {epoch_text!r} is not a "
+                                 "number") from None
+        params = Path(f"{prefix}-{epoch:04d}.params")
+        if not params.is_file():
+            raise InputFileError(f"{params}: no such file (mxnet source {spec!r})")
+        return Checkpoint(prefix, symbol, params, epoch)
+    base = Path(prefix)
+    pattern = re.compile(re.escape(base.name) + r"-(\d+)\.params$")
+    found = []
+    folder = base.parent if str(base.parent) else Path(".")
+    if folder.is_dir():
+        for p in folder.iterdir():
+            m = pattern.match(p.name)
+            if m:
+                found.append((int(m.group(1)), p))
+    if not found:
+        raise InputFileError(f"{prefix}-NNNN.params: no parameter file beside {symbol}")
+    epoch, params = max(found)
+    return Checkpoint(prefix, symbol, params, epoch)
+
+
+def read_graph(spec: str, input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE):
+    """The canonical graph (caffezoo.graph.ir.Graph) of an MXNet checkpoint; no MXNet needed."""
+    from caffezoo.converters.mxnet.frontend import build_graph
+    from caffezoo.converters.mxnet.params import read_params
+    from caffezoo.converters.mxnet.symbol import read_symbol
+
+    ck = resolve(spec)
+    sym = read_symbol(ck.symbol)
+    pf = read_params(ck.params)
+    result = build_graph(sym, pf.by_name(), tuple(input_shape), str(ck.params),
+                         name=Path(ck.prefix).name)
+    graph = result.graph
+    era = {"attrs": "current", "attr": "0.9-1.x", "param": "0.8"}[sym.era]
+    graph.notes.insert(0, f"read {ck.symbol} ({era} format) and {ck.params} (epoch {ck.epoch}, "
+                       f"{len(pf.arrays)} arrays, {'/'.join(sorted(pf.dtypes)) or 'no data'})")
+    if result.unused_params:
+        shown = ", ".join(result.unused_params[:6])
+        more = f" and {len(result.unused_params) - 6} more" if len(result.unused_params) > 6 \
+            else ""
+        graph.notes.append(f"{len(result.unused_params)} tensor(s) in {ck.params} not used by "
+                           f"the graph: {shown}{more}")
+    return graph
+
+
+def open_graph_runner(spec: str, input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE):
+    """Real MXNet running the same checkpoint, with `.input_shape`, `.input_norm` and
+    `.run(x, record=None) -> {value name: array}` (runner.MXNetRunner)."""
+    from caffezoo.converters.mxnet.frontend import build_graph
+    from caffezoo.converters.mxnet.params import read_params
+    from caffezoo.converters.mxnet.runner import open_runner
+    from caffezoo.converters.mxnet.symbol import read_symbol
+
+    ck = resolve(spec)
+    # the graph's input and output names, as the converter sees them
+    result = build_graph(read_symbol(ck.symbol), read_params(ck.params).by_name(),
+                         tuple(input_shape), str(ck.params))
+    return open_runner(str(ck.symbol), str(ck.params), result.input_name, tuple(input_shape),
+                       result.graph.outputs)
