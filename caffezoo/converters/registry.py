@@ -61,6 +61,9 @@ SOURCE_KINDS: dict[str, SourceKind] = {kind.name: kind for kind in (
                "torch:resnext50_32x4d.pth",
                "a PyTorch state_dict (torchvision/timm names) or a Lua Torch .t7 model",
                formats=("pytorch", "lua"), layouts=("torchvision", "timm", "lua")),
+    SourceKind("mxnet", "caffezoo.converters.mxnet", "PREFIX[,EPOCH]", "mxnet:model/resnet50_v2",
+               "an MXNet checkpoint of any era: PREFIX-symbol.json + PREFIX-NNNN.params",
+               card=False, graph=True),
 )}
 
 

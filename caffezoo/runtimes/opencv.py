@@ -57,11 +57,16 @@ class OpenCVRuntime(Runtime):
         self._fused = True
         # blob -> (layer, output index) of its last writer
         self._producer: dict[str, tuple[str, int]] = {}
+        # OpenCV 4.14's importer names some layers (Convolution) after their top blob
+        cv_names = set(self.net.getLayerNames())
         for layer in checked.net.layer:
             if layer.type == "Input":
                 continue
+            name = layer.name
+            if name not in cv_names and layer.top and layer.top[0] in cv_names:
+                name = layer.top[0]
             for i, top in enumerate(layer.top):
-                self._producer[top] = (layer.name, i)
+                self._producer[top] = (name, i)
 
     def _forward(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         if self._fused and set(names) - set(self.output_names) - {self.input_name}:

@@ -17,11 +17,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from caffezoo.converters.common import Normalization
 from caffezoo.errors import InputFileError
 
 KIND = "mxnet"
 SPEC_HELP = "mxnet:PREFIX[,EPOCH] (PREFIX-symbol.json + PREFIX-NNNN.params)"
 DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
+# the Gluon model zoo's convention (the files do not record one; see open_graph_runner)
+GLUON_IMAGENET = Normalization.from_unit((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "RGB")
 
 
 @dataclass(frozen=True)
@@ -68,12 +71,14 @@ def resolve(spec: str) -> Checkpoint:
     return Checkpoint(prefix, symbol, params, epoch)
 
 
-def read_graph(spec: str, input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE):
-    """The canonical graph (caffezoo.graph.ir.Graph) of an MXNet checkpoint; no MXNet needed."""
+def read_graph(spec: str, input_shape: tuple[int, ...] | None = None):
+    """The canonical graph (caffezoo.graph.ir.Graph) of an MXNet checkpoint; no MXNet needed.
+    The files do not record an input shape: None means DEFAULT_INPUT_SHAPE."""
     from caffezoo.converters.mxnet.frontend import build_graph
     from caffezoo.converters.mxnet.params import read_params
     from caffezoo.converters.mxnet.symbol import read_symbol
 
+    input_shape = tuple(input_shape or DEFAULT_INPUT_SHAPE)
     ck = resolve(spec)
     sym = read_symbol(ck.symbol)
     pf = read_params(ck.params)
@@ -92,17 +97,29 @@ def read_graph(spec: str, input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE):
     return graph
 
 
-def open_graph_runner(spec: str, input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE):
+def open_graph_runner(spec: str, input_shape: tuple[int, ...] | None = None):
     """Real MXNet running the same checkpoint, with `.input_shape`, `.input_norm` and
-    `.run(x, record=None) -> {value name: array}` (runner.MXNetRunner)."""
-    from caffezoo.converters.mxnet.frontend import build_graph
+    `.run(x, record=None) -> {value name: array}` (runner.MXNetRunner).
+
+    MXNet files do not record how images were normalised. `input_norm` (used to feed images to
+    validation; both sides always get the identical tensor) is raw RGB pixels when the net
+    scales its own input (scalar ops at the input), else the Gluon model zoo's ImageNet
+    convention (RGB, mean 0.485/0.456/0.406, std 0.229/0.224/0.225 of 0..1 pixels)."""
+    from caffezoo.converters.mxnet.frontend import build_graph, input_scaling
     from caffezoo.converters.mxnet.params import read_params
     from caffezoo.converters.mxnet.runner import open_runner
     from caffezoo.converters.mxnet.symbol import read_symbol
 
+    input_shape = tuple(input_shape or DEFAULT_INPUT_SHAPE)
     ck = resolve(spec)
     # the graph's input and output names, as the converter sees them
     result = build_graph(read_symbol(ck.symbol), read_params(ck.params).by_name(),
                          tuple(input_shape), str(ck.params))
-    return open_runner(str(ck.symbol), str(ck.params), result.input_name, tuple(input_shape),
-                       result.graph.outputs)
+    runner = open_runner(str(ck.symbol), str(ck.params), result.input_name, tuple(input_shape),
+                         result.graph.outputs)
+    if input_scaling(result.graph, result.input_name) is not None:
+        runner.input_norm = Normalization((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "RGB")
+    else:
+        runner.input_norm = GLUON_IMAGENET
+    return runner
+

@@ -1,5 +1,5 @@
 """Seeded random Gluon model-zoo checkpoints (NOT trained weights), for tests, benchmarks and
-trying the pipeline: `mxnet.gluon.model_zoo.vision.get_model(NAME, pretrained=False)`, Xavier
+trying the pipeline: `mxnet.gluon.model_zoo.vision.get_model(NAME, pretrained=False)`, He-normal
 weights, random BatchNorm gamma/beta, moving statistics set from one training-mode pass over a
 random batch and then perturbed (so every BatchNorm has its own non-trivial mean and variance
 and activations stay in a normal range through deep nets), hybridized and written with
@@ -40,6 +40,13 @@ def export_random_gluon(name: str, prefix: str | Path, size: int = 224, seed: in
         bn._kwargs["momentum"] = 0.0  # the training pass below sets the moving stats
     x = mx.nd.array(rng.normal(0, 1, (4, 3, size, size)).astype(np.float32))
     net(x)  # create the parameters' shapes
+    # He-normal weights everywhere (some nets give their last layer a tiny init of its own,
+    # which would leave outputs near 1e-5 and comparisons less telling)
+    for param in net.collect_params().values():
+        if param.name.endswith("weight") and len(param.shape) > 1:
+            fan_in = int(np.prod(param.shape[1:]))
+            param.set_data(mx.nd.array(
+                rng.normal(0, np.sqrt(2.0 / fan_in), param.shape).astype(np.float32)))
     for bn in bns:
         c = bn.gamma.shape[0]
         bn.gamma.set_data(mx.nd.array(rng.uniform(0.5, 1.5, c).astype(np.float32)))
