@@ -174,8 +174,9 @@ def g_shape():
         N("fc", "linear", ["flat"], {}, {"weight": w(7, 15 * 6), "bias": w(7)}),
         N("fc4d", "linear", ["pool"], {}, {"weight": w(5, 15 * 6)}),
         N("sm", "softmax", ["fc"], {"axis": -1}),
+        N("drop", "identity", ["sm"]),
     ]
-    return graph(nodes, shape=(2, 3, 4, 5), outputs=["sm", "sm_mid", "fc4d", "cat_h", "padv"])
+    return graph(nodes, shape=(2, 3, 4, 5), outputs=["drop", "sm_mid", "fc4d", "cat_h", "padv"])
 
 
 def g_bias():

@@ -134,8 +134,14 @@ class EmitContext:
         return self.shapes[blob]
 
     def alias(self, node: Node, value: str, why: str) -> None:
-        """The node's output is `value` itself: no layer, the same blob."""
-        self.value_blobs[node.outputs[0]] = self.bottom(node, value)
+        """The node's output is `value` itself: no layer, the same blob. A graph output still
+        gets a blob named after it, through a one-top Split (Caffe's copy-free identity)."""
+        blob = self.bottom(node, value)
+        if node.outputs[0] in self.graph.outputs:
+            self.b.layer("Split", self.layer_name(node), [blob], [self.top(node)])
+            self.notes.append(f"{node.name}: {why} (a Split names the graph output)")
+            return
+        self.value_blobs[node.outputs[0]] = blob
         self.notes.append(f"{node.name}: {why}")
 
     # -- results ---------------------------------------------------------------------------
