@@ -174,9 +174,8 @@ def g_shape():
         N("fc", "linear", ["flat"], {}, {"weight": w(7, 15 * 6), "bias": w(7)}),
         N("fc4d", "linear", ["pool"], {}, {"weight": w(5, 15 * 6)}),
         N("sm", "softmax", ["fc"], {"axis": -1}),
-        N("drop", "identity", ["sm"]),
     ]
-    return graph(nodes, shape=(2, 3, 4, 5), outputs=["drop", "sm_mid", "fc4d", "cat_h", "padv"])
+    return graph(nodes, shape=(2, 3, 4, 5), outputs=["sm", "sm_mid", "fc4d", "cat_h", "padv"])
 
 
 def g_bias():
@@ -279,6 +278,15 @@ def test_no_layer_works_in_place_and_names_follow_the_graph():
 def test_portable_dialect_has_no_ceil_mode_field():
     text = netio.format_prototxt(emit(g_pool(), "caffe").net, dialect="portable")
     assert "ceil_mode" not in text and "Silence" in text
+
+
+def test_an_aliased_graph_output_gets_its_own_blob():
+    g = graph([N("fc", "linear", ["x"], {}, {"weight": w(4, 3 * 2 * 2)}),
+               N("drop", "identity", ["fc"])], shape=(1, 3, 2, 2))
+    emitted = emit(g, "caffe")
+    assert emitted.output_blobs == {"drop": "drop"}
+    split = emitted.net.layer[-1]
+    assert (split.type, list(split.bottom), list(split.top)) == ("Split", ["fc"], ["drop"])
 
 
 def test_names_are_sanitised():
