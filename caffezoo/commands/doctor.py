@@ -39,13 +39,13 @@ def run(args: argparse.Namespace) -> int:
         return 0 if core_ok else 1
 
     print(f"caffezoo {__version__}, Python {platform.python_version()} ({sys.executable})")
-    width = max(len(r.name) for r in rows)
-    vwidth = max(len(r.version or "-") for r in rows)
-    for r in rows:
-        status = "ok" if r.ok else ("MISSING" if r.core else "missing")
-        kind = "core" if r.core else "    "
-        print(f"  {r.name:<{width}}  {r.version or '-':<{vwidth}}  {kind}  {status:<7}  "
-              f"{r.detail}")
+    from caffezoo.table import format_table
+
+    print(format_table(
+        ("component", "version", "kind", "status", "detail"),
+        [(r.name, r.version or "-", "core" if r.core else "",
+          "ok" if r.ok else ("MISSING" if r.core else "missing"), r.detail) for r in rows],
+        indent="  "))
     if core_ok:
         bad = [r.name for r in rows if not r.ok]
         tail = f" ({', '.join(bad)} not usable: see above)" if bad else ""

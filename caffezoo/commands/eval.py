@@ -240,7 +240,7 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, many: b
         probe_classes,
         worker_kind_for,
     )
-    from caffezoo.evaluation.progress import Progress
+    from caffezoo.progress import Progress
     from caffezoo.runtimes import open_runtime
 
     prototxt = source.prototxt_at(pre.crop_size, tmp)

@@ -17,6 +17,7 @@ from caffezoo.analysis import (
     input_names,
 )
 from caffezoo.errors import CaffezooError
+from caffezoo.table import format_table as text_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,16 +82,9 @@ def format_table(analysis: NetAnalysis) -> str:
     for s in analysis.layers:
         out = ", ".join(format_shape(shape) for shape in s.out_shapes) or "-"
         rows.append((s.name, s.type, out, f"{s.params:,}", f"{s.macs:,}"))
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(row: tuple[str, ...]) -> str:
-        left = [c.ljust(w) for c, w in zip(row[:3], widths[:3], strict=True)]
-        right = [c.rjust(w) for c, w in zip(row[3:], widths[3:], strict=True)]
-        return "  ".join(left + right).rstrip()
-
     inputs = ", ".join(f"{k} {format_shape(v)}" for k, v in analysis.inputs.items())
     outputs = ", ".join(f"{k} {format_shape(analysis.blob_shapes[k])}" for k in analysis.outputs)
-    lines = [line(header), line(tuple("-" * w for w in widths)), *(line(r) for r in rows), ""]
+    lines = [text_table(header, rows, align="lllrr"), ""]
     lines.append(f"net:        {analysis.name or '(unnamed)'}, {len(analysis.layers)} layers")
     lines.append(f"inputs:     {inputs or 'none'}")
     lines.append(f"outputs:    {outputs or 'none'}")

@@ -60,22 +60,16 @@ def _top(card) -> str:
 
 def render_table(cards) -> str:
     """A plain-text table, one row per card (a variant names the model it varies)."""
+    from caffezoo.table import format_table
+
     header = ("model", "family", "input", "params M", "GMACs", "top-1/top-5", "val list")
-    rows = [header]
+    rows = []
     for card in cards:
         params, gmacs = _stats_cells(card)
         family = f"variant of {card.variant_of}" if card.variant_of else card.family
-        rows.append((card.name, family, str(card.input_size), params, gmacs, _top(card),
+        rows.append((card.name, family, card.input_size, params, gmacs, _top(card),
                      card.val_list))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    right = {2, 3, 4}
-    lines = []
-    for row in rows:
-        cells = [c.rjust(w) if i in right else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return format_table(header, rows, align="llrrr")
 
 
 def _fmt_triplet(values) -> str:

@@ -4,7 +4,6 @@
 - preprocess: resizing, normalisation and the 1/10/12/144-crop schemes of the original
 - classify: the loop (decoding workers beside real batches) and its results
 - report: JSON, the original's log wording, per-image CSV
-- progress: the terminal progress bar
 - plots: accuracy against crop size
 - timing: `caffe time`, forward-only timing, the GEMM peak, random weights
 """

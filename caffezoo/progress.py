@@ -1,0 +1,56 @@
+"""Progress bars on long work (eval, convert, export, time), drawn by tqdm on stderr.
+
+A bar draws only when stderr is a terminal, so pipes, CI logs and files stay clean; the same
+object is used either way, so callers never branch on it."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+
+def on_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class Progress:
+    """`total` steps of `unit` (images, layers, iterations); `update(n, note)` advances and
+    shows `note` (e.g. the running top-1) after the rate and ETA."""
+
+    def __init__(self, total: int | None, label: str = "", unit: str = "img",
+                 stream: TextIO | None = None, enabled: bool | None = None,
+                 min_interval: float = 0.1):
+        from tqdm import tqdm  # pinned in pyproject.toml; imported only when a bar is made
+
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = on_terminal(self.stream) if enabled is None else enabled
+        self._bar = tqdm(total=total, desc=label or None, unit=unit, file=self.stream,
+                         disable=not self.enabled, mininterval=min_interval, leave=True,
+                         dynamic_ncols=True)
+
+    def update(self, n: int = 1, note: str | None = None) -> None:
+        if not self.enabled:
+            return
+        if note is not None:
+            self._bar.set_postfix_str(note, refresh=False)
+        self._bar.update(n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def steps(items, total: int | None = None, label: str = "", unit: str = "it"):
+    """Iterate over `items` with a bar (quiet off a terminal)."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)
+    with Progress(total, label=label, unit=unit) as bar:
+        for item in items:
+            yield item
+            bar.update(1)
