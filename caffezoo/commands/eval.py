@@ -70,9 +70,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--softmax", choices=("auto", "yes", "no"), default="auto",
                    help="softmax each crop's scores before averaging; auto (default): when the "
                         "output blob does not come from a Softmax layer")
-    d = p.add_argument_group("data")
-    d.add_argument("--val-list", required=True, metavar="FILE",
-                   help="'path label' per line (labels 0-999 in the usual lists)")
+    d = p.add_argument_group("data (--val-list or --data-dir)")
+    source = d.add_mutually_exclusive_group(required=True)
+    source.add_argument("--val-list", metavar="FILE",
+                        help="'path label' per line (labels 0-999 in the usual lists)")
+    source.add_argument("--data-dir", metavar="DIR",
+                        help="an ImageFolder tree: one sub-folder per class, classes in sorted "
+                             "folder-name order (ImageNet wnids: the synset order), label = index")
     d.add_argument("--data-root", default="", metavar="DIR",
                    help="folder the list's paths are relative to")
     d.add_argument("--limit", type=int, metavar="N", help="only the first N images")
@@ -105,13 +109,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--top-k", type=_ints, default=(1, 5), metavar="K1,K2",
                    help="accuracies to report (default 1,5)")
     r.add_argument("--results", metavar="FILE.json", help="write the results as JSON")
+    r.add_argument("--results-csv", metavar="FILE.csv",
+                   help="write one row per crop size with timm's columns (model, top1, "
+                        "top1_err, top5, top5_err, param_count, img_size, crop_pct, "
+                        "interpolation); default with --results: FILE.csv beside FILE.json")
     r.add_argument("--log", metavar="FILE", help="write the summary in the original's wording")
     r.add_argument("--predictions", metavar="FILE.csv", help="write per-image predictions")
     r.add_argument("--verbose", action="store_true",
                    help="print the original's per-image line for every image")
     r.add_argument("--crop-sizes", type=_ints, metavar="C1,C2,..",
-                   help="evaluate at each crop size (a sweep); base size = max(base, crop) "
-                        "unless --base-sizes")
+                   help="evaluate at each crop size (a sweep); base size: the zoo card's "
+                        "for each crop, else max(base, crop), unless --base-sizes")
     r.add_argument("--base-sizes", type=_ints, metavar="S1,S2,..",
                    help="base size per --crop-sizes entry")
     r.add_argument("--plot", metavar="FILE.png", help="draw top-k accuracy against crop size")
@@ -255,12 +263,13 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, many: b
                (args.softmax == "auto" and not ends_in_softmax(runtime.checked.net, blob)))
 
     class_map = dataset.read_class_map(args.class_map) if args.class_map else None
-    samples = dataset.map_labels(samples_raw, args.label_offset, class_map, args.val_list)
-    dataset.check_labels(samples, num_classes, args.val_list)  # before any image is read
+    data_name = args.val_list or args.data_dir
+    samples = dataset.map_labels(samples_raw, args.label_offset, class_map, data_name)
+    dataset.check_labels(samples, num_classes, data_name)  # before any image is read
     missing = dataset.check_files_exist(samples)
     if missing and args.on_error == "fail":
         first = missing[0][0]
-        raise InputFileError(f"{first.path}: missing file ({args.val_list}:{first.line}; "
+        raise InputFileError(f"{first.path}: missing file ({data_name}:{first.line}; "
                              f"{len(missing)} of {len(samples)} listed images are missing; "
                              "--on-error skip evaluates the rest)")
 
@@ -294,12 +303,23 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, many: b
         prototxt=(str(source.prototxt) if source.prototxt else
                   f"generated: caffezoo.zoo {source.card.name}, input {pre.crop_size}"),
         weights=str(source.weights), zoo_name=getattr(source.card, "name", None),
-        val_list=args.val_list, data_root=args.data_root, backend=args.backend,
+        val_list=data_name, data_root=args.data_root, backend=args.backend,
         threads=args.threads, batch_size=args.batch_size, workers=args.workers,
         worker_kind=worker_kind_for(args.worker_kind),
         output_blob=blob, softmax=softmax, label_offset=args.label_offset, class_map=args.class_map,
-        on_error=args.on_error, limit=args.limit, started=started, ended=ended)
+        on_error=args.on_error, limit=args.limit, started=started, ended=ended,
+        data_dir=args.data_dir, param_count=runtime.checked.analysis.total_params,
+        name=getattr(source.card, "name", None) or Path(source.weights).stem)
     return result, info
+
+
+def results_csv_path(results_csv: str | None, results: str | None) -> str | None:
+    """--results-csv, else the --results JSON's path with a .csv suffix, else none."""
+    if results_csv or not results:
+        return results_csv
+    path = Path(results)
+    derived = path.with_suffix(".csv")
+    return str(derived if derived != path else path.with_name(path.name + ".csv"))
 
 
 def run(args) -> int:
@@ -310,9 +330,17 @@ def run(args) -> int:
     pre = resolve_preprocessing(args, source)
     settings = sweep_settings(args, pre, source.card)
     many = len(settings) > 1
-    samples_raw = dataset.read_val_list(args.val_list, args.data_root, args.limit)
+    from caffezoo.zoo import ILSVRC2012_VAL
+
+    if args.data_dir:
+        samples_raw, _ = dataset.read_image_folder(args.data_dir, args.limit)
+    else:
+        samples_raw = dataset.read_val_list(args.val_list, args.data_root, args.limit)
     expected_list = getattr(source.card, "val_list", None)
-    if expected_list and Path(args.val_list).name != expected_list:
+    if args.data_dir and expected_list and expected_list != ILSVRC2012_VAL:
+        print(f"note: {source.card.name} was evaluated with labels in {expected_list}'s class "
+              "order, not sorted folder names; give --class-map to map them", file=sys.stderr)
+    elif args.val_list and expected_list and Path(args.val_list).name != expected_list:
         print(f"note: {source.card.name} was evaluated with labels in {expected_list}'s class "
               "order; use that list (or --class-map) if yours orders classes differently",
               file=sys.stderr)
@@ -332,6 +360,10 @@ def run(args) -> int:
         if args.plot:
             payload["plot"] = args.plot
         netio.atomic_write(args.results, json.dumps(payload, indent=2) + "\n")
+    csv_path = results_csv_path(args.results_csv, args.results)
+    if csv_path:
+        netio.atomic_write(csv_path, report.results_csv([report.timm_row(r, p, i)
+                                                         for p, r, i, _ in runs]))
     if args.log:
         netio.atomic_write(args.log, "\n".join(log for *_, log in runs))
     if args.plot:

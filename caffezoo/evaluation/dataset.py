@@ -66,6 +66,40 @@ def read_val_list(val_list: str | os.PathLike, data_root: str | os.PathLike = ""
     return samples
 
 
+# What timm's and torchvision's ImageFolder accept as images (compared case-insensitively).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def read_image_folder(data_dir: str | os.PathLike,
+                      limit: int | None = None) -> tuple[list[Sample], list[str]]:
+    """An ImageFolder tree: one sub-folder per class, classes in sorted folder-name order (for
+    ImageNet's wnid folders that is the synset order of ILSVRC2012_val.txt), label = the class's
+    index. Images are the files with an image extension anywhere below a class folder, sorted by
+    path; `line` is the image's 1-based position. Returns (samples, class names)."""
+    root = Path(_expand(data_dir))
+    if not root.is_dir():
+        raise InputFileError(f"{root}: not a folder (--data-dir expects one sub-folder per "
+                             "class)")
+    classes = sorted(entry.name for entry in os.scandir(root)
+                     if entry.is_dir() and not entry.name.startswith("."))
+    if not classes:
+        raise InputFileError(f"{root}: no class folders (--data-dir expects one sub-folder per "
+                             "class, e.g. n01440764/)")
+    samples: list[Sample] = []
+    for label, name in enumerate(classes):
+        files = sorted(path for path in (root / name).rglob("*")
+                       if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file())
+        for path in files:
+            samples.append(Sample(name=path.relative_to(root).as_posix(), path=str(path),
+                                  label=label, line=len(samples) + 1))
+            if limit is not None and len(samples) >= limit:
+                return samples, classes
+    if not samples:
+        raise InputFileError(f"{root}: no images in its {len(classes)} class folders "
+                             f"(extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    return samples, classes
+
+
 def read_class_map(path: str | os.PathLike) -> dict[int, int]:
     """A class map: either one integer per line (line i, counting from 0, holds the net's index
     for dataset label i) or `dataset_label net_index` pairs."""

@@ -1,4 +1,5 @@
-"""Writing evaluation results: JSON, the original's log text, per-image CSV."""
+"""Writing evaluation results: JSON, the original's log text, per-image CSV, and a results CSV
+with timm's columns (one row per evaluated crop size)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ class RunInfo:
     limit: int | None
     started: dt.datetime
     ended: dt.datetime
+    data_dir: str | None = None      # an ImageFolder tree instead of val_list + data_root
+    param_count: int | None = None   # learned parameters of the net (caffezoo.analysis)
+    name: str = ""                   # the model's name in the results CSV
 
 
 def _fmt_value(v: float) -> str:
@@ -97,6 +101,7 @@ def result_dict(result: EvalResult, pre: Preprocessing, info: RunInfo) -> dict:
                   "weights": info.weights},
         "val_list": info.val_list,
         "data_root": info.data_root,
+        "data_dir": info.data_dir,
         "settings": {
             "mean": list(pre.mean), "std": list(pre.std), "base_size": pre.base_size,
             "crop_size": pre.crop_size, "crop_num": pre.crop_num,
@@ -148,3 +153,34 @@ def predictions_csv(result: EvalResult) -> str:
         writer.writerow(row)
     return buf.getvalue()
 
+
+# timm's validate.py results columns, in its order; accuracies in percent, param_count in
+# millions, img_size the crop fed to the net, crop_pct = crop / resize-before-crop size.
+TIMM_COLUMNS = ("model", "top1", "top1_err", "top5", "top5_err", "param_count", "img_size",
+                "crop_pct", "interpolation")
+INTERPOLATION = "bilinear"  # preprocess.resize_short_side: cv2.resize, INTER_LINEAR by default
+
+
+def timm_row(result: EvalResult, pre: Preprocessing, info: RunInfo) -> dict:
+    """One results row with timm's columns; a top-k that was not computed is left empty."""
+    row: dict[str, object] = {"model": info.name or info.zoo_name or info.model}
+    for k in (1, 5):
+        if k in result.top_k:
+            pct = 100.0 * result.accuracy(k)
+            row[f"top{k}"], row[f"top{k}_err"] = round(pct, 4), round(100.0 - pct, 4)
+        else:
+            row[f"top{k}"] = row[f"top{k}_err"] = ""
+    row["param_count"] = (round(info.param_count / 1e6, 2) if info.param_count is not None
+                          else "")
+    row["img_size"] = pre.crop_size
+    row["crop_pct"] = round(pre.crop_size / pre.base_size, 4)
+    row["interpolation"] = INTERPOLATION
+    return row
+
+
+def results_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=TIMM_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()

@@ -1,0 +1,128 @@
+"""`caffezoo eval --data-dir` (an ImageFolder tree) and the results CSV with timm's columns.
+
+The tree holds the same images as test_eval's val list, so both ways of naming the data must
+give the same per-image predictions; torchvision's ImageFolder is the second implementation of
+the folder convention (sorted class folders, label = index)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_eval import CLASSES, CROP, images, tiny  # noqa: F401 (fixtures)
+
+from caffezoo import cli
+from caffezoo.evaluation import dataset, report
+
+
+@pytest.fixture(scope="module")
+def tree(images, tmp_path_factory):  # noqa: F811
+    """test_eval's nine images as an ImageFolder tree: class folder n0000000<label>, one image
+    one level deeper, plus files and folders that are not images or not classes."""
+    root = tmp_path_factory.mktemp("tree")
+    for line in (images / "val.txt").read_text().splitlines():
+        name, label = line.rsplit(" ", 1)
+        folder = root / f"n{int(label):08d}"
+        if name == "img 4.png":
+            folder = folder / "deeper"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(images / name, folder / name)
+    (root / "n00000000" / "notes.txt").write_text("not an image")
+    (root / ".cache").mkdir()
+    (root / "README").write_text("not a class folder")
+    return root
+
+
+def _common(tiny_files) -> list[str]:
+    prototxt, weights, _, _ = tiny_files
+    return ["eval", "--prototxt", str(prototxt), "--weights", str(weights),
+            "--mean", "100,110,120", "--std", "50,60,70", "--base-size", "10",
+            "--crop-size", str(CROP)]
+
+
+def test_folder_samples_sorted_classes_and_labels(tree, images):  # noqa: F811
+    samples, classes = dataset.read_image_folder(tree)
+    assert classes == [f"n{i:08d}" for i in range(CLASSES)]
+    listed = {Path(s.name).name: s.label for s in dataset.read_val_list(images / "val.txt")}
+    assert {Path(s.path).name: s.label for s in samples} == listed
+    assert "n00000004/deeper/img 4.png" in [s.name for s in samples]
+    assert [s.line for s in samples] == list(range(1, 10))
+    assert len(dataset.read_image_folder(tree, limit=3)[0]) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.torch
+def test_folder_convention_equals_torchvisions_imagefolder(tree, tmp_path):
+    from caffezoo.frameworks import import_torchvision
+
+    tv = import_torchvision()
+    # torchvision takes hidden folders for classes too; caffezoo skips them (a stray
+    # .ipynb_checkpoints would shift every label), so compare on the tree without one.
+    plain = tmp_path / "plain"
+    shutil.copytree(tree, plain, ignore=shutil.ignore_patterns(".cache"))
+    theirs = tv.datasets.ImageFolder(str(plain))
+    samples, classes = dataset.read_image_folder(plain)
+    assert classes == theirs.classes
+    assert sorted((s.path, s.label) for s in samples) == sorted(theirs.samples)
+
+
+def test_data_dir_gives_the_val_lists_predictions_and_a_timm_csv(tiny, images, tree,  # noqa: F811
+                                                                  tmp_path):
+    by_list, by_dir = tmp_path / "list.json", tmp_path / "dir.json"
+    assert cli.main([*_common(tiny), "--val-list", str(images / "val.txt"),
+                     "--data-root", str(images), "--results", str(by_list)]) == 0
+    assert cli.main([*_common(tiny), "--data-dir", str(tree), "--results", str(by_dir)]) == 0
+    a, b = json.loads(by_list.read_text()), json.loads(by_dir.read_text())
+    assert a["correct"] == b["correct"] and b["images"]["evaluated"] == 9
+    assert b["data_dir"] == str(tree)
+
+    # --results r.json also writes r.csv: one row, timm's columns, values from the JSON
+    rows = list(csv.DictReader((tmp_path / "dir.csv").open()))
+    assert list(rows[0]) == list(report.TIMM_COLUMNS) == [
+        "model", "top1", "top1_err", "top5", "top5_err", "param_count", "img_size", "crop_pct",
+        "interpolation"]
+    (row,) = rows
+    top1 = round(100 * b["correct"]["top1"] / 9, 4)
+    assert (row["model"], float(row["top1"]), float(row["top1_err"])) == (
+        "tiny", top1, round(100 - top1, 4))
+    assert float(row["top5"]) == round(100 * b["correct"]["top5"] / 9, 4)
+    # 6 x 3 weights + 6 biases = 24 parameters = 0.0 M; crop 8 of 10
+    assert (row["param_count"], row["img_size"], row["crop_pct"], row["interpolation"]) == (
+        "0.0", "8", "0.8", "bilinear")
+
+
+def test_explicit_csv_and_a_sweep_gives_a_row_per_crop(tiny, tree, tmp_path):  # noqa: F811
+    out = tmp_path / "sweep.csv"
+    assert cli.main([*_common(tiny)[:-2], "--data-dir", str(tree), "--crop-sizes", "6,8",
+                     "--results-csv", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["img_size"], r["crop_pct"]) for r in rows] == [("6", "0.6"), ("8", "0.8")]
+    assert not (tmp_path / "sweep.json").exists()
+
+
+def test_timm_row_figures():
+    from caffezoo.commands.eval import results_csv_path
+
+    assert results_csv_path(None, "out/r.json") == "out/r.csv"
+    assert results_csv_path(None, "out/r.csv") == "out/r.csv.csv"  # never the JSON itself
+    assert results_csv_path("x.csv", "r.json") == "x.csv"
+    assert results_csv_path(None, None) is None
+
+
+def test_bad_data_dirs(tmp_path, tiny, capsys):  # noqa: F811
+    common = _common(tiny)
+    assert cli.main([*common, "--data-dir", str(tmp_path / "none")]) == 3
+    assert "not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli.main([*common, "--data-dir", str(tmp_path / "empty")]) == 3
+    assert "no class folders" in capsys.readouterr().err
+    (tmp_path / "empty" / "n01").mkdir()
+    (tmp_path / "empty" / "n01" / "a.txt").write_text("x")
+    assert cli.main([*common, "--data-dir", str(tmp_path / "empty")]) == 3
+    assert "no images in its 1 class folders" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*common, "--data-dir", str(tmp_path), "--val-list", "v.txt"])
+    assert exit_.value.code == 2
