@@ -685,6 +685,17 @@ def _crop(ctx: _Ctx) -> _Result:
     return _Result([tuple(out)])
 
 
+def _permute(ctx: _Ctx) -> _Result:
+    """Permute (SSD forks, the brocolli fork, OpenCV): axes in `order`, the rest after them."""
+    ctx.expect_bottoms(1)
+    shape = ctx.bottoms[0]
+    order = list(ctx.layer.permute_param.order)
+    if len(set(order)) != len(order) or any(not 0 <= o < len(shape) for o in order):
+        raise ctx.fail(f"order {order} is not a permutation of the axes of {_fmt(shape)}")
+    order += [a for a in range(len(shape)) if a not in order]
+    return _Result([tuple(shape[o] for o in order)])
+
+
 def _silence(ctx: _Ctx) -> _Result:
     ctx.expect_bottoms(1, -1)
     return _Result([])
@@ -713,6 +724,7 @@ _HANDLERS: dict[str, Callable[[_Ctx], _Result]] = {
     "Reshape": _reshape,
     "Crop": _crop,
     "Silence": _silence,
+    "Permute": _permute,
 }
 
 SUPPORTED_TYPES = ("Input", *sorted(_HANDLERS))

@@ -31,8 +31,8 @@ TARGETS = ("caffe", "fork", "opencv")
 # in real Caffe and OpenCV 4.14).
 EXTRA_LAYERS: dict[str, frozenset[str]] = {
     "caffe": frozenset(),
-    "fork": frozenset({"ReLU6", "HardSwish"}),
-    "opencv": frozenset({"ReLU6", "HardSwish"}),
+    "fork": frozenset({"ReLU6", "HardSwish", "HardSigmoid", "Permute"}),
+    "opencv": frozenset({"ReLU6", "HardSwish", "Permute"}),
 }
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_./\-]")

@@ -156,6 +156,14 @@ def hard_sigmoid(ctx: EmitContext, node: Node) -> None:
     alpha = float(node.attrs.get("alpha", 0.2))
     beta = float(node.attrs.get("beta", 0.5))
     x = ctx.bottom(node, node.inputs[0])
+    if ctx.has_layer("HardSigmoid"):
+        layer = ctx.b.layer("HardSigmoid", ctx.layer_name(node), [x], [ctx.top(node)])
+        p = layer.hardsigmoid_param  # the fork computes max(0, min(1, x * alpha + beta))
+        if np.float32(alpha) != np.float32(0.2):
+            p.alpha = alpha
+        if np.float32(beta) != np.float32(0.5):
+            p.beta = beta
+        return
     lin = _power(ctx, node, x, "lin", scale=alpha, shift=beta)
     clip_blob(ctx, node, lin, 0.0, 1.0, ctx.top(node))
     ctx.note(node, f"hard_sigmoid as Power(scale {alpha:g}, shift {beta:g}) and clip(0, 1)")

@@ -6,8 +6,9 @@ use is the channel shuffle, reshape (N, g, C/g, H, W) -> transpose -> reshape (N
 a permutation of channels. It is recognised as a whole (any reshape -> transpose -> reshape
 chain whose result is the input with its channels permuted) and emitted as a 1x1 convolution
 whose weight is the 0/1 permutation matrix: each output is one input times 1 plus exact zeros,
-so the result is bit-identical. A transpose that is the identity is an alias; any other
-transpose is refused by name.
+so the result is bit-identical, on every target. A transpose that is the identity is an alias;
+any other transpose is a Permute layer where the target has one (the fork, OpenCV) and refused
+by name on stock Caffe.
 """
 
 from __future__ import annotations
@@ -101,9 +102,13 @@ def transpose(ctx: EmitContext, node: Node) -> None:
     if perm == sorted(perm):
         ctx.alias(node, node.inputs[0], "transpose with the identity permutation")
         return
-    raise ctx.refuse(node, f"transpose {perm} of a {shape} value: Caffe has no general "
-                     "transpose (only a channel shuffle, reshape -> transpose -> reshape, "
-                     "is expressed exactly)")
+    if ctx.has_layer("Permute"):
+        layer = ctx.b.layer("Permute", ctx.layer_name(node), [x], [ctx.top(node)])
+        layer.permute_param.order.extend(perm)
+        return
+    raise ctx.refuse(node, f"transpose {perm} of a {shape} value: stock Caffe has no general "
+                     "transpose (a channel shuffle, reshape -> transpose -> reshape, is "
+                     "expressed exactly; the fork and OpenCV have Permute)")
 
 
 def _sole_consumer(ctx: EmitContext, value: str, op: str) -> Node | None:
