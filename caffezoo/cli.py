@@ -30,7 +30,7 @@ COMMANDS = {
 EXAMPLES = {
     "demo": """\
   caffezoo demo                                   # ResNeXt-50 at a small size, random weights
-  caffezoo demo --source torch:rx50.pth --images ../shared/data/imagenet_samples""",
+  caffezoo demo --source torch:rx50.pth --images val_images/""",
     "doctor": """\
   caffezoo doctor
   caffezoo doctor --json""",
@@ -51,7 +51,7 @@ EXAMPLES = {
     "validate": """\
   caffezoo validate --source torch:rx50.pth --model resnext50_32x4d --weights out/rx50.caffemodel
   caffezoo validate --source torch:rx50.pth --model resnext50_32x4d \\
-      --weights out/rx50.caffemodel --images ../shared/data/imagenet_samples --layers""",
+      --weights out/rx50.caffemodel --images val_images/ --layers""",
     "eval": """\
   caffezoo eval --model resnext50_32x4d --weights rx50.caffemodel \\
       --val-list ILSVRC2012_val.txt --data-root ~/ILSVRC2012 --crop-num 12
