@@ -256,6 +256,26 @@ def test_every_value_matches_numpy(name, target, runtime, tmp_path):
     assert checked >= len(g.nodes) - len(folded)
 
 
+@pytest.mark.opencv
+def test_opencv_fused_chains_stay_exact(tmp_path):
+    """Final outputs only, so OpenCV fuses (Convolution + BatchNorm + Scale + activation): the
+    stock clip/hard_swish forms read the convolution's output twice and must not be fused away."""
+    from caffezoo.runtimes import open_runtime
+
+    for act in (N("a", "clip", ["bn"], {"min": -1.0, "max": 2.5}),
+                N("a", "hard_swish", ["bn"])):
+        g = graph([N("c", "conv", ["x"], {"pads": (1, 1, 1, 1)}, {"weight": w(4, 3, 3, 3)}),
+                   N("bn", "batch_norm", ["c"], {}, {"mean": w(4), "var": np.abs(w(4)) + 0.1}),
+                   act, N("c2", "conv", ["a"], {}, {"weight": w(4, 4, 1, 1)})])
+        x = (np.random.default_rng(1).normal(size=g.inputs["x"]) * 3).astype(np.float32)
+        emitted = emit(g, "caffe")
+        netio.write_prototxt(emitted.net, tmp_path / "n.prototxt", dialect="portable")
+        netio.write_caffemodel(emitted.net, tmp_path / "n.caffemodel", dialect="portable")
+        got = open_runtime("opencv", tmp_path / "n.prototxt", tmp_path / "n.caffemodel").forward(x)
+        want = graph_reference.run(g, x)["c2"]
+        assert np.abs(got["c2"] - want).max() <= TOL * np.abs(want).max()
+
+
 def test_every_canonical_op_is_covered():
     used = {n.op for make in GRAPHS.values() for n in make().nodes}
     assert used == set(OPS)
@@ -347,6 +367,12 @@ def test_undefined_input_is_one_clear_error():
     (Graph("g", {"x": (1, 3, 4, 4)}, ["y"], [N("y", "relu", ["x"]), N("y", "relu", ["x"])]),
      "duplicate node name"),
     (Graph("g", {"x": (1, 3, 4, 4)}, ["q"], [N("y", "relu", ["x"])]), "output 'q' is not"),
+    (Graph("g", {"x": (1, 3, 4, 4)}, ["y"], [N("y", "relu", [])]),
+     r"node 'y' \(SrcRelu\): relu takes 1 input\(s\), got 0"),
+    (Graph("g", {"x": (1, 3, 4, 4)}, ["y"], [N("y", "mul", ["x"])]), "mul takes 2 input"),
+    (Graph("g", {"x": (1, 3, 4, 4)}, ["y"], [N("y", "max_pool", ["x"], {"kernel": (2, 2),
+                                                                       "pads": (1, 1)})]),
+     r"node 'y' \(SrcMax_Pool\): malformed attributes"),
 ])
 def test_malformed_graphs(graph_, message):
     with pytest.raises(ConversionError, match=message):

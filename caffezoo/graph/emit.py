@@ -48,6 +48,12 @@ class Emitted:
         return len(self.net.layer)
 
 
+# inputs per op (min, max; None: any number); ops not listed take exactly one
+_ARITY: dict[str, tuple[int, int | None]] = {
+    "add": (1, None), "concat": (1, None), "sub": (2, 2), "mul": (2, 2), "div": (2, 2),
+}
+
+
 def check_graph(graph: Graph) -> None:
     """Structural checks before emitting; one ConversionError naming the node at fault."""
     if len(graph.inputs) != 1:
@@ -67,8 +73,14 @@ def check_graph(graph: Graph) -> None:
         if node.op not in OPS:
             raise ConversionError(f"{node.describe()}: unknown op {node.op!r} (canonical ops: "
                                   f"{', '.join(sorted(OPS))})")
-        if not node.outputs:
-            raise ConversionError(f"{node.describe()}: no outputs")
+        lo, hi = _ARITY.get(node.op, (1, 1))
+        if len(node.inputs) < lo or (hi is not None and len(node.inputs) > hi):
+            want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo}..{hi}"
+            raise ConversionError(f"{node.describe()}: {node.op} takes {want} input(s), got "
+                                  f"{len(node.inputs)}")
+        if len(node.outputs) != 1:
+            raise ConversionError(f"{node.describe()}: {len(node.outputs)} outputs, every "
+                                  "canonical op has one")
         for value in node.inputs:
             if value not in defined:
                 raise ConversionError(f"{node.describe()}: input {value!r} is not defined "
@@ -112,6 +124,9 @@ def emit(graph: Graph, target: str = "caffe") -> Emitted:
             raise
         except CaffezooError as err:  # a builder or analysis error: still name the node
             raise ConversionError(f"{node.describe()}: {err}") from None
+        except (KeyError, ValueError, TypeError, IndexError) as err:  # attrs a handler
+            raise ConversionError(f"{node.describe()}: malformed attributes or parameters "
+                                  f"({type(err).__name__}: {err})") from err
         _infer_new(ctx, node, start)
         for value in node.outputs:
             if value in ctx.value_blobs:
