@@ -144,6 +144,10 @@ def run(graph, x: np.ndarray) -> dict[str, np.ndarray]:
             top, left, bottom, right = a["pads"]
             y = np.pad(x0, ((0, 0), (0, 0), (top, bottom), (left, right)),
                        constant_values=a.get("value", 0))
+        elif op == "slice":
+            index = [slice(None)] * x0.ndim
+            index[a["axis"]] = slice(a["start"], a["end"])
+            y = x0[tuple(index)]
         elif op == "identity":
             y = x0
         else:

@@ -174,8 +174,12 @@ def g_shape():
         N("fc", "linear", ["flat"], {}, {"weight": w(7, 15 * 6), "bias": w(7)}),
         N("fc4d", "linear", ["pool"], {}, {"weight": w(5, 15 * 6)}),
         N("sm", "softmax", ["fc"], {"axis": -1}),
+        N("mid", "slice", ["conv"], {"axis": 1, "start": 2, "end": 5}),
+        N("head", "slice", ["cat"], {"axis": 1, "start": 0, "end": 4}),
+        N("tail", "slice", ["cat"], {"axis": 3, "start": 1, "end": 5}),
     ]
-    return graph(nodes, shape=(2, 3, 4, 5), outputs=["sm", "sm_mid", "fc4d", "cat_h", "padv"])
+    return graph(nodes, shape=(2, 3, 4, 5), outputs=["sm", "sm_mid", "fc4d", "cat_h", "padv",
+                                                     "mid", "head", "tail"])
 
 
 def g_bias():

@@ -26,7 +26,7 @@ import numpy as np
 
 from caffezoo import netio
 from caffezoo.errors import CaffezooError, ConversionError
-from caffezoo.graph import ops_nn, ops_pointwise, ops_shape  # noqa: F401  (register handlers)
+from caffezoo.graph import ops_nn, ops_pointwise, ops_shape, ops_slice  # noqa: F401  (handlers)
 from caffezoo.graph.context import HANDLERS, TARGETS, EmitContext, sanitize
 from caffezoo.graph.ir import OPS, Graph, Node
 

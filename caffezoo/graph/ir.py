@@ -43,6 +43,8 @@ Canonical ops (attrs; params) -- semantics as in ONNX unless said otherwise:
   softmax          axis
   pad              pads (t, l, b, r) on H and W, value (constant mode only; -inf allowed in
                    front of a max_pool)
+  slice            axis, start, end: the part [start, end) of one axis, step 1, static and
+                   within bounds (ShuffleNet's channel halves; ONNX Slice and Split)
   identity         (Dropout at inference, _copy, Identity)
 
 A front end that meets an op it cannot translate raises ConversionError naming the node and op
@@ -60,7 +62,7 @@ OPS = frozenset({
     "conv", "batch_norm", "relu", "leaky_relu", "prelu", "elu", "clip", "sigmoid", "tanh",
     "softplus", "hard_sigmoid", "hard_swish", "silu", "max_pool", "avg_pool",
     "global_avg_pool", "global_max_pool", "add", "sub", "mul", "div", "concat", "flatten",
-    "reshape", "transpose", "linear", "softmax", "pad", "identity",
+    "reshape", "transpose", "linear", "softmax", "pad", "slice", "identity",
 })
 
 
