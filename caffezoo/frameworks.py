@@ -186,6 +186,16 @@ def import_torchfile() -> ModuleType:
     return _import("torchfile", "torchfile (reader of Lua Torch .t7 files)")
 
 
+# --------------------------------------------------------------------------- onnx
+
+def import_onnx() -> ModuleType:
+    return _import("onnx", "onnx (import onnx)")
+
+
+def import_onnxruntime() -> ModuleType:
+    return _import("onnxruntime", "onnxruntime (import onnxruntime)")
+
+
 # --------------------------------------------------------------------------- tensorflow
 
 def import_tensorflow() -> ModuleType:

@@ -64,6 +64,17 @@ SOURCE_KINDS: dict[str, SourceKind] = {kind.name: kind for kind in (
     SourceKind("mxnet", "caffezoo.converters.mxnet", "PREFIX[,EPOCH]", "mxnet:model/resnet50_v2",
                "an MXNet checkpoint of any era: PREFIX-symbol.json + PREFIX-NNNN.params",
                card=False, graph=True),
+    SourceKind("onnx", "caffezoo.converters.onnx", "FILE.onnx", "onnx:model.onnx",
+               "any ONNX classifier graph, opset 9 and later (from PyTorch, TensorFlow, ...)",
+               card=False, graph=True),
+    SourceKind("torchvision", "caffezoo.converters.traced.torchvision", "NAME[=CKPT]",
+               "torchvision:mobilenet_v2",
+               "a torchvision classifier by name, traced (random weights without CKPT)",
+               card=False, graph=True),
+    SourceKind("timm", "caffezoo.converters.traced.timm", "NAME[=CKPT]",
+               "timm:tf_efficientnet_lite0",
+               "a timm classifier by name, traced (random weights without CKPT)",
+               card=False, graph=True),
 )}
 
 

@@ -14,17 +14,26 @@ def _torch():
 
 
 def random_model(card_name: str, layout: str, seed: int = 0):
-    """A source model with seeded random weights and non-trivial BatchNorm statistics.
-
-    Gammas (0.5-1.5) and betas (around 0) are drawn first, then the statistics are measured on
-    a random batch (so activations keep a sane scale through a deep net) and perturbed per
-    channel: means shifted, variances scaled by 0.5-2. A conversion that swapped mean and
-    variance, ignored eps or gamma, or reordered channels cannot pass validation on such a
-    model."""
+    """A source model of a zoo card with seeded random weights and non-trivial BatchNorm
+    statistics (`randomize_batch_norm`)."""
     torch = _torch()
     arch = source_arch(card_name, "torchvision" if layout == "lua" else layout)
     torch.manual_seed(seed)
     model = arch.build()
+    randomize_batch_norm(model, seed, arch.calib_size)
+    return model
+
+
+def randomize_batch_norm(model, seed: int, calib_size: int) -> None:
+    """Gives every BatchNorm2d of `model` seeded random parameters and statistics; leaves the
+    model in eval mode.
+
+    Gammas (0.5-1.5) and betas (around 0) are drawn first, then the statistics are measured on
+    a random batch of `calib_size` images (so activations keep a sane scale through a deep net)
+    and perturbed per channel: means shifted, variances scaled by 0.5-2. A conversion that
+    swapped mean and variance, ignored eps or gamma, or reordered channels cannot pass
+    validation on such a model."""
+    torch = _torch()
     gen = torch.Generator().manual_seed(seed + 1)
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     with torch.no_grad():
@@ -35,7 +44,7 @@ def random_model(card_name: str, layout: str, seed: int = 0):
             m.momentum = None  # cumulative average: one batch sets the statistics
             m.reset_running_stats()
         model.train()
-        x = torch.randn(2, 3, arch.calib_size, arch.calib_size, generator=gen)
+        x = torch.randn(2, 3, calib_size, calib_size, generator=gen)
         model(x)
         model.eval()
         for m in bns:
@@ -44,7 +53,6 @@ def random_model(card_name: str, layout: str, seed: int = 0):
             m.running_mean += 0.2 * std * torch.randn(n, generator=gen)
             m.running_var *= torch.empty(n).uniform_(0.5, 2.0, generator=gen)
             m.momentum = 0.1
-    return model
 
 
 def save_random_checkpoint(card_name: str, layout: str, path: str | Path, seed: int = 0) -> None:

@@ -1,0 +1,218 @@
+"""`torchvision:NAME[=CKPT]` and `timm:NAME[=CKPT]` sources: build the named PyTorch model, trace
+it into ONNX, and convert it through the ONNX front end (converters/onnx).
+
+- Weights: a checkpoint (`=CKPT`, a state_dict read with `torch.load(weights_only=True)`, loaded
+  strictly), or else seeded random weights with randomised BatchNorm statistics
+  (pytorch.random_init.randomize_batch_norm, seed 0, statistics from 128 px images, so the
+  same model comes out at every input size and in every process), announced in the graph's
+  notes and by the CLI as NOT trained.
+- Tracing: `torch.onnx.export(dynamo=False)` at the input shape (default 1x3x224x224), opset 17,
+  into a temporary file that the ONNX front end then reads like any ONNX file. Why ONNX and not
+  torch.fx: the exporter lowers every way a model can call an op (modules, functional calls,
+  tensor methods, timm's own layers such as Conv2dSame and BatchNormAct2d) into ONNX's small
+  standard op set, with static shapes folded at the trace size, so one front end and one op
+  table serve ONNX files and PyTorch models alike; fx would hand us torch-level calls that need
+  a second table, and fails on models with data-dependent Python control flow. The exporter
+  folds a BatchNorm that follows a convolution into that convolution (fp32 noise, measured in
+  docs/conversion.md); other BatchNorms stay standalone.
+- The kinds' plug-in modules (converters/registry.py) are traced/torchvision.py and
+  traced/timm.py.
+- Validation runner: the real PyTorch model gives the final outputs; intermediate values come
+  from onnxruntime on the traced graph (the converted net's value names are the traced
+  graph's, which a PyTorch hook could not name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import io
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from caffezoo.converters.common import Normalization
+from caffezoo.errors import ConversionError
+
+KINDS = ("torchvision", "timm")
+DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
+TRACE_OPSET = 17
+SEED = 0
+CALIB_SIZE = 128
+INPUT_NAME, OUTPUT_NAME = "data", "logits"
+
+
+def _torch():
+    from caffezoo.frameworks import import_torch
+
+    return import_torch()
+
+
+@dataclass
+class TorchModel:
+    kind: str
+    name: str
+    checkpoint: str | None
+    model: object  # torch.nn.Module in eval mode
+    input_norm: Normalization
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+def parse_spec(kind: str, spec: str) -> tuple[str, str | None]:
+    name, sep, ckpt = spec.partition("=")
+    if not name or (sep and not ckpt):
+        raise ConversionError(f"{kind} source {spec!r}: expected {kind}:NAME or "
+                              f"{kind}:NAME=CHECKPOINT")
+    return name, ckpt or None
+
+
+def _builder(kind: str, name: str):
+    """(a function building the model without weights, its input normalisation)."""
+    from caffezoo.converters.pytorch import IMAGENET
+    from caffezoo.frameworks import import_timm, import_torchvision
+
+    if kind == "torchvision":
+        tv = import_torchvision()
+        known = tv.models.list_models(module=tv.models)
+        if name not in known:
+            raise _unknown(kind, name, known)
+        # every torchvision classifier is trained on ImageNet mean/std, RGB
+        return (lambda: tv.models.get_model(name, weights=None)), IMAGENET
+    if kind == "timm":
+        timm = import_timm()
+        known = timm.list_models()
+        if name not in known:
+            raise _unknown(kind, name, known)
+        cfg = timm.models.get_pretrained_cfg(name)
+        mean = getattr(cfg, "mean", None) or (0.485, 0.456, 0.406)
+        std = getattr(cfg, "std", None) or (0.229, 0.224, 0.225)
+        return (lambda: timm.create_model(name, pretrained=False)), \
+            Normalization.from_unit(mean, std)
+    raise ConversionError(f"unknown traced source kind {kind!r} (known: {', '.join(KINDS)})")
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> ConversionError:
+    close = difflib.get_close_matches(name, known, n=4)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return ConversionError(f"{kind}: no model named {name!r}{hint}")
+
+
+@lru_cache(maxsize=2)
+def load(kind: str, spec: str) -> TorchModel:
+    """The named model with the checkpoint's weights, or seeded random ones (cached: convert
+    and validate in one process build it once)."""
+    torch = _torch()
+    name, ckpt = parse_spec(kind, spec)
+    build, norm = _builder(kind, name)
+    torch.manual_seed(SEED)
+    model = build()
+    notes = []
+    if ckpt is not None:
+        from caffezoo.converters.pytorch.reader import load_pytorch
+
+        tensors = load_pytorch(ckpt).tensors
+        state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise ConversionError(f"{ckpt}: does not load into {kind}:{name}: "
+                                  f"{' '.join(str(err).split())[:300]}") from None
+        notes.append(f"weights from {ckpt}")
+    else:
+        from caffezoo.converters.pytorch.random_init import randomize_batch_norm
+
+        randomize_batch_norm(model, SEED, CALIB_SIZE)
+        notes.append(f"RANDOM weights (seed {SEED}, randomised BatchNorm statistics): no "
+                     f"checkpoint given, NOT a trained model")
+    model.eval()
+    return TorchModel(kind, name, ckpt, model, norm, notes)
+
+
+def trace(tm: TorchModel, input_shape: tuple[int, ...], path: Path) -> None:
+    """Exports the model at `input_shape` to the ONNX file `path`."""
+    torch = _torch()
+    x = torch.zeros(tuple(input_shape))
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(tm.model, (x,), str(path), dynamo=False, opset_version=TRACE_OPSET,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                              do_constant_folding=True)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise ConversionError(f"{tm.label}: torch.onnx.export failed ({first})") from None
+
+
+def _shape(input_shape) -> tuple[int, ...]:
+    shape = tuple(int(s) for s in (input_shape or DEFAULT_INPUT_SHAPE))
+    if len(shape) != 4 or shape[1] != 3 or min(shape) < 1:
+        raise ConversionError(f"--input-shape {','.join(map(str, shape))}: expected N,3,H,W")
+    return shape
+
+
+@lru_cache(maxsize=2)
+def _prepared(kind: str, spec: str, input_shape: tuple[int, ...]):
+    from caffezoo.converters.onnx.reader import prepare
+
+    tm = load(kind, spec)
+    with tempfile.TemporaryDirectory(prefix="caffezoo-trace-") as tmp:
+        path = Path(tmp) / f"{tm.name}.onnx"
+        trace(tm, input_shape, path)
+        prep = prepare(path, input_shape)
+    prep.path = tm.label
+    return tm, prep
+
+
+def read_graph(kind: str, spec: str, input_shape: tuple[int, ...] | None = None):
+    """The canonical graph of the traced model."""
+    from caffezoo.converters.onnx.ops import translate
+
+    tm, prep = _prepared(kind, spec, _shape(input_shape))
+    graph = translate(prep, tm.name)
+    graph.notes[:0] = tm.notes + [f"traced with torch.onnx.export (opset {TRACE_OPSET}) at "
+                                  f"{'x'.join(map(str, prep.input_shape))}"]
+    return graph
+
+
+@dataclass
+class TracedRunner:
+    """Final outputs from the PyTorch model, intermediate values from onnxruntime on the
+    traced graph."""
+
+    tm: TorchModel
+    onnx_runner: object  # converters.onnx.runner.OnnxRunner of the traced graph
+    input_shape: tuple[int, ...]
+
+    @property
+    def input_norm(self) -> Normalization:
+        return self.tm.input_norm
+
+    def run(self, x: np.ndarray, record: set[str] | None = None) -> dict[str, np.ndarray]:
+        torch = _torch()
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        with torch.no_grad():
+            y = self.tm.model(torch.from_numpy(x))
+        out = {OUTPUT_NAME: y.numpy().copy()}
+        extra = set(record or ()) - {OUTPUT_NAME}
+        if extra:
+            found = self.onnx_runner.run(x, extra)
+            out.update((k, v) for k, v in found.items() if k != OUTPUT_NAME)
+        return out
+
+
+def open_graph_runner(kind: str, spec: str, input_shape: tuple[int, ...] | None = None
+                      ) -> TracedRunner:
+    from caffezoo.converters.onnx.runner import OnnxRunner
+
+    shape = _shape(input_shape)
+    tm, prep = _prepared(kind, spec, shape)
+    return TracedRunner(tm, OnnxRunner(prep.model, prep.input_name, shape, False, tm.input_norm,
+                                       tm.label), shape)
