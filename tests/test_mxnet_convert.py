@@ -113,3 +113,50 @@ def test_gluon_zoo_nets_convert_and_validate(tmp_path, name, size):
         worst, count = _compare(prefix, (2, 3, size, size), target, backend, tmp_path,
                                 "portable" if target == "caffe" else "ceil_mode")
         assert count > 50
+
+
+# -- through the command line --------------------------------------------------------------------
+
+
+@pytest.mark.opencv
+def test_cli_convert_and_validate(every_op, tmp_path, capsys, imagenet_samples):
+    import json
+
+    from caffezoo.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["convert", "--source", f"mxnet:{every_op}", "-o", str(out),
+                 "--input-shape", "1,3,24,24", "--target", "opencv"]) == 0
+    text = capsys.readouterr().out
+    assert "the net scales its own input: (x - 113.75) / 62.5" in text
+    assert "fix_gamma=True" in text and "(current format)" in text
+    for backend, inputs in (("pycaffe", ["--random", "3"]),
+                            ("opencv", ["--images", str(imagenet_samples), "--limit", "2"])):
+        assert main(["validate", "--source", f"mxnet:{every_op}", "--weights",
+                     f"{out}.caffemodel", "--backend", backend, "--layers", "--json",
+                     *inputs]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["passed"] and report["first_divergence"] is None
+        assert report["max_rel"] < 1e-5 and len(report["layers"]) > 35
+
+
+def test_cli_bad_checkpoints_write_nothing(tmp_path, capsys):
+    from caffezoo.cli import main
+    from caffezoo.errors import EXIT_BAD_INPUT
+
+    sym = residual_symbol()
+    prefix = save_checkpoint(tmp_path / "res", sym.tojson(), random_params(sym, (1, 3, 16, 16)))
+    params = Path(f"{prefix}-0000.params")
+    data = params.read_bytes()
+    params.write_bytes(data[: len(data) // 2])  # truncated
+    out = tmp_path / "never"
+    assert main(["convert", "--source", f"mxnet:{prefix}", "-o", str(out)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "res-0000.params: not a valid MXNet NDArray file (truncated" in err[0]
+    params.write_bytes(data)
+    doc = Path(f"{prefix}-symbol.json").read_text().replace('"Pooling"', '"UpSampling"')
+    Path(f"{prefix}-symbol.json").write_text(doc)
+    assert main(["convert", "--source", f"mxnet:{prefix}", "-o", str(out)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "node 'pool0': op 'UpSampling' has no translation" in err[0]
+    assert not list(tmp_path.glob("never*"))
