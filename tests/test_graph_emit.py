@@ -339,6 +339,18 @@ def test_names_are_sanitised():
     assert [layer.name for layer in emitted.net.layer] == ["input_0", "relu_1"]
 
 
+def test_helper_names_never_take_a_value_or_node_name():
+    """bn's helper layer and blob would be 'bn_bn'; a later node and value of that name keep
+    theirs, and a node named like the input gets a layer of its own."""
+    g = graph([N("bn", "batch_norm", ["x"], {}, {"mean": w(3), "var": np.abs(w(3)) + 0.1}),
+               N("bn_bn", "relu", ["bn"]), N("x", "sigmoid", ["bn_bn"], out="y")])
+    emitted = emit(g, "caffe")
+    assert emitted.value_blobs["bn_bn"] == "bn_bn"
+    layer = next(la for la in emitted.net.layer if la.type == "ReLU")
+    assert (layer.name, list(layer.top)) == ("bn_bn", ["bn_bn"])
+    assert [la.name for la in emitted.net.layer if la.type == "Sigmoid"] == ["x_1"]
+
+
 def test_shapes_are_checked_against_the_front_end():
     g = g_conv()
     g.shapes["c_same"] = (2, 5, 3, 6)

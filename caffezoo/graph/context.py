@@ -76,8 +76,16 @@ class EmitContext:
         for node in graph.nodes:
             for value in node.inputs:
                 self.consumers.setdefault(value, []).append(node)
+        # Every value's blob name and every node's layer name are reserved up front, so a helper
+        # blob or layer of an earlier node never takes a name a later value or node needs.
         self._blob_names: set[str] = set()
         self._layer_names: set[str] = set()
+        self._value_names = {v: self._unique(sanitize(v), self._blob_names)
+                             for v in [*graph.inputs, *(o for n in graph.nodes for o in n.outputs)]}
+        self._layer_names.update(self._value_names[v] for v in graph.inputs)  # Input layers
+        self._node_names = {n.name: self._unique(sanitize(n.name), self._layer_names)
+                            for n in graph.nodes}
+        self._named: set[str] = set()  # nodes whose reserved layer name is in use
 
     # -- names -----------------------------------------------------------------------------
 
@@ -89,19 +97,26 @@ class EmitContext:
         return out
 
     def layer_name(self, node: Node, suffix: str = "") -> str:
-        """A fresh layer name: the node's name, plus `_suffix` for a helper layer."""
-        base = sanitize(node.name) + (f"_{suffix}" if suffix else "")
+        """The node's layer name (first call without suffix), else a fresh name: the node's
+        name plus `_suffix` for a helper layer."""
+        if not suffix and node.name not in self._named:
+            self._named.add(node.name)
+            return self._node_names[node.name]
+        base = self._node_names[node.name] + (f"_{suffix}" if suffix else "")
         return self._unique(base, self._layer_names)
 
     def new_blob(self, name: str) -> str:
         """Reserve a fresh blob name derived from `name`."""
         return self._unique(sanitize(name), self._blob_names)
 
+    def value_name(self, value: str) -> str:
+        """The blob name reserved for an IR value (its sanitised name, unique)."""
+        return self._value_names[value]
+
     def top(self, node: Node, i: int = 0) -> str:
-        """The blob for the node's i-th output value (reserved on first call)."""
+        """The blob for the node's i-th output value."""
         value = node.outputs[i]
-        if value not in self.value_blobs:
-            self.value_blobs[value] = self.new_blob(value)
+        self.value_blobs[value] = self._value_names[value]
         return self.value_blobs[value]
 
     def tmp(self, node: Node, suffix: str) -> str:

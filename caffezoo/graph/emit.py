@@ -106,7 +106,7 @@ def emit(graph: Graph, target: str = "caffe") -> Emitted:
     check_graph(graph)
     ctx = EmitContext(graph, target)
     (in_value, in_shape), = graph.inputs.items()
-    in_blob = ctx.new_blob(in_value)
+    in_blob = ctx.value_name(in_value)
     ctx.b.input(in_blob, tuple(int(d) for d in in_shape))
     ctx.value_blobs[in_value] = in_blob
     ctx.shapes[in_blob] = tuple(int(d) for d in in_shape)
