@@ -96,7 +96,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    from caffezoo.cliargs import split_json_argument
+
+    argv = split_json_argument(sys.argv[1:] if argv is None else list(argv))
     args = build_parser(argv).parse_args(argv)
     try:
         return _command_module(args.command).run(args) or 0

@@ -4,6 +4,8 @@ parser accepts."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 import shlex
 import subprocess
@@ -102,3 +104,63 @@ def test_every_subcommand_help_ends_with_examples_the_parser_accepts(name):
     help_text = proc.stdout.rstrip()
     assert "\nexamples:\n" in help_text
     assert help_text.endswith(cli.EXAMPLES[name].rstrip().splitlines()[-1])
+
+
+# -- one spelling per idea (caffezoo/cliargs.py) ----------------------------------------------
+
+CANONICAL = {"output": ["-o", "--output"], "batch_size": ["-b", "--batch-size"],
+             "workers": ["-j", "--workers"], "input_size": ["--input-size"], "json": ["--json"]}
+OLD_SPELLINGS = {"--out", "--batch", "--batch-sizes", "--jobs", "--size", "--results"}
+# the commands converted so far; every command once all are
+UNIFIED = ["info", "zoo", "doctor", "generate"]
+
+
+def _visible_options(name: str) -> list[argparse.Action]:
+    parser = cli.build_parser([name])
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [a for a in sub.choices[name]._actions
+            if a.option_strings and a.help is not argparse.SUPPRESS]
+
+
+@pytest.mark.parametrize("name", UNIFIED)
+def test_one_spelling_per_idea(name):
+    for action in _visible_options(name):
+        assert not OLD_SPELLINGS & set(action.option_strings), (name, action.option_strings)
+        if action.dest in CANONICAL:
+            assert action.option_strings == CANONICAL[action.dest], (name, action.dest)
+        if action.dest == "json":
+            assert action.nargs == "?" and action.const == "-", name
+
+
+def test_json_to_stdout_or_to_a_file(tmp_path, capsys):
+    net = REPO / "prototxt" / "wrn50_2.prototxt"
+    assert cli.main(["info", "--json", str(net)]) == 0  # the prototxt is not the JSON file
+    out = capsys.readouterr().out
+    assert json.loads(out)["name"] == "wrn50_2"
+    target = tmp_path / "info.json"
+    assert cli.main(["info", str(net), "--json", str(target)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("layer ") and "parameters:" in out  # the table on stdout
+    assert json.loads(target.read_text()) == json.loads(
+        subprocess.run([sys.executable, "-m", "caffezoo", "info", str(net), "--json", "-"],
+                       capture_output=True, text=True, cwd=REPO).stdout)
+    assert cli.main(["zoo", "wrn50_2", "--json"]) == 0
+    assert [c["name"] for c in json.loads(capsys.readouterr().out)] == ["wrn50_2"]
+
+
+def test_split_json_argument():
+    from caffezoo.cliargs import split_json_argument as split
+
+    assert split(["info", "--json", "net.prototxt"]) == ["info", "--json=-", "net.prototxt"]
+    assert split(["info", "--json", "r.JSON", "n"]) == ["info", "--json", "r.JSON", "n"]
+    assert split(["info", "--json", "-", "n"]) == ["info", "--json", "-", "n"]
+    assert split(["info", "--json", "--weights", "w"]) == ["info", "--json", "--weights", "w"]
+    assert split(["info", "--", "--json", "x"]) == ["info", "--", "--json", "x"]
+
+
+def test_old_spellings_still_work_hidden_and_noted(capsys):
+    args = cli.build_parser(["doctor"]).parse_args(["doctor", "--jobs", "3"])
+    assert args.workers == 3
+    assert "--jobs is deprecated; use -j/--workers" in capsys.readouterr().err
+    assert cli.build_parser(["doctor"]).parse_args(["doctor", "-j", "1"]).workers == 1
+    assert "--jobs" not in _run("doctor", "--help").stdout

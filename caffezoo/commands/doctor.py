@@ -10,24 +10,24 @@ needed by `convert`/`validate` for that framework.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 
 from caffezoo import __version__, frameworks
+from caffezoo.cliargs import add_json, add_workers, json_to_stdout, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the table as JSON")
-    parser.add_argument("--jobs", type=int, default=2, metavar="N",
-                        help="check N components at a time (default 2)")
+    add_json(parser, "the table")
+    add_workers(parser, default=2, help="check N components at a time (default 2)",
+                old=("--jobs",))
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = frameworks.components(isolated=True, jobs=args.jobs)
+    rows = frameworks.components(isolated=True, jobs=args.workers)
     core_ok = all(r.ok for r in rows if r.core)
     if args.json:
-        print(json.dumps({
+        write_json(args.json, {
             "caffezoo": __version__,
             "python": platform.python_version(),
             "executable": sys.executable,
@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
             "components": [
                 {"name": r.name, "version": r.version, "ok": r.ok, "core": r.core,
                  "detail": r.detail} for r in rows],
-        }, indent=2))
+        })
+    if json_to_stdout(args):
         return 0 if core_ok else 1
 
     print(f"caffezoo {__version__}, Python {platform.python_version()} ({sys.executable})")

@@ -1,11 +1,10 @@
-"""`caffezoo info NET.prototxt [--weights W] [--json] [--input-shape N,C,H,W]`: the layers of a
-net with their output shapes, parameters and MACs, and totals; with --weights, whether every blob
-of the .caffemodel fits the prototxt. See docs/info.md."""
+"""`caffezoo info NET.prototxt [--weights W] [--json [FILE]] [--input-shape N,C,H,W]`: the
+layers of a net with their output shapes, parameters and MACs, and totals; with --weights,
+whether every blob of the .caffemodel fits the prototxt. See docs/info.md."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from caffezoo.analysis import (
@@ -16,6 +15,7 @@ from caffezoo.analysis import (
     format_shape,
     input_names,
 )
+from caffezoo.cliargs import add_json, json_to_stdout, write_json
 from caffezoo.errors import CaffezooError
 from caffezoo.table import format_table as text_table
 
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prototxt", help="the net (.prototxt; legacy formats are upgraded)")
     parser.add_argument("--weights", metavar="W",
                         help="a .caffemodel whose blob shapes are checked against the net")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(parser, "the layers, totals and weight check")
     parser.add_argument("--input-shape", action="append", default=[], metavar="[NAME=]N,C,H,W",
                         help="replace the declared input shape (NAME= is needed only when the "
                         "net has several inputs); may be repeated")
@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         data = analysis.to_dict()
         if report is not None:
             data["weights"] = {"path": str(args.weights), **report.to_dict()}
-        print(json.dumps(data, indent=2))
-    else:
+        write_json(args.json, data)
+    if not json_to_stdout(args):
         print(format_table(analysis))
         if report is not None:
             print(format_weight_report(report, str(args.weights)))

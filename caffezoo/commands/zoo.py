@@ -1,19 +1,20 @@
-"""`caffezoo zoo [MODEL ...] [--json]`: the model zoo as a table (or JSON);
+"""`caffezoo zoo [MODEL ...] [--json [FILE]]`: the model zoo as a table (or JSON);
 `caffezoo zoo --write-docs [PATH]` regenerates docs/zoo.md from the registry."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
+
+from caffezoo.cliargs import add_json, json_to_stdout, write_json
 
 DOCS_PATH = Path("docs") / "zoo.md"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="*", metavar="MODEL", help="only these models")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(parser, "every field of the cards")
     parser.add_argument("--write-docs", nargs="?", const=str(DOCS_PATH), metavar="PATH",
                         help=f"write the zoo's Markdown page (default {DOCS_PATH})")
 
@@ -27,10 +28,9 @@ def run(args: argparse.Namespace) -> int:
         netio.atomic_write(args.write_docs, render_markdown())
         print(f"wrote {args.write_docs}")
         return 0
-    if args.json:
-        print(json.dumps([card_dict(c) for c in cards], indent=2))
-        return 0
-    print(render_table(cards))
+    write_json(args.json, [card_dict(c) for c in cards] if args.json else None)
+    if not json_to_stdout(args):
+        print(render_table(cards))
     return 0
 
 
