@@ -82,6 +82,8 @@ def g_pool():
                                          "ceil": True, "count_include_pad": True}),
         N("ap_same", "avg_pool", ["x"], {"kernel": (3, 3), "stride": (2, 2), "pads": (0, 0, 1, 1),
                                          "count_include_pad": False}),
+        N("ap_ceil_ex", "avg_pool", ["x"], {"kernel": (3, 2), "stride": (2, 3),
+                                            "pads": (1, 0, 1, 0), "ceil": True}),
         N("ap_nopad", "avg_pool", ["x"], {"kernel": (2, 3), "stride": (2, 3)}),
         N("gap", "global_avg_pool", ["x"]),
         N("gmp", "global_max_pool", ["x"]),
@@ -93,8 +95,9 @@ def g_pool():
         N("pad_c", "pad", ["x"], {"pads": (1, 2, 0, 1)}),
         N("c_padded", "conv", ["pad_c"], {"stride": (2, 2)}, {"weight": w(2, 3, 3, 3)}),
     ], shape=(2, 3, 10, 11), outputs=["mp_floor", "mp_ceil", "mp_same", "mp_pad", "mp_big_tl",
-                                      "ap_incl", "ap_excl", "ap_ceil", "ap_same", "ap_nopad",
-                                      "gap", "gmp", "ap_padded", "mp_padded", "c_padded"])
+                                      "ap_incl", "ap_excl", "ap_ceil", "ap_same", "ap_ceil_ex",
+                                      "ap_nopad", "gap", "gmp", "ap_padded", "mp_padded",
+                                      "c_padded"])
 
 
 def g_act():
