@@ -13,7 +13,9 @@ Stock Caffe has no ReLU6, Clip, HardSwish or Swish; their stock forms here are e
 
 Arithmetic with numpy broadcasting: equal shapes -> Eltwise (SUM with coefficients [1, -1] for
 sub, PROD); a (N, C, 1, 1) value times an (N, C, H, W) one (squeeze-excitation) -> Flatten to
-(N, C) + Scale with two bottoms on axis 0; a constant operand -> Power (scalar) or Scale (a
+(N, C) + Scale with two bottoms on axis 0; their sum -> Bias with two bottoms, or (OpenCV,
+subtractions) the small one spread exactly over the big one's shape (ones times it) and an
+Eltwise SUM; a constant operand -> Power (scalar) or Scale (a
 tensor over contiguous axes: scale blob for mul, scale 1 and bias blob for add/sub, both exact).
 Division by a constant multiplies by its reciprocal: exact when the constant is a power of two,
 otherwise within one rounding of the quotient (noted); division by a value takes its reciprocal
@@ -257,8 +259,7 @@ def _broadcast_values(ctx: EmitContext, node: Node, xa: str, xb: str) -> None:
         raise ctx.refuse(node, f"broadcasting {sa} against {sb}: only a value of shape "
                          "(N, C, 1, 1)-like against (N, C, H, W) is supported")
     op = node.op
-    if op in ("sub", "div") and big != xa:
-        raise ctx.refuse(node, f"{op} whose broadcast operand comes first")
+    small_first = small == xa
     flat = ctx.tmp(node, "flat")
     if k == 2:
         small2 = ctx.b.flatten(small, ctx.layer_name(node, "flat"), top=flat)
@@ -270,19 +271,30 @@ def _broadcast_values(ctx: EmitContext, node: Node, xa: str, xb: str) -> None:
     if op == "mul":
         ctx.b.scale([big, small2], name, bias=False, axis=0, top=top)
         ctx.note(node, f"broadcast product {s_big} x {s_small} as Scale with two bottoms")
-    elif op == "div":
+    elif op == "div" and not small_first:
         inv = _power(ctx, node, small2, "reciprocal", power=-1.0)
         ctx.b.scale([big, inv], name, bias=False, axis=0, top=top)
         ctx.note(node, "broadcast a / b as a * (1 / b): within one rounding of the quotient")
-    else:
-        if ctx.target == "opencv":
-            raise ctx.refuse(node, f"broadcast {op} of two values needs Caffe's Bias layer, "
-                             "which OpenCV's importer does not have")
-        if op == "sub":
-            small2 = _power(ctx, node, small2, "neg", scale=-1.0)
+    elif op == "div":
+        inv = _power(ctx, node, big, "reciprocal", power=-1.0)
+        ctx.b.scale([inv, small2], name, bias=False, axis=0, top=top)
+        ctx.note(node, "broadcast a / b as (1 / b) * a: within one rounding of the quotient")
+    elif op == "add" and ctx.target != "opencv":
         layer = ctx.b.layer("Bias", name, [big, small2], [top])
         layer.bias_param.axis = 0
-        ctx.note(node, f"broadcast {op} {s_big} with {s_small} as Bias with two bottoms")
+        ctx.note(node, f"broadcast sum {s_big} + {s_small} as Bias with two bottoms")
+    else:
+        # The small value spread over the big one's shape, exactly: a blob of ones (Power with
+        # scale 0, shift 1) times it (Scale with two bottoms); then an Eltwise sum with
+        # coefficients +-1. Stock layers that OpenCV's importer also runs (it has no Bias).
+        ones = _power(ctx, node, big, "ones", scale=0.0, shift=1.0)
+        spread = ctx.b.scale([ones, small2], ctx.layer_name(node, "spread"), bias=False, axis=0,
+                             top=ctx.tmp(node, "spread"))
+        pair = [spread, big] if small_first else [big, spread]
+        coeff = None if op == "add" else [1.0, -1.0]
+        ctx.b.eltwise(pair, name, op="sum", coeff=coeff, top=top)
+        ctx.note(node, f"broadcast {op} of {s_big} and {s_small}: the smaller spread by a "
+                 "Scale of ones, then Eltwise SUM")
 
 
 def _with_constant(ctx: EmitContext, node: Node, x: str, c: np.ndarray,
