@@ -341,3 +341,50 @@ def test_external_data_outside_the_folder_is_refused(tmp_path):
     with pytest.raises(FormatError, match=r"tensor 'w' keeps its data at "
                        r"'../../etc/weights.bin', outside the model's folder"):
         read_graph(str(path))
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def bad_files(tmp_path):
+    unsupported = save(tmp_path, [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                                  helper.make_node("Sin", ["r"], ["y"], name="odd_one")],
+                       [], [1, 3, 4, 4], [1, 3, 4, 4], name="unsupported.onnx")
+    dynamic = save(tmp_path, [helper.make_node("Relu", ["x"], ["y"], name="relu")], [],
+                   [1, 3, "H", "W"], [1, 3, "H", "W"], name="dynamic.onnx")
+    malformed = save(tmp_path, [helper.make_node("Relu", ["nowhere"], ["y"], name="relu")], [],
+                     [1, 3, 4, 4], [1, 3, 4, 4], name="malformed.onnx")
+    return [(unsupported, r"node 'odd_one' \(Sin\) has no Caffe translation"),
+            (dynamic, r"input 'x' has a dynamic shape \(1, 3, \?, \?\); give --input-shape"),
+            (malformed, r"malformed ONNX graph")]
+
+
+def test_cli_errors_are_one_line_and_write_nothing(tmp_path, capsys):
+    import re
+
+    from caffezoo.cli import main
+    from caffezoo.errors import EXIT_BAD_INPUT
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for path, message in bad_files(tmp_path):
+        rc = main(["convert", "--source", f"onnx:{path}", "-o", str(out / "net")])
+        err = capsys.readouterr().err
+        assert rc == EXIT_BAD_INPUT
+        assert err.count("\n") == 1 and err.startswith("caffezoo convert: error: ")
+        assert path.name in err
+        assert re.search(message, err), err
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.caffe
+def test_cli_converts_and_validates_an_onnx_file(tmp_path, capsys):
+    from caffezoo.cli import main
+
+    path = tf_style(tmp_path)
+    out = tmp_path / "tf"
+    assert main(["convert", "--source", f"onnx:{path}", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "NHWC" in text and "input x 1x3x32x32" in text
+    assert main(["validate", "--source", f"onnx:{path}", "--weights", f"{out}.caffemodel",
+                 "--random", "3", "--layers"]) == 0

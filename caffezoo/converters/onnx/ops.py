@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -301,8 +302,6 @@ def _prelu(t: Translation, node, a: dict) -> None:
 
 @handles("Add", "Sub", "Mul", "Div")
 def _binary(t: Translation, node, a: dict) -> None:
-    if t.prep.opset < 7 and a.get("broadcast"):
-        raise t.error("legacy broadcast attribute")
     inputs = [t.operand(i) for i in node.input]
     t.emit(node.op_type.lower(), inputs)
 
@@ -634,7 +633,7 @@ def translate(prep: Prepared, name: str | None = None) -> Graph:
         t.node = node
         HANDLERS[node.op_type](t, node, _attrs(node))
     outputs = [t.value(o) for o in prep.outputs]
-    graph = Graph(name or Path_stem(prep.path), {input_name: tuple(input_shape)}, outputs,
+    graph = Graph(name or Path(prep.path).stem, {input_name: tuple(input_shape)}, outputs,
                   t.nodes, t.constants, notes=t.notes)
     _fuse_matmul_bias(graph, t)
     _fuse_pads(graph, t)
@@ -648,12 +647,6 @@ def translate(prep: Prepared, name: str | None = None) -> Graph:
     if prep.folded:
         graph.notes.append(f"{prep.folded} ONNX nodes of shape arithmetic and constants folded")
     return graph
-
-
-def Path_stem(path: str) -> str:  # noqa: N802 - tiny helper, reads like pathlib
-    from pathlib import Path
-
-    return Path(path).stem
 
 
 def _absorb_nhwc(t: Translation, nodes: list) -> tuple[tuple[int, ...], list]:
