@@ -56,7 +56,7 @@ EXAMPLES = {
   caffezoo eval --model resnext50_32x4d --weights rx50.caffemodel \\
       --val-list ILSVRC2012_val.txt --data-root ~/ILSVRC2012 --crop-num 12
   caffezoo eval --prototxt deploy.prototxt --weights w.caffemodel --val-list val.txt \\
-      --mean 104,117,123 --base-size 256 --crop-size 227 --results r.json
+      --mean 104,117,123 --base-size 256 --crop-size 227 --json r.json
   caffezoo eval --model resnext50_32x4d --weights rx50.caffemodel --data-dir ~/imagenet/val \\
       --results-csv rx50.csv""",
     "time": """\

@@ -112,7 +112,7 @@ CANONICAL = {"output": ["-o", "--output"], "batch_size": ["-b", "--batch-size"],
              "workers": ["-j", "--workers"], "input_size": ["--input-size"], "json": ["--json"]}
 OLD_SPELLINGS = {"--out", "--batch", "--batch-sizes", "--jobs", "--size", "--results"}
 # the commands converted so far; every command once all are
-UNIFIED = ["info", "zoo", "doctor", "generate"]
+UNIFIED = ["info", "zoo", "doctor", "generate", "eval"]
 
 
 def _visible_options(name: str) -> list[argparse.Action]:
@@ -164,3 +164,7 @@ def test_old_spellings_still_work_hidden_and_noted(capsys):
     assert "--jobs is deprecated; use -j/--workers" in capsys.readouterr().err
     assert cli.build_parser(["doctor"]).parse_args(["doctor", "-j", "1"]).workers == 1
     assert "--jobs" not in _run("doctor", "--help").stdout
+    argv = ["eval", "--weights", "w", "--val-list", "v", "--results", "r.json"]
+    args = cli.build_parser(argv).parse_args(argv)
+    assert args.json == "r.json"
+    assert "--results is deprecated; use --json FILE" in capsys.readouterr().err

@@ -204,7 +204,7 @@ def test_cli_skip_lists_failures_and_fail_stops_before_work(tiny, broken, capsys
             "--mean", "100,110,120", "--std", "50,60,70", "--base-size", "10",
             "--crop-size", str(CROP)]
     out = broken / "r.json"
-    assert cli.main([*base, "--on-error", "skip", "--results", str(out)]) == 0
+    assert cli.main([*base, "--on-error", "skip", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["images"] == {"listed": 8, "evaluated": 4, "failed": 4}
     assert sorted(Path(f["path"]).name for f in res["failures"]) == [
@@ -279,7 +279,7 @@ def test_cli_outputs(tiny, images, tmp_path, capsys):
             "--val-list", str(images / "val.txt"), "--data-root", str(images),
             "--mean", "100,110,120", "--std", "50,60,70", "--base-size", "11",
             "--crop-size", str(CROP), "--crop-num", "10", "--top-k", "1,2,5",
-            "--batch-size", "7", "--results", str(res), "--log", str(log),
+            "--batch-size", "7", "--json", str(res), "--log", str(log),
             "--predictions", str(csv), "--verbose"]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
@@ -309,7 +309,7 @@ def test_cli_sweep_and_plot(tiny, images, tmp_path):
     argv = ["eval", "--prototxt", str(prototxt), "--weights", str(weights),
             "--val-list", str(images / "val.txt"), "--data-root", str(images),
             "--mean", "100,110,120", "--std", "50,60,70", "--base-size", "10",
-            "--crop-sizes", "6,8,10", "--results", str(res), "--plot", str(png)]
+            "--crop-sizes", "6,8,10", "--json", str(res), "--plot", str(png)]
     assert cli.main(argv) == 0
     sweep = json.loads(res.read_text())["sweep"]
     assert [(s["settings"]["crop_size"], s["settings"]["base_size"]) for s in sweep] == [
@@ -382,10 +382,10 @@ def test_evaluation_cls_script_is_caffezoo_eval(tiny, images, tmp_path):
     repo = Path(__file__).resolve().parents[1]
     a, b = tmp_path / "script.json", tmp_path / "cli.json"
     proc = subprocess.run([sys.executable, str(repo / "evaluation_cls.py"), *common,
-                           "--results", str(a)], capture_output=True, text=True, cwd=repo)
+                           "--json", str(a)], capture_output=True, text=True, cwd=repo)
     assert proc.returncode == 0, proc.stderr
     assert "Accuracy of top_1 is: " in proc.stdout
-    assert cli.main(["eval", *common, "--results", str(b)]) == 0
+    assert cli.main(["eval", *common, "--json", str(b)]) == 0
     ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
     assert ra["correct"] == rb["correct"] and ra["settings"] == rb["settings"]
     bad = subprocess.run([sys.executable, str(repo / "evaluation_cls.py"), *common[:4],

@@ -73,13 +73,13 @@ def test_data_dir_gives_the_val_lists_predictions_and_a_timm_csv(tiny, images, t
                                                                   tmp_path):
     by_list, by_dir = tmp_path / "list.json", tmp_path / "dir.json"
     assert cli.main([*_common(tiny), "--val-list", str(images / "val.txt"),
-                     "--data-root", str(images), "--results", str(by_list)]) == 0
-    assert cli.main([*_common(tiny), "--data-dir", str(tree), "--results", str(by_dir)]) == 0
+                     "--data-root", str(images), "--json", str(by_list)]) == 0
+    assert cli.main([*_common(tiny), "--data-dir", str(tree), "--json", str(by_dir)]) == 0
     a, b = json.loads(by_list.read_text()), json.loads(by_dir.read_text())
     assert a["correct"] == b["correct"] and b["images"]["evaluated"] == 9
     assert b["data_dir"] == str(tree)
 
-    # --results r.json also writes r.csv: one row, timm's columns, values from the JSON
+    # --json r.json also writes r.csv: one row, timm's columns, values from the JSON
     rows = list(csv.DictReader((tmp_path / "dir.csv").open()))
     assert list(rows[0]) == list(report.TIMM_COLUMNS) == [
         "model", "top1", "top1_err", "top5", "top5_err", "param_count", "img_size", "crop_pct",
@@ -126,3 +126,12 @@ def test_bad_data_dirs(tmp_path, tiny, capsys):  # noqa: F811
     with pytest.raises(SystemExit) as exit_:
         cli.main([*common, "--data-dir", str(tmp_path), "--val-list", "v.txt"])
     assert exit_.value.code == 2
+
+
+def test_json_on_stdout_sends_the_summary_to_stderr(tiny, tree, capsys):  # noqa: F811
+    assert cli.main([*_common(tiny), "--data-dir", str(tree), "--json", "-b", "4", "-j", "1"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)  # nothing but the JSON on stdout
+    assert result["images"]["evaluated"] == 9 and result["settings"]["batch_size"] == 4
+    assert result["settings"]["workers"] == 1
+    assert "Accuracy of top_1 is: " in captured.err

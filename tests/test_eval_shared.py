@@ -37,7 +37,7 @@ def _cli_args(squeezenet_dir, imagenet_samples, *extra):
 def test_one_crop_top1_61_top5_82(squeezenet_dir, imagenet_samples, tmp_path, backend):
     out = tmp_path / "r.json"
     argv = _cli_args(squeezenet_dir, imagenet_samples, "--backend", backend,
-                     "--results", str(out))
+                     "--json", str(out))
     assert cli.main(argv) == 0
     r = json.loads(out.read_text())
     assert r["images"] == {"listed": 100, "evaluated": 100, "failed": 0}

@@ -3,7 +3,7 @@
     caffezoo eval --prototxt deploy.prototxt --weights w.caffemodel --val-list val.txt \\
         --data-root images/ --mean 104,117,123 --base-size 256 --crop-size 227
     caffezoo eval --model resnext50_32x4d --weights r50.caffemodel --val-list val.txt \\
-        --data-root ~/ILSVRC2012 --crop-num 12 --results r50.json
+        --data-root ~/ILSVRC2012 --crop-num 12 --json r50.json
     caffezoo eval ... --crop-sizes 224,256,288,320 --plot acc.png
 
 docs/evaluation.md describes every option, the crop schemes and the outputs.
@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from caffezoo.cliargs import (
+    add_batch_size,
+    add_json,
+    add_workers,
+    deprecated,
+    json_to_stdout,
+    write_json,
+)
 from caffezoo.errors import CaffezooError, InputFileError
 
 # The original evaluation_cls.py's settings, used when neither --model nor an option says
@@ -99,20 +106,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--scales", type=_ints, metavar="S1,S2,..",
                    help="144-crop short sides (default: the original's list for the crop size)")
     r = p.add_argument_group("run and output")
-    r.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N",
+    add_batch_size(r, default=DEFAULT_BATCH,
                    help=f"crops per forward pass (default {DEFAULT_BATCH})")
-    r.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
-                   help=f"image decoding threads (default {DEFAULT_WORKERS}; 0 = in line)")
+    add_workers(r, default=DEFAULT_WORKERS,
+                help=f"image decoding threads (default {DEFAULT_WORKERS}; 0 = in line)")
     r.add_argument("--worker-kind", choices=("auto", "thread", "process"), default="auto",
                    help="decoders as threads or processes; auto (default): threads, processes "
                         "for pycaffe, whose forward pass holds Python's GIL")
     r.add_argument("--top-k", type=_ints, default=(1, 5), metavar="K1,K2",
                    help="accuracies to report (default 1,5)")
-    r.add_argument("--results", metavar="FILE.json", help="write the results as JSON")
+    add_json(r, "the results (the summary text then goes to stderr)")
+    deprecated(r, "--results", "json", "--json FILE")
     r.add_argument("--results-csv", metavar="FILE.csv",
                    help="write one row per crop size with timm's columns (model, top1, "
                         "top1_err, top5, top5_err, param_count, img_size, crop_pct, "
-                        "interpolation); default with --results: FILE.csv beside FILE.json")
+                        "interpolation); default with --json FILE: FILE.csv beside it")
     r.add_argument("--log", metavar="FILE", help="write the summary in the original's wording")
     r.add_argument("--predictions", metavar="FILE.csv", help="write per-image predictions")
     r.add_argument("--verbose", action="store_true",
@@ -314,7 +322,7 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, many: b
 
 
 def results_csv_path(results_csv: str | None, results: str | None) -> str | None:
-    """--results-csv, else the --results JSON's path with a .csv suffix, else none."""
+    """--results-csv, else the JSON results file's path with a .csv suffix, else none."""
     if results_csv or not results:
         return results_csv
     path = Path(results)
@@ -349,18 +357,19 @@ def run(args) -> int:
         for p in settings:
             result, info = evaluate_one(args, source, p, samples_raw, Path(tmp), many)
             log = report.original_log(result, p, info)
-            print(log, end="", flush=True)
+            # with the JSON on stdout, the summary text goes to stderr
+            print(log, end="", flush=True, file=sys.stderr if json_to_stdout(args) else None)
             runs.append((p, result, info, log))
             if args.predictions:
                 netio.atomic_write(_suffixed(args.predictions, p.crop_size, many),
                                    report.predictions_csv(result))
     dicts = [report.result_dict(r, p, i) for p, r, i, _ in runs]
-    if args.results:
+    if args.json:
         payload = {"sweep": dicts} if many else dicts[0]
         if args.plot:
             payload["plot"] = args.plot
-        netio.atomic_write(args.results, json.dumps(payload, indent=2) + "\n")
-    csv_path = results_csv_path(args.results_csv, args.results)
+        write_json(args.json, payload)
+    csv_path = results_csv_path(args.results_csv, None if json_to_stdout(args) else args.json)
     if csv_path:
         netio.atomic_write(csv_path, report.results_csv([report.timm_row(r, p, i)
                                                          for p, r, i, _ in runs]))
