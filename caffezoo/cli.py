@@ -61,7 +61,7 @@ EXAMPLES = {
       --results-csv rx50.csv""",
     "time": """\
   caffezoo time --model resnext50_32x4d                      # random weights
-  caffezoo time --prototxt deploy.prototxt --weights w.caffemodel --batch-sizes 1,8""",
+  caffezoo time --prototxt deploy.prototxt --weights w.caffemodel -b 1,8 --json speed.json""",
 }
 
 

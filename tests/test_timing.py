@@ -127,7 +127,7 @@ def test_gemm_peak_measures_a_real_product():
 @pytest.mark.caffe
 def test_time_command(tiny, tmp_path, capsys):
     out = tmp_path / "t.json"
-    argv = ["time", "--prototxt", str(tiny), "--batch-sizes", "1,4", "--threads", "1",
+    argv = ["time", "--prototxt", str(tiny), "-b", "1,4", "--threads", "1",
             "--iterations", "2", "--no-peak", "--layers", "--json", str(out)]
     assert cli.main(argv) == 0
     r = json.loads(out.read_text())
@@ -141,3 +141,10 @@ def test_time_command(tiny, tmp_path, capsys):
     assert [la["name"] for la in r["caffe_time"]["layers"]][:2] == ["data", "conv"]
     printed = capsys.readouterr().out
     assert "caffe time (batch 1" in printed and "forward only" in printed
+    # --json without a file: only the JSON on stdout, the text on stderr
+    assert cli.main([*argv[:-1], "--batch-size", "2"]) == 0
+    captured = capsys.readouterr()
+    r = json.loads(captured.out)
+    assert [(f["backend"], f["batch_size"]) for f in r["forward"]] == [
+        ("pycaffe", 2), ("opencv", 2)]
+    assert "forward only" in captured.err

@@ -3,7 +3,7 @@ reported), and forward-only timing of every runtime with achieved GFLOP/s agains
 machine's measured fp32 GEMM peak.
 
     caffezoo time --model resnext50_32x4d                      # random weights
-    caffezoo time --prototxt deploy.prototxt --weights w.caffemodel --batch-sizes 1,16 \\
+    caffezoo time --prototxt deploy.prototxt --weights w.caffemodel -b 1,16 \\
         --threads 1,2 --json speed.json
     caffezoo time --model inception_v3 --no-caffe-time --backends opencv
 
@@ -13,13 +13,15 @@ docs/benchmarks.md explains the method and holds the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from caffezoo.cliargs import add_batch_size, add_input_size, add_json, json_to_stdout, write_json
 from caffezoo.errors import CaffezooError
+from caffezoo.progress import Progress
+from caffezoo.table import format_table
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -46,12 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="W",
                    help=".caffemodel (default: seeded random weights; speed does not depend "
                         "on the values)")
-    p.add_argument("--input-size", type=int, metavar="S",
-                   help="square input size (default: the zoo model's or the prototxt's)")
+    add_input_size(p, help="square input size (default: the zoo model's or the prototxt's)")
     p.add_argument("--backends", type=_backends, default=("pycaffe", "opencv"),
                    metavar="B1,B2", help="forward-only runtimes to time (default both)")
-    p.add_argument("--batch-sizes", type=_ints, default=(1,), metavar="N1,N2",
-                   help="forward-only batch sizes (default 1)")
+    add_batch_size(p, type=_ints, default=(1,), metavar="N1,N2",
+                   help="forward-only batch size(s), comma-separated (default 1)",
+                   old=("--batch-sizes",))
     p.add_argument("--threads", type=_ints, default=None, metavar="T1,T2",
                    help="thread counts (default: all cores)")
     p.add_argument("--iterations", type=int, default=5, metavar="N",
@@ -64,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peak", action=argparse.BooleanOptionalAction, default=True,
                    help="measure the fp32 GEMM peak to report the fraction reached")
     p.add_argument("--layers", action="store_true", help="print caffe time's per-layer table")
-    p.add_argument("--json", metavar="FILE", help="write everything as JSON")
+    add_json(p, "everything measured (the text then goes to stderr)")
 
 
 def _prototxt(args, tmp: Path) -> tuple[Path, str]:
@@ -93,9 +95,19 @@ def _prototxt(args, tmp: Path) -> tuple[Path, str]:
 
 
 def run(args) -> int:
+    import contextlib
+
+    # with the JSON on stdout, the human-readable text goes to stderr
+    text_out = sys.stderr if json_to_stdout(args) else sys.stdout
+    with contextlib.redirect_stdout(text_out):
+        status, out = _measure(args)
+    write_json(args.json, out)
+    return status
+
+
+def _measure(args) -> tuple[int, dict]:
     import os
 
-    from caffezoo import netio
     from caffezoo.evaluation import timing
     from caffezoo.runtimes import check_net, open_runtime
 
@@ -138,23 +150,25 @@ def run(args) -> int:
 
         rows = []
         macs = None
+        settings = len(args.backends) * len(threads_list) * len(args.batch_size)
+        bar = Progress(settings, label="forward timing", unit="setting")
         for backend in args.backends:
             for t in threads_list:
                 runtime = open_runtime(backend, prototxt, weights, threads=t)
                 if macs is None:
                     macs = timing.macs_per_image(runtime)
                     out["macs_per_image"] = macs
-                for n in args.batch_sizes:
+                for n in args.batch_size:
                     secs = timing.time_forward(runtime, n, args.iterations, args.warmup)
                     peak = peaks[t].gflops if t in peaks else None
                     rows.append(timing.summarize(backend, t, n, secs, macs, peak))
+                    bar.update(1, f"{backend}, {t} thread(s), batch {n}")
                 del runtime
+        bar.close()
         if rows:
             _print_forward(rows, macs)
         out["forward"] = [asdict(r) for r in rows]
-    if args.json:
-        netio.atomic_write(args.json, json.dumps(out, indent=2) + "\n")
-    return status
+    return status, out
 
 
 def _print_caffe_time(rep, layers: bool, threads: int) -> None:
@@ -162,18 +176,16 @@ def _print_caffe_time(rep, layers: bool, threads: int) -> None:
           f"OpenBLAS thread(s)): forward {rep.forward_ms:.2f} ms, backward "
           f"{rep.backward_ms:.2f} ms, forward-backward {rep.forward_backward_ms:.2f} ms")
     if layers:
-        width = max(len(la.name) for la in rep.layers)
-        print(f"  {'layer':<{width}}  {'type':<12} {'forward ms':>11} {'backward ms':>12}")
-        for la in rep.layers:
-            print(f"  {la.name:<{width}}  {la.type:<12} {la.forward_ms:>11.3f} "
-                  f"{la.backward_ms:>12.3f}")
+        print(format_table(("layer", "type", "forward ms", "backward ms"),
+                           [(la.name, la.type, f"{la.forward_ms:.3f}", f"{la.backward_ms:.3f}")
+                            for la in rep.layers], align="llrr", indent="  "))
 
 
 def _print_forward(rows, macs: int) -> None:
     print(f"forward only ({macs / 1e9:.3f} GMACs per image, 2 FLOPs per MAC):")
-    print(f"  {'backend':<8} {'threads':>7} {'batch':>5} {'ms/batch':>9} {'img/s':>8} "
-          f"{'GFLOP/s':>8} {'of peak':>8}")
-    for r in rows:
-        frac = f"{100 * r.peak_fraction:.0f}%" if r.peak_fraction is not None else "-"
-        print(f"  {r.backend:<8} {r.threads!s:>7} {r.batch_size:>5} {r.ms_per_batch:>9.1f} "
-              f"{r.images_per_s:>8.2f} {r.gflops:>8.1f} {frac:>8}")
+    print(format_table(
+        ("backend", "threads", "batch", "ms/batch", "img/s", "GFLOP/s", "of peak"),
+        [(r.backend, r.threads, r.batch_size, f"{r.ms_per_batch:.1f}", f"{r.images_per_s:.2f}",
+          f"{r.gflops:.1f}",
+          f"{100 * r.peak_fraction:.0f}%" if r.peak_fraction is not None else "-")
+         for r in rows], align="lrrrrrr", indent="  "))
