@@ -40,10 +40,10 @@ def deprecated(parser: argparse.ArgumentParser | Any, old: str, dest: str, new: 
                         default=argparse.SUPPRESS, **kwargs)
 
 
-def add_json(parser, what: str = "the report") -> None:
+def add_json(parser, what: str = "the report", stdout_note: str = "") -> None:
     parser.add_argument("--json", nargs="?", const=STDOUT, default=None, metavar="FILE",
                         help=f"{what} as JSON: to FILE (ending in {JSON_SUFFIX}), or to stdout "
-                             "without FILE")
+                             f"without FILE{stdout_note}")
 
 
 def add_output(parser, *, metavar: str, help: str, required: bool = False,

@@ -115,7 +115,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "for pycaffe, whose forward pass holds Python's GIL")
     r.add_argument("--top-k", type=_ints, default=(1, 5), metavar="K1,K2",
                    help="accuracies to report (default 1,5)")
-    add_json(r, "the results (the summary text then goes to stderr)")
+    add_json(r, "the results", "; the summary text then goes to stderr")
     deprecated(r, "--results", "json", "--json FILE")
     r.add_argument("--results-csv", metavar="FILE.csv",
                    help="write one row per crop size with timm's columns (model, top1, "

@@ -66,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peak", action=argparse.BooleanOptionalAction, default=True,
                    help="measure the fp32 GEMM peak to report the fraction reached")
     p.add_argument("--layers", action="store_true", help="print caffe time's per-layer table")
-    add_json(p, "everything measured (the text then goes to stderr)")
+    add_json(p, "everything measured", "; the text then goes to stderr")
 
 
 def _prototxt(args, tmp: Path) -> tuple[Path, str]:
