@@ -395,6 +395,18 @@ _CARDS: tuple[ModelCard, ...] = (
         (16.48, 25.28, 20.99, 35.04), 263.1, 68.9, 11.40,
         "wide_resnet50_2 in " + _TV + " (68,883,240 parameters): the same architecture",
         "cls/wider-resnet/deploy_wrn50-2.prototxt"),
+    # Variants for Gluon's ResNetV2 (MXNet model zoo): the original's layer names plus an input
+    # BatchNorm and block 1's pre-activation; pool1 padded and rounding down (resnet_v2.py).
+    *(ModelCard(
+        name=f"resnet{depth}_v2_gluon", title=f"ResNet-{depth} v2 (Gluon layout)",
+        family="resnet-v2", generator="caffezoo.generators.resnet_v2:build",
+        generator_args={"variant": f"resnet{depth}_v2_gluon"}, input_size=224,
+        variant_of=f"resnet{depth}_v2", eval_settings=_RESNET_EVAL, mean=TORCH_MEAN,
+        std=TORCH_STD, val_list=ILSVRC2012_VAL,
+        sources=(Source("mxnet", f"resnet{depth}_v2 (mxnet.gluon.model_zoo.vision), exported",
+                        "Gluon's ImageNet mean/std on RGB input"),),
+        published_params_m=params, published_note="the source model's count")
+      for depth, params in ((101, 44.5), (152, 60.2))),
     # Variants for PyTorch sources that compute differently from the originals (same layer
     # names; generators/variants_torch.py, docs/conversion.md).
     *(ModelCard(

@@ -63,7 +63,7 @@ SOURCE_KINDS: dict[str, SourceKind] = {kind.name: kind for kind in (
                formats=("pytorch", "lua"), layouts=("torchvision", "timm", "lua")),
     SourceKind("mxnet", "caffezoo.converters.mxnet", "PREFIX[,EPOCH]", "mxnet:model/resnet50_v2",
                "an MXNet checkpoint of any era: PREFIX-symbol.json + PREFIX-NNNN.params",
-               card=False, graph=True),
+               card=True, graph=True, formats=("mxnet",)),
     SourceKind("onnx", "caffezoo.converters.onnx", "FILE.onnx", "onnx:model.onnx",
                "any ONNX classifier graph, opset 9 and later (from PyTorch, TensorFlow, ...)",
                card=False, graph=True),

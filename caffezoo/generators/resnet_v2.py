@@ -39,6 +39,9 @@ class PreActNet:
     stride_on: str = "conv2"         # which conv of a stage's first block downsamples
     widths: tuple[int, ...] = (64, 128, 256, 512)
     outs: tuple[int, ...] = (256, 512, 1024, 2048)
+    # Gluon's ResNetV2 (the `_gluon` variants): a BatchNorm on the input (`data_bn`/`data_scale`),
+    # pool1 padded by 1 and rounding down, and block 1 normalising its input like the others
+    gluon: bool = False
 
 
 VARIANTS: dict[str, PreActNet] = {
@@ -47,6 +50,8 @@ VARIANTS: dict[str, PreActNet] = {
         PreActNet("resnet101_v2", (3, 4, 23, 3)),
         PreActNet("resnet152_v2", (3, 8, 36, 3)),
         PreActNet("resnet269_v2", (3, 30, 48, 8)),
+        PreActNet("resnet101_v2_gluon", (3, 4, 23, 3), gluon=True),
+        PreActNet("resnet152_v2_gluon", (3, 8, 36, 3), gluon=True),
     )
 }
 
@@ -58,25 +63,31 @@ def build(input_size: int = DEFAULT_INPUT_SIZE, variant: str = "resnet101_v2",
     check_input_size(input_size, MIN_INPUT_SIZE, spec.name)
     b = NetBuilder(spec.name)
     x = b.input("data", (1, 3, input_size, input_size))
+    if spec.gluon:
+        x = bn_scale(b, x, "data", relu=False, top="data_bn")
     x = conv_bn(b, x, "conv1", 64, kernel=7, stride=2, pad=3)
-    x = b.pool(x, "pool1", "max", kernel=3, stride=2)
+    if spec.gluon:
+        x = b.pool(x, "pool1", "max", kernel=3, stride=2, pad=1, ceil=False)
+    else:
+        x = b.pool(x, "pool1", "max", kernel=3, stride=2)
     k = 0
     for stage, (count, width, out) in enumerate(
             zip(spec.blocks, spec.widths, spec.outs, strict=True)):
         for i in range(count):
             k += 1
             stride = 2 if (i == 0 and stage > 0) else 1
-            x = _block(b, x, k, width, out, stride, spec.stride_on, project=(i == 0))
+            x = _block(b, x, k, width, out, stride, spec.stride_on, project=(i == 0),
+                       pre_bn=k > 1 or spec.gluon)
     x = bn_scale(b, x, f"res{k}_eletwise", top=f"res{k}_eletwise_bn")
     classifier_head(b, x, "pool5", num_classes=num_classes)
     return b.net
 
 
 def _block(b: NetBuilder, x: str, k: int, width: int, out: int, stride: int, stride_on: str,
-           project: bool) -> str:
+           project: bool, pre_bn: bool) -> str:
     p = f"res{k}"
-    # Block 1's input is pool1, already normalised by conv1_bn/conv1_relu.
-    pre = x if k == 1 else bn_scale(b, x, p, top=f"{p}_bn")
+    # Block 1's input is pool1, already normalised by conv1_bn/conv1_relu (not in Gluon's).
+    pre = bn_scale(b, x, p, top=f"{p}_bn") if pre_bn else x
     s1, s2 = (stride, 1) if stride_on == "conv1" else (1, stride)
     y = conv_bn(b, pre, f"{p}_conv1", width, kernel=1, stride=s1)
     y = conv_bn(b, y, f"{p}_conv2", width, kernel=3, stride=s2, pad=1)

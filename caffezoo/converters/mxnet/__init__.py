@@ -21,6 +21,7 @@ from caffezoo.converters.common import Normalization
 from caffezoo.errors import InputFileError
 
 KIND = "mxnet"
+RANDOM_SUFFIX = ""  # a PREFIX, not a file
 SPEC_HELP = "mxnet:PREFIX[,EPOCH] (PREFIX-symbol.json + PREFIX-NNNN.params)"
 DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
 # the Gluon model zoo's convention (the files do not record one; see open_graph_runner)
@@ -123,3 +124,43 @@ def open_graph_runner(spec: str, input_shape: tuple[int, ...] | None = None):
         runner.input_norm = GLUON_IMAGENET
     return runner
 
+
+
+# -- the card face (--model): caffezoo/converters/mxnet/cards.py ---------------------------------
+
+
+def _naming():
+    from caffezoo.converters.common import ParamNaming
+    from caffezoo.converters.mxnet.cards import NAMING_KEYS
+
+    return ParamNaming(keys=NAMING_KEYS)
+
+
+NAMINGS = {"mxnet": _naming()}
+
+
+def has_random(card_name: str) -> bool:
+    from caffezoo.converters.mxnet.cards import GLUON_FOR_CARD
+
+    return card_name in GLUON_FOR_CARD
+
+
+def random_checkpoint(card_name: str, path: str, layout: str | None = None, seed: int = 0
+                      ) -> str:
+    from caffezoo.converters.mxnet.cards import random_checkpoint as write
+
+    return write(card_name, path, layout, seed)
+
+
+def convert(spec: str, card, input_size: int | None = None, layout: str | None = None,
+            options=None):
+    """The zoo net of `card` carrying the checkpoint's weights (converters/mxnet/cards.py)."""
+    from caffezoo.converters.mxnet.cards import convert as into_card
+
+    return into_card(spec, card, input_size, layout, options)
+
+
+def open_source(spec: str, card, net, layout: str | None = None):
+    from caffezoo.converters.mxnet.cards import open_source as opener
+
+    return opener(spec, card, net, layout)

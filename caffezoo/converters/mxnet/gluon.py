@@ -1,8 +1,9 @@
 """Seeded random Gluon model-zoo checkpoints (NOT trained weights), for tests, benchmarks and
-trying the pipeline: `mxnet.gluon.model_zoo.vision.get_model(NAME, pretrained=False)`, He-normal
-weights, random BatchNorm gamma/beta, moving statistics set from one training-mode pass over a
-random batch and then perturbed (so every BatchNorm has its own non-trivial mean and variance
-and activations stay in a normal range through deep nets), hybridized and written with
+trying the pipeline: `mxnet.gluon.model_zoo.vision.get_model(NAME, pretrained=False)`,
+Xavier weights (He-normal without BatchNorm), random BatchNorm gamma/beta, moving statistics
+set from one training-mode pass over a random batch and then perturbed (so every BatchNorm has
+its own non-trivial mean and variance and activations stay in a normal range through deep nets),
+hybridized and written with
 `HybridBlock.export` as MXNet 1.9.1 does: PREFIX-symbol.json + PREFIX-0000.params.
 """
 
@@ -40,9 +41,10 @@ def export_random_gluon(name: str, prefix: str | Path, size: int = 224, seed: in
         bn._kwargs["momentum"] = 0.0  # the training pass below sets the moving stats
     x = mx.nd.array(rng.normal(0, 1, (4, 3, size, size)).astype(np.float32))
     net(x)  # create the parameters' shapes
-    # He-normal weights everywhere (some nets give their last layer a tiny init of its own,
-    # which would leave outputs near 1e-5 and comparisons less telling)
-    for param in net.collect_params().values():
+    # Without BatchNorm (SqueezeNet) Xavier weights shrink activations layer by layer to
+    # outputs near 1e-5: such nets get He-normal weights. Nets with BatchNorm keep Xavier (He
+    # would make a pre-activation ResNet's unnormalised residual stream grow to 1e7).
+    for param in net.collect_params().values() if not bns else ():
         if param.name.endswith("weight") and len(param.shape) > 1:
             fan_in = int(np.prod(param.shape[1:]))
             param.set_data(mx.nd.array(
