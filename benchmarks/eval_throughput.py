@@ -64,7 +64,10 @@ def main() -> int:
     ap.add_argument("--squeezenet", type=Path, help="folder of the shared real SqueezeNet")
     ap.add_argument("--val-list", type=Path, default=SHARED / "imagenet_samples" / "val.txt")
     ap.add_argument("--data-root", type=Path, default=SHARED / "imagenet_samples")
-    ap.add_argument("--backend", default="opencv", choices=("opencv", "pycaffe"))
+    ap.add_argument("--backend", default="opencv",
+                    choices=("opencv", "pycaffe", "onnxruntime", "torch", "auto"))
+    ap.add_argument("--crop-num", type=int, default=1, choices=(1, 10, 12),
+                    help="crops per image (the 'original' loop is 1-crop only: skipped else)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
@@ -82,7 +85,7 @@ def main() -> int:
     if args.squeezenet:
         prototxt = args.squeezenet / "deploy.prototxt"
         weights = args.squeezenet / "squeezenet_v1.0_dc.caffemodel"
-        pre = Preprocessing((104.0, 117.0, 123.0), (1.0, 1.0, 1.0), 256, 227, 1)
+        pre = Preprocessing((104.0, 117.0, 123.0), (1.0, 1.0, 1.0), 256, 227, args.crop_num)
         name, blob = "SqueezeNet v1.0 (real weights)", "pool_final"
     elif args.model:
         from caffezoo import netio
@@ -94,7 +97,8 @@ def main() -> int:
         prototxt, weights = tmp / "net.prototxt", tmp / "net.caffemodel"
         netio.write_prototxt(net, prototxt)
         timing.write_random_caffemodel(net, weights)
-        pre = Preprocessing(card.mean, card.std, setting.base_size, setting.crop_size, 1)
+        pre = Preprocessing(card.mean, card.std, setting.base_size, setting.crop_size,
+                            args.crop_num)
         name, blob = f"{card.name} (random weights)", "prob"
     else:
         ap.error("give --model or --squeezenet")
@@ -110,15 +114,19 @@ def main() -> int:
     for _ in range(args.passes):
         times["forward"].append(forward_only(runtime, crops, args.batch_size, blob))
         times["eval"].append(evaluate(runtime, samples, config).wall_s)
-        times["original"].append(original_style_loop(runtime, samples, pre, blob))
-    rate = {k: n / statistics.median(v) for k, v in times.items()}
-    print(f"{name}, backend {args.backend}, {args.threads} inference threads, batch "
+        if args.crop_num == 1:
+            times["original"].append(original_style_loop(runtime, samples, pre, blob))
+    rate = {k: n / statistics.median(v) for k, v in times.items() if v}
+    load = os.getloadavg()
+    print(f"{name}, {args.crop_num}-crop, backend {runtime.backend}, {args.threads} inference "
+          f"threads, batch "
           f"{args.batch_size}, {args.workers} {args.worker_kind} workers, {n} images, "
           f"median of {args.passes} passes, {os.cpu_count()} cores, "
-          f"{platform.processor() or platform.machine()}")
+          f"{platform.processor() or platform.machine()}, load average after "
+          f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     print("| way | images/s | of forward-only |")
     print("|---|---:|---:|")
-    for k in ("forward", "eval", "original"):
+    for k in rate:
         print(f"| {k} | {rate[k]:.2f} | {100 * rate[k] / rate['forward']:.0f} % |")
     print("per pass (s):", {k: [round(t, 2) for t in v] for k, v in times.items()})
     return 0

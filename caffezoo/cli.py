@@ -20,6 +20,7 @@ COMMANDS = {
     "zoo": "list the model zoo",
     "convert": "port source-framework weights into a .caffemodel",
     "validate": "compare a converted model with its source",
+    "export": "a Caffe net as ONNX or a PyTorch module, Caffe's semantics exactly",
     "eval": "ImageNet-style accuracy (1/10/12/144-crop)",
     "time": "speed: `caffe time` and per-backend forward timing",
 }

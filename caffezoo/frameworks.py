@@ -304,14 +304,14 @@ _CHECKS: dict[str, tuple[str, str | None, bool, str]] = {
     "protobuf": ("caffezoo.proto.caffe_pb2", "protobuf", True, "Caffe file formats"),
     "pycaffe": ("import_caffe", None, True, "the pycaffe runtime"),
     "opencv": ("import_cv2", "opencv-python-headless", True, "the OpenCV DNN runtime, images"),
-    "torch": ("import_torch", "torch", False, "PyTorch conversion"),
+    "torch": ("import_torch", "torch", False, "PyTorch conversion, the torch backend"),
     "torchvision": ("import_torchvision", "torchvision", False, "PyTorch model definitions"),
     "timm": ("import_timm", "timm", False, "PyTorch model definitions"),
     "torchfile": ("import_torchfile", "torchfile", False, "Lua Torch .t7 conversion"),
     "tensorflow": ("import_tensorflow", "tensorflow-cpu", False, "TF-slim conversion"),
     "tf_slim": ("import_tf_slim", "tf_slim", False, "TF-slim conversion"),
     "mxnet": ("import_mxnet", "mxnet", False, "MXNet conversion"),
-    "onnxruntime": ("onnxruntime", "onnxruntime", False, "speed comparison"),
+    "onnxruntime": ("onnxruntime", "onnxruntime", False, "the onnxruntime backend"),
 }
 
 

@@ -1,7 +1,7 @@
 """The proof on real data (../shared/data): a real ImageNet-trained SqueezeNet v1.0 on 100 real
 ImageNet images.
 
-- 1-crop through `caffezoo eval` on both runtimes: top-1 61/100, top-5 82/100 (FACTS §6, the
+- 1-crop through `caffezoo eval` on every runtime: top-1 61/100, top-5 82/100 (FACTS §6, the
   original's 1-crop algorithm through OpenCV DNN 4.14).
 - 10-, 12- and 144-crop equal a second, straightforward implementation written below from the
   description of the original algorithm (FACTS §4) and Caffe's `oversample`, run through
@@ -33,7 +33,8 @@ def _cli_args(squeezenet_dir, imagenet_samples, *extra):
             "--base-size", str(BASE), "--crop-size", str(CROP), *extra]
 
 
-@pytest.mark.parametrize("backend", ["opencv", pytest.param("pycaffe", marks=pytest.mark.caffe)])
+@pytest.mark.parametrize("backend", ["opencv", pytest.param("pycaffe", marks=pytest.mark.caffe),
+                                     "onnxruntime", pytest.param("torch", marks=pytest.mark.torch)])
 def test_one_crop_top1_61_top5_82(squeezenet_dir, imagenet_samples, tmp_path, backend):
     out = tmp_path / "r.json"
     argv = _cli_args(squeezenet_dir, imagenet_samples, "--backend", backend,

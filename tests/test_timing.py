@@ -132,8 +132,9 @@ def test_time_command(tiny, tmp_path, capsys):
     assert cli.main(argv) == 0
     r = json.loads(out.read_text())
     assert r["macs_per_image"] == TINY_MACS
+    # every installed runtime side by side (the set-up installs all four)
     assert [(f["backend"], f["batch_size"]) for f in r["forward"]] == [
-        ("pycaffe", 1), ("pycaffe", 4), ("opencv", 1), ("opencv", 4)]
+        (b, n) for b in ("pycaffe", "opencv", "onnxruntime", "torch") for n in (1, 4)]
     for f in r["forward"]:
         assert f["gflops"] == pytest.approx(
             2 * TINY_MACS * f["batch_size"] / (f["ms_per_batch"] / 1000) / 1e9)
@@ -141,10 +142,11 @@ def test_time_command(tiny, tmp_path, capsys):
     assert [la["name"] for la in r["caffe_time"]["layers"]][:2] == ["data", "conv"]
     printed = capsys.readouterr().out
     assert "caffe time (batch 1" in printed and "forward only" in printed
+    assert "x pycaffe" in printed
     # --json without a file: only the JSON on stdout, the text on stderr
     assert cli.main([*argv[:-1], "--batch-size", "2"]) == 0
     captured = capsys.readouterr()
     r = json.loads(captured.out)
     assert [(f["backend"], f["batch_size"]) for f in r["forward"]] == [
-        ("pycaffe", 2), ("opencv", 2)]
+        (b, 2) for b in ("pycaffe", "opencv", "onnxruntime", "torch")]
     assert "forward only" in captured.err

@@ -32,7 +32,7 @@ from caffezoo.errors import CaffezooError, InputFileError
 # The original evaluation_cls.py's settings, used when neither --model nor an option says
 # otherwise (its mean is the ResNet-v2 one).
 ORIGINAL_MEAN = (102.9801, 115.9465, 122.7717)
-DEFAULT_BACKEND = "opencv"  # the fastest of the two on CPU (docs/benchmarks.md)
+DEFAULT_BACKEND = "auto"  # the fastest installed runtime (runtimes.AUTO_ORDER, docs/runtimes.md)
 DEFAULT_BATCH = 16
 DEFAULT_WORKERS = 2
 
@@ -68,8 +68,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "preprocessing (mean, std, base and crop size) becomes the default")
     m.add_argument("--prototxt", metavar="P", help="deploy prototxt (instead of --model's)")
     m.add_argument("--weights", metavar="W", help=".caffemodel (required)")
-    m.add_argument("--backend", choices=("opencv", "pycaffe"), default=DEFAULT_BACKEND,
-                   help=f"runtime (default {DEFAULT_BACKEND}, the faster on CPU)")
+    m.add_argument("--backend", choices=("auto", "onnxruntime", "torch", "opencv", "pycaffe"),
+                   default=DEFAULT_BACKEND,
+                   help=f"runtime (default {DEFAULT_BACKEND}: the fastest installed, "
+                        "onnxruntime > torch > opencv > pycaffe)")
     m.add_argument("--threads", type=int, metavar="N",
                    help="inference threads (default: the library's, all cores)")
     m.add_argument("--output-blob", metavar="NAME",
@@ -311,7 +313,7 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, many: b
         prototxt=(str(source.prototxt) if source.prototxt else
                   f"generated: caffezoo.zoo {source.card.name}, input {pre.crop_size}"),
         weights=str(source.weights), zoo_name=getattr(source.card, "name", None),
-        val_list=data_name, data_root=args.data_root, backend=args.backend,
+        val_list=data_name, data_root=args.data_root, backend=runtime.backend,
         threads=args.threads, batch_size=args.batch_size, workers=args.workers,
         worker_kind=worker_kind_for(args.worker_kind),
         output_blob=blob, softmax=softmax, label_offset=args.label_offset, class_map=args.class_map,

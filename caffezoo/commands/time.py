@@ -35,11 +35,22 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _backends(text: str) -> tuple[str, ...]:
+    from caffezoo.runtimes import BACKENDS
+
     names = tuple(v.strip() for v in text.split(",") if v.strip())
     for n in names:
-        if n not in ("pycaffe", "opencv"):
-            raise argparse.ArgumentTypeError(f"unknown backend {n!r} (pycaffe, opencv)")
+        if n not in BACKENDS:
+            raise argparse.ArgumentTypeError(f"unknown backend {n!r} ({', '.join(BACKENDS)})")
     return names
+
+
+def _installed_backends() -> tuple[str, ...]:
+    """Every runtime whose framework is installed (found without importing it)."""
+    import importlib.util
+
+    from caffezoo.runtimes import _IMPORTS, BACKENDS
+
+    return tuple(b for b in BACKENDS if importlib.util.find_spec(_IMPORTS[b]) is not None)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,8 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=".caffemodel (default: seeded random weights; speed does not depend "
                         "on the values)")
     add_input_size(p, help="square input size (default: the zoo model's or the prototxt's)")
-    p.add_argument("--backends", type=_backends, default=("pycaffe", "opencv"),
-                   metavar="B1,B2", help="forward-only runtimes to time (default both)")
+    p.add_argument("--backends", type=_backends, default=None, metavar="B1,B2",
+                   help="forward-only runtimes to time, side by side (default: every installed "
+                        "one of pycaffe, opencv, onnxruntime, torch)")
     add_batch_size(p, type=_ints, default=(1,), metavar="N1,N2",
                    help="forward-only batch size(s), comma-separated (default 1)",
                    old=("--batch-sizes",))
@@ -150,9 +162,10 @@ def _measure(args) -> tuple[int, dict]:
 
         rows = []
         macs = None
-        settings = len(args.backends) * len(threads_list) * len(args.batch_size)
+        backends = args.backends or _installed_backends()
+        settings = len(backends) * len(threads_list) * len(args.batch_size)
         bar = Progress(settings, label="forward timing", unit="setting")
-        for backend in args.backends:
+        for backend in backends:
             for t in threads_list:
                 runtime = open_runtime(backend, prototxt, weights, threads=t)
                 if macs is None:
@@ -182,10 +195,17 @@ def _print_caffe_time(rep, layers: bool, threads: int) -> None:
 
 
 def _print_forward(rows, macs: int) -> None:
-    print(f"forward only ({macs / 1e9:.3f} GMACs per image, 2 FLOPs per MAC):")
+    print(f"forward only ({macs / 1e9:.3f} GMACs per image, 2 FLOPs per MAC; 'x pycaffe': "
+          "speed relative to pycaffe at the same threads and batch):")
+    base = {(r.threads, r.batch_size): r.images_per_s for r in rows if r.backend == "pycaffe"}
+
+    def speedup(r) -> str:
+        ref = base.get((r.threads, r.batch_size))
+        return f"{r.images_per_s / ref:.2f}" if ref else "-"
+
     print(format_table(
-        ("backend", "threads", "batch", "ms/batch", "img/s", "GFLOP/s", "of peak"),
+        ("backend", "threads", "batch", "ms/batch", "img/s", "GFLOP/s", "of peak", "x pycaffe"),
         [(r.backend, r.threads, r.batch_size, f"{r.ms_per_batch:.1f}", f"{r.images_per_s:.2f}",
           f"{r.gflops:.1f}",
-          f"{100 * r.peak_fraction:.0f}%" if r.peak_fraction is not None else "-")
-         for r in rows], align="lrrrrrr", indent="  "))
+          f"{100 * r.peak_fraction:.0f}%" if r.peak_fraction is not None else "-", speedup(r))
+         for r in rows], align="lrrrrrrr", indent="  "))

@@ -1,4 +1,4 @@
-"""Ways of running a Caffe net: one `Runtime` interface, two implementations.
+"""Ways of running a Caffe net: one `Runtime` interface, four implementations.
 
     rt = open_runtime("pycaffe", "deploy.prototxt", "weights.caffemodel", threads=2)
     out = rt.forward(batch)                    # {"prob": (N, 1000) float32}
@@ -6,8 +6,10 @@
 
 - ``pycaffe``: real Caffe through its Python module (`caffe.Net`, TEST phase).
 - ``opencv``: OpenCV's DNN module (`cv2.dnn.readNetFromCaffe`, OpenCV backend, CPU target).
+- ``onnxruntime``, ``torch``: the net exported in memory by caffezoo.export (Caffe's semantics
+  exactly), run by ONNX Runtime or PyTorch; ``auto`` picks the fastest installed (AUTO_ORDER).
 
-Both take an NCHW float32 batch (any batch size; channels, height and width as declared by the
+All take an NCHW float32 batch (any batch size; channels, height and width as declared by the
 net's one input) and return float32 copies. Blob semantics are Caffe's: the value of a blob
 *after the whole forward pass*, so for a blob that in-place layers rewrite (`conv1` followed by
 ReLU `relu1` with `top: conv1`) you get the value after the last of them. OpenCV names outputs by
@@ -33,7 +35,23 @@ from caffezoo import analysis as _analysis
 from caffezoo import netio
 from caffezoo.errors import CaffezooError, NetDefinitionError, WeightMismatchError
 
-BACKENDS = ("pycaffe", "opencv")
+BACKENDS = ("pycaffe", "opencv", "onnxruntime", "torch")
+# `auto` takes the first usable one: fastest first on CPU (docs/runtimes.md, docs/benchmarks.md)
+AUTO_ORDER = ("onnxruntime", "torch", "opencv", "pycaffe")
+_IMPORTS = {"pycaffe": "caffe", "opencv": "cv2", "onnxruntime": "onnxruntime", "torch": "torch"}
+
+
+def resolve_backend(backend: str) -> str:
+    """`backend` itself, or for "auto" the first of AUTO_ORDER whose framework is installed
+    (found without importing it)."""
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    for name in AUTO_ORDER:
+        if importlib.util.find_spec(_IMPORTS[name]) is not None:
+            return name
+    raise CaffezooError("no runtime is installed (onnxruntime, torch, opencv or pycaffe)")
 
 
 @dataclass
@@ -171,10 +189,12 @@ class Runtime(ABC):
 
 def open_runtime(backend: str, prototxt: str | Path, weights: str | Path | None = None,
                  threads: int | None = None) -> Runtime:
-    """Loads `prototxt` (+ `weights`) into the runtime `backend` ("pycaffe" or "opencv").
+    """Loads `prototxt` (+ `weights`) into the runtime `backend` (one of BACKENDS, or "auto").
 
-    `threads` sets the backend's worker threads (process-wide for both: OpenBLAS for Caffe,
-    cv::setNumThreads for OpenCV); None leaves the library default."""
+    `threads` sets the backend's worker threads (process-wide for pycaffe, opencv and torch:
+    OpenBLAS, cv::setNumThreads, torch.set_num_threads; per session for onnxruntime); None
+    leaves the library default."""
+    backend = resolve_backend(backend)
     if backend not in BACKENDS:
         raise ValueError(f"unknown runtime {backend!r}; choose one of {', '.join(BACKENDS)}")
     if threads is not None and threads < 1:
@@ -184,6 +204,14 @@ def open_runtime(backend: str, prototxt: str | Path, weights: str | Path | None 
         from caffezoo.runtimes.pycaffe import PyCaffeRuntime
 
         return PyCaffeRuntime(checked, threads)
+    if backend == "onnxruntime":
+        from caffezoo.runtimes.onnxruntime import OnnxRuntimeRuntime
+
+        return OnnxRuntimeRuntime(checked, threads)
+    if backend == "torch":
+        from caffezoo.runtimes.torch import TorchRuntime
+
+        return TorchRuntime(checked, threads)
     from caffezoo.runtimes.opencv import OpenCVRuntime
 
     return OpenCVRuntime(checked, threads)

@@ -1,0 +1,294 @@
+"""What the ONNX and PyTorch exporters share: the net as it runs in Caffe's TEST phase with its
+weights checked and shaped (`ExportNet`), refusal of what has no exact export
+(`ConversionError` naming the layer and type), BatchNorm(+Scale) folding into the convolution
+before it, and pooling geometry with Caffe's rounding and divisor rules.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from caffezoo import analysis as _analysis
+from caffezoo import netio
+from caffezoo.errors import ConversionError, NetDefinitionError, WeightMismatchError
+
+Shape = tuple[int, ...]
+FLT_MAX = float(np.finfo(np.float32).max)
+# Layer types both exporters handle: everything `caffezoo info` understands.
+SUPPORTED_TYPES = frozenset(_analysis.SUPPORTED_TYPES)
+
+
+@dataclass
+class ExportNet:
+    """A Caffe net ready to export: TEST-phase layers only (Silence kept, exporters skip it),
+    modern form, no blobs in `net`; `weights` holds every layer's blobs as float32 arrays in the
+    shapes the net implies."""
+
+    net: netio.NetParameter
+    weights: dict[str, list[np.ndarray]]
+    analysis: _analysis.NetAnalysis
+    source: str  # the file (or net name) named in error messages
+    folded: list[str]  # BatchNorm/Scale layers folded into a convolution (fold_bn)
+
+    def steps(self) -> Iterator[tuple[object, _analysis.LayerStats, list[Shape]]]:
+        """(layer, its stats, its bottoms' shapes) in net order."""
+        shapes: dict[str, Shape] = {}
+        for layer, stats in zip(self.net.layer, self.analysis.layers, strict=True):
+            yield layer, stats, [shapes[b] for b in layer.bottom]
+            shapes.update(zip(layer.top, stats.out_shapes, strict=True))
+
+    def fail(self, layer, reason: str) -> ConversionError:
+        return conversion_error(self.source, layer, reason)
+
+    @property
+    def inputs(self) -> dict[str, Shape]:
+        return dict(self.analysis.inputs)
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self.analysis.outputs)
+
+
+def conversion_error(source: str, layer, reason: str) -> ConversionError:
+    return ConversionError(f"{source}: layer '{layer.name}' ({layer.type}): {reason}")
+
+
+def prepare(net: netio.NetParameter, weights: Mapping[str, Sequence[np.ndarray]] | None,
+            source: str | None = None, input_shapes: Mapping[str, Sequence[int]] | None = None,
+            fold_bn: bool = False, keep_blobs: bool = False) -> ExportNet:
+    """Checks `net` (modern form, e.g. from netio.read_prototxt) and `weights` (layer -> blobs,
+    e.g. netio.read_weights) for export. `input_shapes` replaces declared input shapes. With
+    `fold_bn`, BatchNorm (+ the Scale after it) is folded into the convolution before it;
+    `keep_blobs` folds only where they work in place, so that no blob name disappears."""
+    source = source or f"net '{net.name}'"
+    for layer in net.layer:
+        if _analysis._included(layer) and layer.type not in SUPPORTED_TYPES:
+            raise conversion_error(source, layer, "layer type not supported for export "
+                                   f"(supported: {', '.join(sorted(SUPPORTED_TYPES))})")
+    try:
+        stats = _analysis.analyze(net, input_shapes)
+    except NetDefinitionError as err:
+        raise NetDefinitionError(f"{source}: {err}") from None
+    included = {s.name for s in stats.layers}
+    test_net = netio.NetParameter()
+    test_net.CopyFrom(net)
+    del test_net.layer[:]
+    for layer in net.layer:
+        if layer.name in included:
+            kept = test_net.layer.add()
+            kept.CopyFrom(layer)
+            kept.ClearField("include")
+            kept.ClearField("exclude")
+            del kept.blobs[:]
+    needs = [s.name for s in stats.layers if s.param_shapes]
+    if weights is None:
+        if needs:
+            raise WeightMismatchError(f"{source}: no weights given, but layer '{needs[0]}' has "
+                                      "learnable blobs")
+        weights = {}
+    try:
+        fitted = netio.fit_weights(stats, weights)
+    except WeightMismatchError as err:
+        raise WeightMismatchError(f"weights do not fit {source}: {err}") from None
+    fitted = {k: [np.asarray(b, dtype=np.float32, order="C") for b in v]
+              for k, v in fitted.items() if k in included}
+    for layer in test_net.layer:
+        _check_exportable(source, layer)
+    folded: list[str] = []
+    if fold_bn:
+        test_net, fitted, folded = fold_batch_norm(test_net, fitted, keep_blobs,
+                                                   stats.blob_shapes)
+        stats = _analysis.analyze(test_net, input_shapes)
+    return ExportNet(test_net, fitted, stats, source, folded)
+
+
+def from_files(prototxt: str | Path, weights: str | Path | None,
+               input_shapes: Mapping[str, Sequence[int]] | None = None,
+               fold_bn: bool = False) -> ExportNet:
+    """`prepare` on files: any legacy form and pooling dialect netio reads."""
+    net = netio.read_prototxt(prototxt)
+    blobs = netio.read_weights(weights) if weights is not None else None
+    return prepare(net, blobs, str(prototxt), input_shapes, fold_bn)
+
+
+def _check_exportable(source: str, layer) -> None:
+    """Parameters that have no exact export (the type itself is supported)."""
+    t = layer.type
+    if t in ("Convolution", "Deconvolution") and layer.convolution_param.axis not in (1, -3):
+        # -3 is axis 1 of a 4-D input only; analysis already checked the axis range
+        raise conversion_error(source, layer, "convolution over an axis other than 1")
+    if t == "Pooling":
+        if layer.pooling_param.pool == 2:
+            raise conversion_error(source, layer, "STOCHASTIC pooling (Caffe has no CPU "
+                                   "implementation of it either)")
+        if len(layer.top) > 1:
+            raise conversion_error(source, layer, "the argmax mask top of MAX pooling")
+
+
+# -- BatchNorm folding -----------------------------------------------------------------------
+
+
+def fold_batch_norm(net: netio.NetParameter, weights: dict[str, list[np.ndarray]],
+                    keep_blobs: bool = False, shapes: Mapping[str, Shape] | None = None
+                    ) -> tuple[netio.NetParameter, dict[str, list[np.ndarray]], list[str]]:
+    """Folds each BatchNorm (global statistics) that reads a Convolution's output, and the
+    per-channel Scale that reads the BatchNorm's output, into the convolution's weights and
+    bias, computed in float64 and rounded to float32 once: the outputs differ from the unfolded
+    net by float32 rounding only (docs/export.md states the measured difference).
+
+    A step is folded only when the value it reads has no other reader. With `keep_blobs`, only
+    in-place BatchNorm/Scale are folded (their blob keeps its final value); otherwise the
+    convolution takes the last folded layer's top and the intermediate blob names disappear."""
+    layers = list(net.layer)
+    writer: dict[str, int] = {}
+    readers: dict[tuple[str, int], list[int]] = defaultdict(list)
+    reads: list[list[tuple[str, int]]] = []
+    for i, layer in enumerate(layers):
+        r = [(b, writer.get(b, -1)) for b in layer.bottom]
+        for key in r:
+            readers[key].append(i)
+        reads.append(r)
+        for top in layer.top:
+            writer[top] = i
+    shapes = shapes or _analysis.analyze(net).blob_shapes
+
+    def sole_reader(i: int, top: str) -> int | None:
+        found = readers.get((top, i), [])
+        return found[0] if len(found) == 1 else None
+
+    weights = dict(weights)
+    removed: set[int] = set()
+    new_top: dict[int, str] = {}
+    folded: list[str] = []
+    for i, conv in enumerate(layers):
+        if conv.type != "Convolution" or len(conv.top) != 1:
+            continue
+        j = sole_reader(i, conv.top[0])
+        if j is None or layers[j].type != "BatchNorm" or len(layers[j].bottom) != 1:
+            continue
+        bn = layers[j]
+        if bn.batch_norm_param.HasField("use_global_stats") and \
+                not bn.batch_norm_param.use_global_stats:
+            continue
+        if keep_blobs and bn.top[0] != conv.top[0]:
+            continue
+        chain = [j]
+        m = sole_reader(j, bn.top[0])
+        if m is not None and _per_channel_scale(layers[m], len(shapes[bn.top[0]])) and \
+                (not keep_blobs or layers[m].top[0] == bn.top[0]):
+            chain.append(m)
+        mean, var, factor = (b.astype(np.float64) for b in weights[bn.name])
+        f = 0.0 if factor[0] == 0 else 1.0 / factor[0]
+        a = 1.0 / np.sqrt(var * f + np.float64(np.float32(bn.batch_norm_param.eps)))
+        shift = -mean * f * a
+        if len(chain) == 2:
+            sc = layers[chain[1]]
+            blobs = weights[sc.name]
+            gamma = blobs[0].astype(np.float64)
+            beta = blobs[1].astype(np.float64) if sc.scale_param.bias_term else 0.0
+            a, shift = a * gamma, shift * gamma + beta
+        blobs = weights[conv.name]
+        w = blobs[0].astype(np.float64)
+        b = blobs[1].astype(np.float64) if conv.convolution_param.bias_term else 0.0
+        w = w * a.reshape((-1,) + (1,) * (w.ndim - 1))
+        weights[conv.name] = [w.astype(np.float32), (b * a + shift).astype(np.float32)]
+        for k in chain:
+            removed.add(k)
+            weights.pop(layers[k].name, None)
+            folded.append(layers[k].name)
+        new_top[i] = layers[chain[-1]].top[0]
+    out = netio.NetParameter()
+    out.CopyFrom(net)
+    del out.layer[:]
+    for i, layer in enumerate(layers):
+        if i in removed:
+            continue
+        kept = out.layer.add()
+        kept.CopyFrom(layer)
+        if i in new_top:
+            kept.convolution_param.bias_term = True
+            kept.top[0] = new_top[i]
+    return out, weights, folded
+
+
+def _per_channel_scale(layer, ndim: int) -> bool:
+    p = layer.scale_param
+    return (layer.type == "Scale" and len(layer.bottom) == 1 and p.axis in (1, 1 - ndim)
+            and p.num_axes == 1)
+
+
+# -- pooling ---------------------------------------------------------------------------------
+
+
+@dataclass
+class PoolGeometry:
+    """A non-global Caffe pooling as floor-mode pooling over an explicitly padded input.
+
+    `pad_begin`/`pad_end` (h, w) pad the input so that every output window lies inside the
+    padded input (end padding covers ceil mode's extra window; it is 0 where floor rounding
+    drops input instead). `factor` (OH, OW), for AVE only and None when it is all 1: what turns
+    sum / (kh * kw) into Caffe's sum / divisor, where Caffe's divisor counts padding but stops
+    at the padded border. `empty`: some window holds no input pixel (Caffe's MAX gives -FLT_MAX
+    there; such windows exist only in ceil mode with stride > kernel)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pad_begin: tuple[int, int]
+    pad_end: tuple[int, int]
+    out: tuple[int, int]
+    factor: np.ndarray | None
+    empty: bool
+
+
+def pool_geometry(layer, in_shape: Shape, out_shape: Shape) -> PoolGeometry:
+    p = layer.pooling_param
+    if p.HasField("kernel_h") or p.HasField("kernel_w"):
+        kernel = (p.kernel_h, p.kernel_w)
+    else:
+        kernel = (p.kernel_size, p.kernel_size)
+    pad = (p.pad_h, p.pad_w) if p.HasField("pad_h") or p.HasField("pad_w") else (p.pad, p.pad)
+    if p.HasField("stride_h") or p.HasField("stride_w"):
+        stride = (p.stride_h, p.stride_w)
+    else:
+        stride = (p.stride, p.stride)
+    sizes, outs = in_shape[2:], out_shape[2:]
+    ends, divisors, empty = [], [], False
+    for n, k, s, pd, o in zip(sizes, kernel, stride, pad, outs, strict=True):
+        starts = np.arange(o) * s - pd
+        ends.append(max(int(starts[-1]) + k - n, 0))
+        # Caffe: hend = min(hstart + k, n + pad); pool_size = hend - hstart (before clipping)
+        divisors.append(np.minimum(starts + k, n + pd) - starts)
+        empty = empty or bool(starts[-1] >= n)
+    factor = None
+    if p.pool == 1:  # AVE
+        divisor = np.multiply.outer(divisors[0], divisors[1]).astype(np.float64)
+        area = kernel[0] * kernel[1]
+        if np.any(divisor != area):
+            with np.errstate(divide="ignore"):
+                factor = (area / divisor).astype(np.float32)  # 1/0 -> inf: 0 * inf = NaN = 0/0
+    return PoolGeometry(tuple(kernel), tuple(stride), tuple(pad), tuple(ends), tuple(outs),
+                        factor, empty)
+
+
+def canonical_axis(axis: int, ndim: int) -> int:
+    return axis % ndim if -ndim <= axis < ndim else axis
+
+
+def affine_blob_shape(in_shape: Shape, axis: int, blob_shape: Shape) -> tuple[int, ...]:
+    """The shape to give a Scale/Bias blob (or second bottom) so that numpy broadcasting applies
+    it over the input's axes [axis, axis + blob ndim), as Caffe does: trailing 1s."""
+    axis = canonical_axis(axis, len(in_shape))
+    trailing = len(in_shape) - axis - len(blob_shape)
+    return tuple(blob_shape) + (1,) * trailing
+
+
+def caffe_batch_norm_stats(blobs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of a Caffe BatchNorm's blobs [mean*s, var*s, s] (s = 0: zeros)."""
+    mean, var, factor = blobs
+    f = np.float32(0.0) if factor.reshape(-1)[0] == 0 else np.float32(1.0) / factor.reshape(-1)[0]
+    return (mean * f).astype(np.float32), (var * f).astype(np.float32)
