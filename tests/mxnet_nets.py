@@ -174,3 +174,13 @@ def residual_json_08(sym) -> str:
     heads = [[old_index[h], o] for h, o, *_ in doc["heads"]]
     arg_nodes = [i for i, n in enumerate(nodes) if n["op"] == "null"]
     return json.dumps({"nodes": nodes, "arg_nodes": arg_nodes, "heads": heads}, indent=2)
+
+
+def residual_json_attr_era(sym) -> str:
+    """The residual net as MXNet 0.9 to early 1.x wrote it: op parameters in `attr`, triples,
+    auxiliary states as nodes, `mxnet_version` 904."""
+    doc = json.loads(sym.tojson())
+    for node in doc["nodes"]:
+        node["attr"] = node.pop("attrs", {})
+    doc["attrs"] = {"mxnet_version": ["int", 904]}
+    return json.dumps(doc, indent=2)

@@ -23,6 +23,7 @@ from mxnet_nets import (  # noqa: E402
     every_op_symbol,
     random_params,
     residual_json_08,
+    residual_json_attr_era,
     residual_symbol,
     save_checkpoint,
 )
@@ -175,6 +176,12 @@ def test_08_json_and_current_json_give_the_same_graph(tmp_path):
     # MXNet 1.9.1 upgrades the 0.8 file itself: both run, and agree with the graph
     _compare_with_mxnet(old, (1, 3, 16, 16))
     _compare_with_mxnet(current, (1, 3, 16, 16))
+    # and the 0.9-1.x `attr` era
+    mid = save_checkpoint(tmp_path / "mid", residual_json_attr_era(sym), params)
+    assert symbol.read_symbol(f"{mid}-symbol.json").era == "attr"
+    g_mid = cm.read_graph(mid, (1, 3, 16, 16))
+    assert [(n.op, n.attrs) for n in g_mid.nodes] == [(n.op, n.attrs) for n in g_cur.nodes]
+    _compare_with_mxnet(mid, (1, 3, 16, 16))
 
 
 def _tiny(tmp_path, op_json: dict, extra_params=None, name="tiny"):
