@@ -1,8 +1,8 @@
 """The MXNet front end (symbol JSON of every era + params -> caffezoo.graph.ir.Graph), checked
 against real MXNet 1.9.1 running the same files: every value of the graph, evaluated by an
-independent numpy implementation of the canonical ops (tests/ir_numpy.py), against the value of
-the same name from MXNet's `get_internals`. The emitter and Caffe are tested with these graphs in
-tests/test_mxnet_convert.py."""
+independent float64 numpy implementation of the canonical ops (tests/graph_reference.py, the
+emitter tests' reference), against the value of the same name from MXNet's `get_internals`.
+The emitter and Caffe are tested with these graphs in tests/test_mxnet_convert.py."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 from caffezoo.converters import mxnet as cm
 from caffezoo.converters.mxnet import ops, symbol
 from caffezoo.errors import ConversionError, InputFileError, WeightMismatchError
+from tests.graph_reference import run as run_graph
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ir_numpy import run_graph  # noqa: E402
 from mxnet_nets import (  # noqa: E402
     every_op_symbol,
     random_params,
