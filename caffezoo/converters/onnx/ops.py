@@ -288,16 +288,14 @@ def _clip(t: Translation, node, a: dict) -> None:
 def _prelu(t: Translation, node, a: dict) -> None:
     x = node.input[0]
     slope = t.need_const(node.input[1], "slope").astype(np.float32)
-    channels = t.shape(x)[1] if len(t.shape(x)) > 1 else 1
-    squeezed = slope.reshape(-1)
-    per_channel = slope.ndim >= 1 and squeezed.size == channels and (
-        slope.ndim == 1 or slope.shape[-slope.ndim] == channels or
-        slope.shape == (1, channels, 1, 1)[-slope.ndim:])
-    if squeezed.size == 1:
-        squeezed = squeezed.reshape(1)
-    elif not per_channel:
-        raise t.error(f"slope of shape {slope.shape}: only one slope or one per channel")
-    t.emit("prelu", [t.value(x)], params={"slope": squeezed})
+    shape = t.shape(x)
+    # ONNX broadcasts the slope from the right: one per channel is (C, 1, 1) or (1, C, 1, 1)
+    per_channel = len(shape) == 4 and slope.ndim in (3, 4) and slope.shape[-3] == shape[1] \
+        and slope.size == shape[1]
+    if slope.size != 1 and not per_channel:
+        raise t.error(f"slope of shape {slope.shape} on {shape}: only one slope or one per "
+                      f"channel (C, 1, 1) converts")
+    t.emit("prelu", [t.value(x)], params={"slope": slope.reshape(-1)})
 
 
 @handles("Add", "Sub", "Mul", "Div")
