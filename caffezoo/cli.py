@@ -60,6 +60,9 @@ EXAMPLES = {
       --mean 104,117,123 --base-size 256 --crop-size 227 --json r.json
   caffezoo eval --model resnext50_32x4d --weights rx50.caffemodel --data-dir ~/imagenet/val \\
       --results-csv rx50.csv""",
+    "export": """\
+  caffezoo export --to onnx --prototxt deploy.prototxt --weights w.caffemodel -o net.onnx
+  caffezoo export --to torch --model resnext50_32x4d --weights rx50.caffemodel -o rx50.pt""",
     "time": """\
   caffezoo time --model resnext50_32x4d                      # random weights
   caffezoo time --prototxt deploy.prototxt --weights w.caffemodel -b 1,8 --json speed.json""",

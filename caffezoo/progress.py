@@ -20,14 +20,14 @@ class Progress:
 
     def __init__(self, total: int | None, label: str = "", unit: str = "img",
                  stream: TextIO | None = None, enabled: bool | None = None,
-                 min_interval: float = 0.1):
+                 min_interval: float = 0.1, delay: float = 0.0):
         from tqdm import tqdm  # pinned in pyproject.toml; imported only when a bar is made
 
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = on_terminal(self.stream) if enabled is None else enabled
         self._bar = tqdm(total=total, desc=label or None, unit=unit, file=self.stream,
                          disable=not self.enabled, mininterval=min_interval, leave=True,
-                         dynamic_ncols=True)
+                         dynamic_ncols=True, delay=delay)
 
     def update(self, n: int = 1, note: str | None = None) -> None:
         if not self.enabled:
@@ -35,6 +35,11 @@ class Progress:
         if note is not None:
             self._bar.set_postfix_str(note, refresh=False)
         self._bar.update(n)
+
+    def note(self, text: str) -> None:
+        """Show `text` now, e.g. the phase that starts (without advancing)."""
+        if self.enabled:
+            self._bar.set_postfix_str(text, refresh=True)
 
     def close(self) -> None:
         self._bar.close()

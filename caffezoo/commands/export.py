@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from caffezoo.errors import CaffezooError
+from caffezoo.progress import Progress
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,15 +59,20 @@ def run(args) -> int:
                 raise CaffezooError(f"{args.prototxt}: --input-size needs one NCHW input")
             n, c = stats.inputs[names[0]][:2]
             shapes = {names[0]: (n, c, args.input_size, args.input_size)}
-    ex = plan.prepare(net, netio.read_weights(args.weights), source, shapes, args.fold_bn)
-    if args.to == "onnx":
-        from caffezoo.export.onnx import write_onnx
+    # a bar only when the export takes more than a second (large nets), on a terminal
+    with Progress(2, label="export", unit="step", delay=1.0) as bar:
+        bar.note("reading the weights")
+        ex = plan.prepare(net, netio.read_weights(args.weights), source, shapes, args.fold_bn)
+        bar.update(1, f"writing {args.output}")
+        if args.to == "onnx":
+            from caffezoo.export.onnx import write_onnx
 
-        write_onnx(ex, args.output, args.opset, args.dynamic_batch)
-    else:
-        from caffezoo.export import torch as export_torch
+            write_onnx(ex, args.output, args.opset, args.dynamic_batch)
+        else:
+            from caffezoo.export import torch as export_torch
 
-        export_torch.save(export_torch.to_torch(ex), args.output)
+            export_torch.save(export_torch.to_torch(ex), args.output)
+        bar.update(1)
     inputs = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in ex.inputs.items())
     folded = f", {len(ex.folded)} BatchNorm/Scale layers folded" if ex.folded else ""
     print(f"{args.output}: {args.to} export of {source} ({len(ex.net.layer)} layers, input "
