@@ -175,10 +175,17 @@ def read_graph(kind: str, spec: str, input_shape: tuple[int, ...] | None = None)
     """The canonical graph of the traced model."""
     from caffezoo.converters.onnx.ops import translate
 
+    torch = _torch()
     tm, prep = _prepared(kind, spec, _shape(input_shape))
     graph = translate(prep, tm.name)
-    graph.notes[:0] = tm.notes + [f"traced with torch.onnx.export (opset {TRACE_OPSET}) at "
-                                  f"{'x'.join(map(str, prep.input_shape))}"]
+    notes = [f"traced with torch.onnx.export (opset {TRACE_OPSET}) at "
+             f"{'x'.join(map(str, prep.input_shape))}"]
+    bns = sum(isinstance(m, torch.nn.BatchNorm2d) for m in tm.model.modules())
+    kept = sum(n.op == "batch_norm" for n in graph.nodes)
+    if bns > kept:
+        notes.append(f"{bns - kept} of {bns} BatchNorms folded into the convolution before them "
+                     f"by the exporter (fp32 rounding); {kept} standalone")
+    graph.notes[:0] = tm.notes + notes
     return graph
 
 
