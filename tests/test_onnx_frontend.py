@@ -402,3 +402,27 @@ def test_real_tensorflow_export_converts_exactly(target, dialect, runtime, tmp_p
     assert graph.inputs == {"input:0": (1, 3, 224, 224)}
     assert any("NHWC (1, 224, 224, 3)" in note for note in graph.notes)
     assert len(compared) >= 120  # every conv, ReLU, sum and pool of the net
+
+
+def test_truncated_absurd_and_open_weights_are_refused(tmp_path):
+    from caffezoo.converters.onnx import read_graph
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")]
+    path = save(tmp_path, nodes, [const("w", w(4, 3, 3, 3))], ["N", 3, "H", "W"],
+                ["N", 4, "H", "W"])
+    data = path.read_bytes()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(FormatError, match=r"cut.onnx: (not an ONNX model|malformed ONNX)"):
+        read_graph(str(cut))
+    with pytest.raises(ConversionError, match=r"net.onnx: input shape 1,3,9999999,2 is absurd"):
+        read_graph(str(path), (1, 3, 9999999, 2))
+    # a weight that is a graph input instead of an initializer: two inputs
+    open_w = save(tmp_path, nodes, [], [1, 3, 4, 4], [1, 4, 2, 2], name="open.onnx")
+    model = onnx.load(str(open_w))
+    model.graph.input.append(helper.make_tensor_value_info("w", TensorProto.FLOAT,
+                                                           [4, 3, 3, 3]))
+    onnx.save(model, str(open_w))
+    with pytest.raises(ConversionError, match=r"open.onnx: 2 graph inputs \('x', 'w'\); a "
+                       r"classifier takes one image batch"):
+        read_graph(str(open_w))
