@@ -7,6 +7,7 @@ would kill pytest if a user's file reached Caffe unchecked."""
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 from pathlib import Path
 
@@ -373,13 +374,18 @@ def test_demo_writes_a_valid_model_and_both_runtimes_agree(tmp_path, capsys):
     from caffezoo.cli import main
 
     out = tmp_path / "demo"
-    assert main(["demo", "--size", "64", "--batch", "2", "--repeat", "1", "--out", str(out)]) == 0
+    report = tmp_path / "demo.json"
+    assert main(["demo", "--input-size", "64", "-b", "2", "--repeat", "1", "-o", str(out),
+                 "--json", str(report)]) == 0
     text = capsys.readouterr().out
+    summary = json.loads(report.read_text())
+    assert summary["validated"] and summary["runtimes_agree"] and summary["input_size"] == 64
+    assert [s["step"] for s in summary["steps"]][0] == "generate"
     assert "SEEDED RANDOM weights" in text
     assert "same top-1 for 2/2 inputs; agree" in text
     proto, model = out / "resnext50_32x4d_64.prototxt", out / "resnext50_32x4d_64.caffemodel"
     stats = analyze(netio.read_prototxt(proto))
-    # ResNeXt-50 32x4d has 25.0 M parameters (published, FACTS §5) at any input size
+    # ResNeXt-50 32x4d has 25.0 M parameters (published) at any input size
     assert round(stats.total_params / 1e6, 1) == 25.0
     assert "25,028,904" in text
     # the saved weights are the announced seeded PyTorch checkpoint, converted (first

@@ -30,6 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
+from caffezoo.cliargs import (
+    add_batch_size,
+    add_input_size,
+    add_json,
+    add_output,
+    json_to_stdout,
+    write_json,
+)
+from caffezoo.table import format_table
+
 DEFAULT_MODEL = "resnext50_32x4d"
 DEFAULT_SIZE = 112
 # fp32 agreement bound on softmax probabilities (they lie in [0, 1]); the two runtimes use
@@ -41,23 +51,27 @@ SHARED_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "image
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"zoo model to generate (default {DEFAULT_MODEL}; see `caffezoo zoo`)")
-    parser.add_argument("--size", type=int, default=DEFAULT_SIZE,
-                        help=f"input size in pixels (default {DEFAULT_SIZE}, small to be quick)")
+    add_input_size(parser, default=DEFAULT_SIZE,
+                   help=f"input size in pixels (default {DEFAULT_SIZE}, small to be quick)",
+                   old=("--size",))
     parser.add_argument("--source", default=None, metavar="KIND:SPEC",
                         help="the checkpoint to convert (default: seeded random weights)")
-    parser.add_argument("--out", default="out/demo", type=Path,
-                        help="output folder for the prototxt and caffemodel (default out/demo)")
+    add_output(parser, metavar="DIR", default="out/demo",
+               help="output folder for the prototxt and caffemodel (default out/demo)",
+               old=("--out",))
     parser.add_argument("--images", type=Path, default=None,
                         help="folder with val.txt (`file label`) for the evaluation (default: "
-                        "../shared/data/imagenet_samples, else generated images)")
+                        "the project's test data ../shared/data/imagenet_samples beside a "
+                        "checkout, else generated images)")
     parser.add_argument("--eval-images", type=int, default=10,
                         help="images to evaluate (default 10)")
-    parser.add_argument("--batch", type=int, default=2, help="images per batch (default 2)")
+    add_batch_size(parser, default=2, help="images per batch (default 2)", old=("--batch",))
     parser.add_argument("--repeat", type=int, default=3,
                         help="timed forward passes per runtime; the median is shown (default 3)")
     parser.add_argument("--threads", type=int, default=None,
                         help="worker threads for both runtimes (default: the libraries' own)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and input")
+    add_json(parser, "the summary (steps, results, seconds)")
 
 
 def summary(stats) -> list[str]:
@@ -105,12 +119,24 @@ def generated_images(folder: Path, n: int, seed: int) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+    import sys
+
+    # with the JSON on stdout, the narration goes to stderr
+    with contextlib.redirect_stdout(sys.stderr if json_to_stdout(args) else sys.stdout):
+        status, report = _demo(args)
+    write_json(args.json, report)
+    return status
+
+
+def _demo(args: argparse.Namespace) -> tuple[int, dict]:
     from caffezoo import analysis, netio, zoo
     from caffezoo.errors import CaffezooError
     from caffezoo.runtimes import open_runtime
 
-    if args.batch < 1 or args.repeat < 1 or args.eval_images < 1:
-        raise CaffezooError("--batch, --repeat and --eval-images must be at least 1")
+    if args.batch_size < 1 or args.repeat < 1 or args.eval_images < 1:
+        raise CaffezooError("--batch-size, --repeat and --eval-images must be at least 1")
+    args.output = Path(args.output)
     card = zoo.get_card(args.model)
     if args.images is not None and not (args.images / "val.txt").is_file():
         from caffezoo.errors import InputFileError
@@ -120,14 +146,15 @@ def run(args: argparse.Namespace) -> int:
 
     # 1. generate
     t0 = time.perf_counter()
-    net = card.build(args.size)
+    net = card.build(args.input_size)
     stats = analysis.analyze(net)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = zoo.output_filename(card, args.size).removesuffix(".prototxt")
-    prototxt, caffemodel = args.out / f"{stem}.prototxt", args.out / f"{stem}.caffemodel"
+    args.output.mkdir(parents=True, exist_ok=True)
+    stem = zoo.output_filename(card, args.input_size).removesuffix(".prototxt")
+    prototxt, caffemodel = args.output / f"{stem}.prototxt", args.output / f"{stem}.caffemodel"
     netio.write_prototxt(net, prototxt)
     dt = time.perf_counter() - t0
-    print(f"1. generated {card.name} ({card.title}) at {args.size}x{args.size} in {dt:.2f} s")
+    size = args.input_size
+    print(f"1. generated {card.name} ({card.title}) at {size}x{size} in {dt:.2f} s")
     print("\n".join(summary(stats)))
     table.append(("generate", f"{len(stats.layers)} layers, {stats.total_params / 1e6:.2f} M "
                   f"params, {stats.total_macs / 1e9:.2f} GMACs", dt))
@@ -152,11 +179,14 @@ def run(args: argparse.Namespace) -> int:
 
     ok = _time_runtimes(args, card, stats, prototxt, caffemodel, table, open_runtime)
     print("\nsummary")
-    width = max(len(step) for step, _, _ in table)
-    print(f"  {'step':<{width}}  {'seconds':>7}  result")
-    for step, result, seconds in table:
-        print(f"  {step:<{width}}  {seconds:7.2f}  {result}")
-    return 0 if ok and validated else 1
+    print(format_table(("step", "seconds", "result"),
+                       [(step, f"{seconds:.2f}", result) for step, result, seconds in table],
+                       align="lr", indent="  "))
+    report = {"model": card.name, "input_size": args.input_size, "output": str(args.output),
+              "validated": validated, "runtimes_agree": ok,
+              "steps": [{"step": step, "result": result, "seconds": round(seconds, 3)}
+                        for step, result, seconds in table]}
+    return (0 if ok and validated else 1), report
 
 
 def _convert_validate_evaluate(args, card, prototxt: Path, caffemodel: Path,
@@ -168,7 +198,7 @@ def _convert_validate_evaluate(args, card, prototxt: Path, caffemodel: Path,
     t0 = time.perf_counter()
     if args.source is None:
         kind = random_kind(card.name)
-        ckpt_path = args.out / f"{card.name}_source_seed{args.seed}{kind.plugin().RANDOM_SUFFIX}"
+        ckpt_path = args.output / f"{card.name}_source_seed{args.seed}{kind.plugin().RANDOM_SUFFIX}"
         source = Source(kind, str(ckpt_path))
         made = kind.plugin().random_checkpoint(card.name, ckpt_path, None, args.seed)
         what = (f"SEEDED RANDOM weights (seed {args.seed}) in {made}, NOT "
@@ -189,7 +219,7 @@ def _convert_validate_evaluate(args, card, prototxt: Path, caffemodel: Path,
 
     # 3. convert
     t0 = time.perf_counter()
-    result = source.kind.plugin().convert(source.spec, card, args.size, None, None)
+    result = source.kind.plugin().convert(source.spec, card, args.input_size, None, None)
     netio.write_caffemodel(result.net, caffemodel)
     netio.write_prototxt(result.net, prototxt)
     dt = time.perf_counter() - t0
@@ -202,12 +232,12 @@ def _convert_validate_evaluate(args, card, prototxt: Path, caffemodel: Path,
 
     # 4. validate
     t0 = time.perf_counter()
-    zoo_net = card.build(args.size)
+    zoo_net = card.build(args.input_size)
     source = validate.open_source(spec, card, zoo_net)
-    pixels = validate.random_pixels(args.batch, args.size, args.seed + 1)
+    pixels = validate.random_pixels(args.batch_size, args.input_size, args.seed + 1)
     report = validate.validate(source, card, zoo_net, prototxt, caffemodel, pixels,
-                               f"{args.batch} seeded random images", spec,
-                               batch_size=args.batch)
+                               f"{args.batch_size} seeded random images", spec,
+                               batch_size=args.batch_size)
     dt = time.perf_counter() - t0
     print(f"4. validated against the source in {dt:.2f} s:")
     for line in report.lines()[4:]:
@@ -220,10 +250,10 @@ def _convert_validate_evaluate(args, card, prototxt: Path, caffemodel: Path,
     folder = args.images
     if folder is None:
         folder = SHARED_IMAGES if (SHARED_IMAGES / "val.txt").exists() else \
-            generated_images(args.out / "images", args.eval_images, args.seed)
+            generated_images(args.output / "images", args.eval_images, args.seed)
     top1, top5, n = _evaluate(card, prototxt, caffemodel, folder, args)
     dt = time.perf_counter() - t0
-    print(f"5. evaluated {n} images from {folder} (1-crop {args.size}): top-1 {top1:.1%}, "
+    print(f"5. evaluated {n} images from {folder} (1-crop {args.input_size}): top-1 {top1:.1%}, "
           f"top-5 {top5:.1%} in {dt:.2f} s"
           + (" (random weights: chance level expected)" if args.source is None else ""))
     table.append(("evaluate", f"{n} images, top-1 {top1:.1%}, top-5 {top5:.1%}", dt))
@@ -238,12 +268,12 @@ def _evaluate(card, prototxt: Path, caffemodel: Path, folder: Path, args) -> tup
     from caffezoo.runtimes import open_runtime
 
     samples = read_val_list(folder / "val.txt", folder, limit=args.eval_images)
-    card_pre = card.preprocessing(args.size)  # the card's one rule, as eval and validate
+    card_pre = card.preprocessing(args.input_size)  # the card's one rule, as eval and validate
     pre = Preprocessing(mean=card_pre.mean, std=card_pre.std, base_size=card_pre.base_size,
                         crop_size=card_pre.crop_size)
     rt = open_runtime("opencv", prototxt, caffemodel, threads=args.threads)
     config = EvalConfig(preprocessing=pre, output_blob="prob", num_classes=card.num_classes,
-                        batch_size=args.batch, workers=1, worker_kind="thread")
+                        batch_size=args.batch_size, workers=1, worker_kind="thread")
     result = evaluate(rt, samples, config)
     return result.accuracy(1), result.accuracy(5), result.evaluated
 
@@ -252,7 +282,7 @@ def _time_runtimes(args, card, stats, prototxt: Path, caffemodel: Path, table: l
                    open_runtime) -> bool:
     rng = np.random.default_rng(args.seed + 1)
     # An image-like batch: BGR pixels 0..255 minus the card's mean, divided by its std.
-    pixels = rng.uniform(0, 255, (args.batch, 3, args.size, args.size))
+    pixels = rng.uniform(0, 255, (args.batch_size, 3, args.input_size, args.input_size))
     mean = np.asarray(card.mean).reshape(1, 3, 1, 1)
     std = np.asarray(card.std).reshape(1, 3, 1, 1)
     batch = ((pixels - mean) / std).astype(np.float32)
@@ -260,7 +290,7 @@ def _time_runtimes(args, card, stats, prototxt: Path, caffemodel: Path, table: l
     logits = next((s.bottoms[0] for s in reversed(stats.layers) if s.type == "Softmax"), None)
     blobs = [b for b in [*stats.outputs, logits] if b]
 
-    print(f"6. timed both runtimes on a seeded batch of {args.batch} "
+    print(f"6. timed both runtimes on a seeded batch of {args.batch_size} "
           f"(threads: {args.threads or 'library default'}):")
     results, per_image = {}, {}
     for backend in ("pycaffe", "opencv"):
@@ -270,11 +300,11 @@ def _time_runtimes(args, card, stats, prototxt: Path, caffemodel: Path, table: l
         rt.forward(batch[:1], blobs)  # warm-up (allocations, OpenCV's graph set-up)
         out, fwd_s = _timed(lambda rt=rt: rt.forward(batch, blobs), args.repeat)
         results[backend] = out
-        per_image[backend] = 1000 * fwd_s / args.batch
+        per_image[backend] = 1000 * fwd_s / args.batch_size
         print(f"   {backend:<8} load {load_s:6.2f} s   forward {per_image[backend]:7.1f} "
               f"ms/image (median of {args.repeat} batches)")
         table.append((f"time {backend}", f"{per_image[backend]:.1f} ms/image (batch "
-                      f"{args.batch}, median of {args.repeat})", load_s + fwd_s * args.repeat))
+                      f"{args.batch_size}, median of {args.repeat})", load_s + fwd_s * args.repeat))
 
     a, b = results["pycaffe"], results["opencv"]
     ok = True
@@ -284,12 +314,12 @@ def _time_runtimes(args, card, stats, prototxt: Path, caffemodel: Path, table: l
         print(f"   {name:<10} max |pycaffe - opencv| = {diff:.3g} (max |value| {scale:.3g})")
     for name in stats.outputs:
         diff = float(np.max(np.abs(a[name] - b[name])))
-        top_a = np.argmax(a[name].reshape(args.batch, -1), axis=1)
-        top_b = np.argmax(b[name].reshape(args.batch, -1), axis=1)
+        top_a = np.argmax(a[name].reshape(args.batch_size, -1), axis=1)
+        top_b = np.argmax(b[name].reshape(args.batch_size, -1), axis=1)
         same_top1 = bool(np.all(top_a == top_b))
         ok = ok and diff <= PROB_TOLERANCE and same_top1
-        print(f"   {name}: same top-1 for {int(np.sum(top_a == top_b))}/{args.batch} inputs; "
+        print(f"   {name}: same top-1 for {int(np.sum(top_a == top_b))}/{args.batch_size} inputs; "
               f"{'agree' if ok else 'DISAGREE'} (tolerance {PROB_TOLERANCE:g})")
         table.append(("runtimes agree", f"{name}: max |pycaffe - opencv| {diff:.2g}, same "
-                      f"top-1 {int(np.sum(top_a == top_b))}/{args.batch}", 0.0))
+                      f"top-1 {int(np.sum(top_a == top_b))}/{args.batch_size}", 0.0))
     return ok
