@@ -311,7 +311,9 @@ _CHECKS: dict[str, tuple[str, str | None, bool, str]] = {
     "tensorflow": ("import_tensorflow", "tensorflow-cpu", False, "TF-slim conversion"),
     "tf_slim": ("import_tf_slim", "tf_slim", False, "TF-slim conversion"),
     "mxnet": ("import_mxnet", "mxnet", False, "MXNet conversion"),
-    "onnxruntime": ("onnxruntime", "onnxruntime", False, "the onnxruntime backend"),
+    "onnx": ("import_onnx", "onnx", False, "ONNX conversion (onnx:, torchvision:, timm:)"),
+    "onnxruntime": ("onnxruntime", "onnxruntime", False,
+                    "the onnxruntime backend, ONNX validation"),
 }
 
 
@@ -360,7 +362,7 @@ def _check_caffe_tool() -> Component:
 # Components checked in one interpreter: each group shares its framework's import (timm and
 # torchvision import torch anyway), groups are isolated from each other.
 _GROUPS = (("numpy", "protobuf"), ("pycaffe",), ("opencv",), ("torch", "torchvision", "timm"),
-           ("torchfile",), ("tensorflow", "tf_slim"), ("mxnet",), ("onnxruntime",))
+           ("torchfile",), ("tensorflow", "tf_slim"), ("mxnet",), ("onnx", "onnxruntime"))
 
 
 def _check_in_subprocess(names: tuple[str, ...]) -> list[Component]:
