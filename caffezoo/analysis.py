@@ -106,6 +106,7 @@ def analyze(net, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Net
     inputs: dict[str, Shape] = {}
     layers: list[LayerStats] = []
     names: set[str] = set()
+    shared: dict[str, tuple[str, Shape]] = {}  # ParamSpec name -> (owner layer, blob shape)
 
     # Legacy net-level inputs (netio upgrades them, but a raw message may still have them).
     for i, blob in enumerate(net.input):
@@ -131,6 +132,8 @@ def analyze(net, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Net
             if top in shapes and top not in layer.bottom:
                 raise NetDefinitionError(f"layer '{name}' ({type_}): top blob '{top}' is "
                                          "already produced by an earlier layer")
+        if len(set(layer.top)) != len(layer.top):
+            raise NetDefinitionError(f"layer '{name}' ({type_}): names a top blob twice")
         bottoms = [shapes[b] for b in layer.bottom]
         if type_ == "Input":
             result = _input(layer, overrides)
@@ -140,6 +143,7 @@ def analyze(net, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Net
             if handler is None:
                 raise NetDefinitionError(f"layer '{name}': unsupported layer type '{type_}'")
             result = handler(_Ctx(layer, bottoms))
+        _check_top_count(layer)  # after the handler: Caffe checks the bottoms first
         if len(result.out_shapes) != len(layer.top):
             raise NetDefinitionError(f"layer '{name}' ({type_}): produces "
                                      f"{len(result.out_shapes)} tops, {len(layer.top)} named")
@@ -147,6 +151,14 @@ def analyze(net, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Net
             if any(d <= 0 for d in shape):
                 raise NetDefinitionError(f"layer '{name}' ({type_}): output shape "
                                          f"{_fmt(shape)} is empty")
+            _check_blob_size(layer, f"top blob '{top}'", shape)
+        for i, shape in enumerate(result.param_shapes):
+            _check_blob_size(layer, f"blob {i}", shape)
+        if result.buffer:
+            _check_blob_size(layer, "its work buffer", (result.buffer,))
+        _check_in_place(layer, bottoms, result.out_shapes)
+        _check_param_specs(layer, result.param_shapes, shared)
+        for top, shape in zip(layer.top, result.out_shapes, strict=True):
             shapes[top] = shape
         for bottom in layer.bottom:
             available.pop(bottom, None)
@@ -284,6 +296,7 @@ class _Result:
     param_shapes: list[Shape] = field(default_factory=list)
     macs: int = 0
     stat_blobs: int = 0  # how many of the last param_shapes are statistics, not weights
+    buffer: int = 0  # values of Caffe's largest internal buffer (convolution's im2col)
 
     def stat_mask(self) -> list[bool]:
         n = len(self.param_shapes)
@@ -402,7 +415,13 @@ def _convolution(ctx: _Ctx, transposed: bool = False) -> _Result:
         weight = (num_output, channels // group, *kernel)
         macs = _count(out) * (channels // group) * math.prod(kernel)
     blobs = [weight] + ([(num_output,)] if p.bias_term else [])
-    return _Result([out], blobs, macs)
+    # Caffe's im2col buffer (one image): kernel_dim * group rows, one column per output pixel
+    # (per input pixel for Deconvolution); it is a Blob, so it too must count below 2^31.
+    pixels = math.prod(shape[axis + 1:] if transposed else spatial)
+    one_by_one = all(k == 1 for k in kernel) and all(s == 1 for s in stride) and not any(pad)
+    buffer = 0 if one_by_one else (num_output if transposed else channels) * math.prod(
+        kernel) * pixels
+    return _Result([out], blobs, macs, buffer=buffer)
 
 
 def _pooling(ctx: _Ctx) -> _Result:
@@ -728,6 +747,86 @@ _HANDLERS: dict[str, Callable[[_Ctx], _Result]] = {
 }
 
 SUPPORTED_TYPES = ("Input", *sorted(_HANDLERS))
+
+
+# -- what Caffe's Layer and Blob classes CHECK (a failed CHECK aborts the process) ---------
+
+INT_MAX = 2**31 - 1  # Caffe counts a blob's values in an int
+MAX_BLOB_AXES = 32  # Caffe's kMaxBlobAxes
+
+# (min, max) top blobs per type (Caffe's MinTopBlobs/MaxTopBlobs/ExactNumTopBlobs); -1: no max
+_TOP_COUNTS: dict[str, tuple[int, int]] = {
+    "Input": (1, -1), "Slice": (1, -1), "Split": (1, -1), "Silence": (0, 0), "Pooling": (1, 2),
+}
+
+# Types whose Caffe implementation computes correctly with top == bottom (element-wise, or
+# copying its input first). Any other layer would read values it has already overwritten, or
+# change the shape of a blob earlier layers wrote (pycaffe then returns NaN): refused.
+IN_PLACE_TYPES = frozenset({
+    "ReLU", "ReLU6", "Sigmoid", "TanH", "Power", "Dropout", "AbsVal", "BNLL", "ELU", "Exp",
+    "Log", "Threshold", "Clip", "Swish", "BatchNorm", "Scale", "Bias", "PReLU", "Softmax",
+})
+
+
+def _check_top_count(layer) -> None:
+    low, high = _TOP_COUNTS.get(layer.type, (1, 1))
+    if layer.type == "Pooling" and layer.pooling_param.pool != 0:  # a mask top only for MAX
+        high = 1
+    n = len(layer.top)
+    if n < low or (high >= 0 and n > high):
+        want = str(low) if low == high else (f"at least {low}" if high < 0
+                                             else f"{low} to {high}")
+        raise NetDefinitionError(f"layer '{layer.name}' ({layer.type}): takes {want} top "
+                                 f"blob(s), got {n}")
+
+
+def _check_in_place(layer, bottoms: list[Shape], out_shapes: list[Shape]) -> None:
+    for i, top in enumerate(layer.top):
+        if top not in layer.bottom:
+            continue
+        j = list(layer.bottom).index(top)
+        where = f"layer '{layer.name}' ({layer.type}) runs in place on '{top}'"
+        if bottoms[j] != out_shapes[i]:
+            raise NetDefinitionError(
+                f"{where} but changes its shape {_fmt(bottoms[j])} -> {_fmt(out_shapes[i])} "
+                "(Caffe would compute on a blob already reshaped: wrong values); give it its "
+                "own top")
+        if layer.type not in IN_PLACE_TYPES or i != 0 or j != 0:
+            raise NetDefinitionError(
+                f"{where}, which Caffe's {layer.type} cannot do correctly (it reads values it "
+                "has already overwritten, or aborts); give it its own top")
+
+
+def _check_param_specs(layer, param_shapes: list[Shape],
+                       shared: dict[str, tuple[str, Shape]]) -> None:
+    """Net::Init's checks of `param` entries (shared weights) and `loss_weight`."""
+    where = f"layer '{layer.name}' ({layer.type})"
+    if len(layer.param) > len(param_shapes):
+        raise NetDefinitionError(f"{where}: {len(layer.param)} param entries for "
+                                 f"{len(param_shapes)} blob(s)")
+    if len(layer.loss_weight) not in (0, len(layer.top)):
+        raise NetDefinitionError(f"{where}: {len(layer.loss_weight)} loss_weight values for "
+                                 f"{len(layer.top)} top(s)")
+    for spec, shape in zip(layer.param, param_shapes, strict=False):
+        if not spec.name:
+            continue
+        owner = shared.setdefault(spec.name, (layer.name, shape))
+        permissive = spec.share_mode == 1  # PERMISSIVE: only the counts must agree
+        if owner[1] != shape and not (permissive and _count(owner[1]) == _count(shape)):
+            raise NetDefinitionError(
+                f"{where}: shares param '{spec.name}' of layer '{owner[0]}', but its blob "
+                f"has shape {_fmt(shape)} and the owner's {_fmt(owner[1])}")
+
+
+def _check_blob_size(layer, what: str, shape: Shape) -> None:
+    """Caffe's Blob::Reshape CHECKs: at most 32 axes and fewer than 2^31 values."""
+    if len(shape) > MAX_BLOB_AXES:
+        raise NetDefinitionError(f"layer '{layer.name}' ({layer.type}): {what} has "
+                                 f"{len(shape)} axes; Caffe allows {MAX_BLOB_AXES}")
+    if _count(shape) > INT_MAX:
+        raise NetDefinitionError(
+            f"layer '{layer.name}' ({layer.type}): {what} of shape {_fmt(shape)} has "
+            f"{_count(shape):,} values; Caffe's limit is 2^31 - 1 per blob")
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -5,11 +5,19 @@ command never pays for a heavy framework import."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 
 from caffezoo import __version__
-from caffezoo.errors import EXIT_INTERRUPTED, CaffezooError
+from caffezoo.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    CaffezooError,
+)
 
 # name -> one-line help; the module caffezoo.commands.<name with - as _> implements it.
 COMMANDS = {
@@ -73,7 +81,8 @@ EXIT_STATUS = """\
 exit status:
   0  success             1  a check failed (validate over its tolerance)
   2  usage error         3  bad input (missing, malformed or unfitting file)
-  4  missing framework   130  interrupted"""
+  4  missing framework   70  internal error (a bug; --debug shows it)
+  130  interrupted (143 SIGTERM, 129 SIGHUP)   141  output pipe closed"""
 
 
 def _command_module(name: str):
@@ -101,9 +110,11 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from caffezoo.cliargs import split_json_argument
+    from caffezoo.outputs import install_signal_handlers
 
     argv = split_json_argument(sys.argv[1:] if argv is None else list(argv))
     args = build_parser(argv).parse_args(argv)
+    install_signal_handlers()  # SIGTERM/SIGHUP unwind like Ctrl-C: staged files are removed
     try:
         return _command_module(args.command).run(args) or 0
     except CaffezooError as err:
@@ -114,6 +125,30 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (`caffezoo info X --json | head -1`): stop
+        # quietly, and keep Python from complaining again when it flushes stdout at exit.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"caffezoo {args.command}: error: out of memory", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as err:  # a bug: say so in one line, not a traceback
+        if args.debug:
+            raise
+        where = ""
+        tb = err.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None:
+            where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+        text = (str(err).splitlines() or [""])[0]
+        print(f"caffezoo {args.command}: internal error: {type(err).__name__}: {text}{where} "
+              "(a bug; run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

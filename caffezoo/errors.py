@@ -4,14 +4,18 @@ the CLI prints it and exits non-zero without a traceback (unless --debug).
 Exit status (docs/cli.md): 0 success; 1 a check failed (validate over its tolerance, doctor
 missing a core component); 2 a usage error (argparse's own status, and options that are wrong
 together or out of range); 3 a bad input (a file that is missing, malformed, or does not fit);
-4 a missing or broken framework; 130 interrupted."""
+4 a missing or broken framework; 70 an internal error (a bug: one line, --debug shows the
+traceback); 130 interrupted by Ctrl-C (143 SIGTERM, 129 SIGHUP: staged outputs are removed
+first); 141 the reader of stdout went away (`| head`). docs/reliability.md."""
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
 EXIT_DEPENDENCY = 4
+EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 
 class CaffezooError(Exception):
@@ -59,6 +63,19 @@ class DependencyError(CaffezooError):
     """An optional framework (Caffe, OpenCV, torch, tensorflow, mxnet) is missing or broken."""
 
     exit_code = EXIT_DEPENDENCY
+
+
+class BackendCrash(CaffezooError):
+    """A runtime library (real Caffe) died on a net that caffezoo's checks let through: its
+    process was a child, so this is reported instead of ending caffezoo."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ResourceError(CaffezooError):
+    """A net or batch that would need more memory than this machine has available."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class ValidationFailed(CaffezooError):

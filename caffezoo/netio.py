@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -66,10 +65,18 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file object whose contents replace `path` only when the block completes: the
     data goes to a temporary file in the same folder, then a rename. An interrupted or failed
     write leaves the old file (or none), never a half-written one."""
-    path = Path(path)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a folder, expected an output file name")
     if not path.parent.is_dir():
         raise InputFileError(f"{path}: output folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    from caffezoo.outputs import temp_name  # named so that a later run sweeps it after kill -9
+
+    tmp = temp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as err:
+        raise InputFileError(f"{path}: cannot write: {err.strerror or err}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -124,9 +131,14 @@ def parse_prototxt(text: str, source: str = "<string>") -> NetParameter:
 def read_prototxt(path: str | os.PathLike) -> NetParameter:
     raw = read_bytes(path, "prototxt")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FormatError(f"{path}: not a text prototxt (binary data; a .caffemodel?)") from None
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        if re.search(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]", raw[:4096]):  # control bytes
+            raise FormatError(f"{path}: not a text prototxt (binary data; a .caffemodel?)"
+                              ) from None
+        line = raw[:err.start].count(b"\n") + 1
+        raise FormatError(f"{path}:{line}: not UTF-8 text (byte {err.start}: "
+                          f"0x{raw[err.start]:02x}); save the prototxt as UTF-8") from None
     net = parse_prototxt(text, str(path))
     if not net.layer:
         raise FormatError(f"{path}: prototxt defines no layers")

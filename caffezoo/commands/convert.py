@@ -13,6 +13,7 @@ tests). --input-shape and --target belong to free (graph) conversions without a 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from caffezoo.errors import InputFileError
@@ -48,11 +49,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "set-up builds, or OpenCV's importer (docs/conversion.md)")
 
 
-def out_paths(out: str) -> tuple[Path, Path]:
-    base = Path(out)
-    if base.suffix in (".caffemodel", ".prototxt"):
+def out_paths(out: str, name: str = "model") -> tuple[Path, Path]:
+    """OUT.caffemodel and OUT.prototxt; inside OUT, named `name`, when OUT is a folder (an
+    existing one, or any path written with a trailing slash)."""
+    base = Path(out).expanduser()
+    if out.endswith(("/", os.sep)) or base.is_dir():
+        base = base / name
+    elif base.suffix in (".caffemodel", ".prototxt"):
         base = base.with_suffix("")
     return base.with_name(base.name + ".caffemodel"), base.with_name(base.name + ".prototxt")
+
+
+def checked_outputs(out: str, name: str):
+    """The output pair and its OutputSet, checked (and the folder created) before any work."""
+    from caffezoo.outputs import OutputSet
+
+    caffemodel, prototxt = out_paths(out, name)
+    return caffemodel, prototxt, OutputSet([caffemodel, prototxt], create_dirs=True)
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
@@ -93,21 +106,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def convert_into_card(args: argparse.Namespace, source) -> int:
-    from caffezoo import netio, zoo
+    from caffezoo import zoo
     from caffezoo.converters.common import Op
 
     plugin = source.kind.plugin()
     card = zoo.get_card(args.model)
+    if args.input_size is not None and args.input_size < 1:
+        raise InputFileError(f"--input-size must be at least 1, got {args.input_size}")
+    caffemodel, prototxt, outputs = checked_outputs(args.out, card.name)
     if args.random_init:
         what = plugin.random_checkpoint(card.name, source.spec, args.layout, args.seed)
         print(f"{source.spec}: seeded random weights (seed {args.seed}) in {what}, NOT trained "
               "weights")
     result = plugin.convert(source.spec, card, args.input_size, args.layout, None)
-    caffemodel, prototxt = out_paths(args.out)
-    caffemodel.parent.mkdir(parents=True, exist_ok=True)
     dialect = args.dialect or "ceil_mode"
-    netio.write_caffemodel(result.net, caffemodel, dialect=dialect)
-    netio.write_prototxt(result.net, prototxt, dialect=dialect)
+    write_pair(result.net, outputs, caffemodel, prototxt, dialect)
     converted = sum(1 for a in result.plan.assigns if a.op in Op.WEIGHTED)
     print(f"{source.spec} -> {card.name} ({result.plan.layout} layout): {converted} modules "
           "converted")
@@ -133,12 +146,12 @@ def convert_graph(args: argparse.Namespace, source) -> int:
         raise UsageError(f"{' and '.join(card_only)}: only for conversions into a zoo card "
                              "(--model); a free conversion takes --input-shape")
     shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
+    caffemodel, prototxt, outputs = checked_outputs(args.out, Path(source.spec).stem or "model")
     graph = source.kind.plugin().read_graph(source.spec, shape)
     target = args.target or "caffe"
     dialect = args.dialect or ("portable" if target == "caffe" else "ceil_mode")
     emitted = emit(graph, target)
-    caffemodel, prototxt = out_paths(args.out)
-    write_pair(emitted.net, caffemodel, prototxt, dialect)
+    write_pair(emitted.net, outputs, caffemodel, prototxt, dialect)
     (in_shape,) = graph.inputs.values()
     types: dict[str, int] = {}
     for layer in emitted.net.layer:
@@ -154,22 +167,11 @@ def convert_graph(args: argparse.Namespace, source) -> int:
     return 0
 
 
-def write_pair(net, caffemodel: Path, prototxt: Path, dialect: str) -> None:
-    """Write both files or neither: each goes to a temporary name in the target folder first,
-    and both are renamed only once both are complete."""
-    import os
-
+def write_pair(net, outputs, caffemodel: Path, prototxt: Path, dialect: str) -> None:
+    """Write both files or neither (caffezoo/outputs.py: staged, then renamed together)."""
     from caffezoo import netio
 
-    caffemodel.parent.mkdir(parents=True, exist_ok=True)
-    prototxt.parent.mkdir(parents=True, exist_ok=True)
-    tmp_model = caffemodel.with_name(f".{caffemodel.name}.partial")
-    tmp_proto = prototxt.with_name(f".{prototxt.name}.partial")
-    try:
-        netio.write_caffemodel(net, tmp_model, dialect=dialect)
-        netio.write_prototxt(net, tmp_proto, dialect=dialect)
-        os.replace(tmp_model, caffemodel)
-        os.replace(tmp_proto, prototxt)
-    finally:
-        tmp_model.unlink(missing_ok=True)
-        tmp_proto.unlink(missing_ok=True)
+    with outputs:
+        netio.write_caffemodel(net, outputs.stage(caffemodel), dialect=dialect)
+        netio.write_prototxt(net, outputs.stage(prototxt), dialect=dialect)
+        outputs.commit()

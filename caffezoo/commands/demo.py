@@ -122,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
     import contextlib
     import sys
 
+    from caffezoo.outputs import OutputSet
+
+    if args.json is not None and not json_to_stdout(args):
+        OutputSet([args.json])  # a usable path: checked before the demo runs
     # with the JSON on stdout, the narration goes to stderr
     with contextlib.redirect_stdout(sys.stderr if json_to_stdout(args) else sys.stdout):
         status, report = _demo(args)
@@ -132,10 +136,14 @@ def run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> tuple[int, dict]:
     from caffezoo import analysis, netio, zoo
     from caffezoo.errors import CaffezooError
+    from caffezoo.outputs import OutputSet
     from caffezoo.runtimes import open_runtime
 
-    if args.batch_size < 1 or args.repeat < 1 or args.eval_images < 1:
-        raise CaffezooError("--batch-size, --repeat and --eval-images must be at least 1")
+    if args.batch_size < 1 or args.repeat < 1 or args.eval_images < 1 or args.input_size < 1:
+        raise CaffezooError("--batch-size, --repeat, --eval-images and --input-size must be at "
+                            "least 1")
+    if args.threads is not None and args.threads < 1:
+        raise CaffezooError(f"--threads must be at least 1, got {args.threads}")
     args.output = Path(args.output)
     card = zoo.get_card(args.model)
     if args.images is not None and not (args.images / "val.txt").is_file():
@@ -148,10 +156,9 @@ def _demo(args: argparse.Namespace) -> tuple[int, dict]:
     t0 = time.perf_counter()
     net = card.build(args.input_size)
     stats = analysis.analyze(net)
-    args.output.mkdir(parents=True, exist_ok=True)
     stem = zoo.output_filename(card, args.input_size).removesuffix(".prototxt")
     prototxt, caffemodel = args.output / f"{stem}.prototxt", args.output / f"{stem}.caffemodel"
-    netio.write_prototxt(net, prototxt)
+    OutputSet([prototxt, caffemodel], create_dirs=True)  # the folder is usable: checked now
     dt = time.perf_counter() - t0
     size = args.input_size
     print(f"1. generated {card.name} ({card.title}) at {size}x{size} in {dt:.2f} s")
@@ -167,7 +174,10 @@ def _demo(args: argparse.Namespace) -> tuple[int, dict]:
         from caffezoo.random_weights import random_weights
 
         weights = random_weights(net, args.seed)
-        netio.write_caffemodel(netio.attach_weights(net, weights), caffemodel)
+        with OutputSet([prototxt, caffemodel]) as outputs:  # the pair lands together
+            netio.write_prototxt(net, outputs.stage(prototxt))
+            netio.write_caffemodel(netio.attach_weights(net, weights), outputs.stage(caffemodel))
+            outputs.commit()
         dt = time.perf_counter() - t0
         print(f"2. no source kind makes random {card.name} checkpoints: filled "
               f"{len(weights)} layers with SEEDED RANDOM weights (seed {args.seed}; not "
@@ -193,6 +203,7 @@ def _convert_validate_evaluate(args, card, prototxt: Path, caffemodel: Path,
                                table: list) -> bool:
     from caffezoo import netio, validate
     from caffezoo.converters.registry import Source, parse_source, random_kind
+    from caffezoo.outputs import OutputSet
 
     # 2. the source checkpoint
     t0 = time.perf_counter()
@@ -220,8 +231,10 @@ def _convert_validate_evaluate(args, card, prototxt: Path, caffemodel: Path,
     # 3. convert
     t0 = time.perf_counter()
     result = source.kind.plugin().convert(source.spec, card, args.input_size, None, None)
-    netio.write_caffemodel(result.net, caffemodel)
-    netio.write_prototxt(result.net, prototxt)
+    with OutputSet([prototxt, caffemodel]) as outputs:  # the pair lands together
+        netio.write_caffemodel(result.net, outputs.stage(caffemodel))
+        netio.write_prototxt(result.net, outputs.stage(prototxt))
+        outputs.commit()
     dt = time.perf_counter() - t0
     print(f"3. converted ({result.plan.layout} layout) into {prototxt} and {caffemodel} "
           f"({caffemodel.stat().st_size / 2**20:.1f} MiB) in {dt:.2f} s")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import math
 import os
 import sys
 import tempfile
@@ -27,7 +29,7 @@ from caffezoo.cliargs import (
     json_to_stdout,
     write_json,
 )
-from caffezoo.errors import CaffezooError, InputFileError
+from caffezoo.errors import CaffezooError, InputFileError, UsageError
 
 # The original evaluation_cls.py's settings, used when neither --model nor an option says
 # otherwise (its mean is the ResNet-v2 one).
@@ -43,6 +45,8 @@ def _floats(text: str) -> tuple[float, ...]:
     except ValueError:
         msg = f"expected numbers separated by commas, got {text!r}"
         raise argparse.ArgumentTypeError(msg) from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
     if len(values) == 1:
         values = values * 3
     if len(values) != 3:
@@ -332,16 +336,33 @@ def results_csv_path(results_csv: str | None, results: str | None) -> str | None
     return str(derived if derived != path else path.with_name(path.name + ".csv"))
 
 
-def run(args) -> int:
-    from caffezoo import netio
-    from caffezoo.evaluation import dataset, report
+def check_numbers(args) -> None:
+    """Counts and sizes that must be positive, refused before any work (0 would otherwise
+    mean "default" for some and crash others)."""
+    for flag, low in (("limit", 1), ("threads", 1), ("batch_size", 1), ("workers", 0),
+                      ("base_size", 1), ("crop_size", 1)):
+        value = getattr(args, flag, None)
+        if value is not None and value < low:
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least {low}, got {value}")
 
+
+def run(args) -> int:
+    from caffezoo.evaluation import dataset, report
+    from caffezoo.outputs import OutputSet
+
+    check_numbers(args)
     source = resolve_model(args)
     pre = resolve_preprocessing(args, source)
     settings = sweep_settings(args, pre, source.card)
     many = len(settings) > 1
     from caffezoo.zoo import ILSVRC2012_VAL
 
+    # Every output is checked now (not after hours of evaluation) and all land together.
+    json_file = None if args.json is None or json_to_stdout(args) else args.json
+    csv_path = results_csv_path(args.results_csv, json_file)
+    predictions = [_suffixed(args.predictions, p.crop_size, many) for p in settings] \
+        if args.predictions else []
+    outputs = OutputSet([json_file, csv_path, args.log, args.plot, *predictions])
     if args.data_dir:
         samples_raw, _ = dataset.read_image_folder(args.data_dir, args.limit)
     else:
@@ -355,7 +376,7 @@ def run(args) -> int:
               "order; use that list (or --class-map) if yours orders classes differently",
               file=sys.stderr)
     runs = []
-    with tempfile.TemporaryDirectory(prefix="caffezoo-eval-") as tmp:
+    with outputs, tempfile.TemporaryDirectory(prefix="caffezoo-eval-") as tmp:
         for p in settings:
             result, info = evaluate_one(args, source, p, samples_raw, Path(tmp), many)
             log = report.original_log(result, p, info)
@@ -363,26 +384,31 @@ def run(args) -> int:
             print(log, end="", flush=True, file=sys.stderr if json_to_stdout(args) else None)
             runs.append((p, result, info, log))
             if args.predictions:
-                netio.atomic_write(_suffixed(args.predictions, p.crop_size, many),
-                                   report.predictions_csv(result))
-    dicts = [report.result_dict(r, p, i) for p, r, i, _ in runs]
-    if args.json:
-        payload = {"sweep": dicts} if many else dicts[0]
+                outputs.write(_suffixed(args.predictions, p.crop_size, many),
+                              report.predictions_csv(result))
+        dicts = [report.result_dict(r, p, i) for p, r, i, _ in runs]
+        if args.json:
+            payload = {"sweep": dicts} if many else dicts[0]
+            if args.plot:
+                payload["plot"] = args.plot
+            if json_file:
+                outputs.write(json_file, json.dumps(payload, indent=2) + "\n")
+            else:
+                write_json(args.json, payload)  # stdout
+        if csv_path:
+            outputs.write(csv_path, report.results_csv([report.timm_row(r, p, i)
+                                                        for p, r, i, _ in runs]))
+        if args.log:
+            outputs.write(args.log, "\n".join(log for *_, log in runs))
         if args.plot:
-            payload["plot"] = args.plot
-        write_json(args.json, payload)
-    csv_path = results_csv_path(args.results_csv, None if json_to_stdout(args) else args.json)
-    if csv_path:
-        netio.atomic_write(csv_path, report.results_csv([report.timm_row(r, p, i)
-                                                         for p, r, i, _ in runs]))
-    if args.log:
-        netio.atomic_write(args.log, "\n".join(log for *_, log in runs))
-    if args.plot:
-        from caffezoo.evaluation.plots import plot_accuracy_vs_crop
+            from caffezoo.evaluation.plots import plot_accuracy_vs_crop
 
-        title = getattr(source.card, "name", None) or Path(source.weights).stem
-        plot_accuracy_vs_crop([(p.crop_size, r) for p, r, _, _ in runs], args.plot,
-                              title=f"{title}, {settings[0].crop_num}-crop")
+            title = getattr(source.card, "name", None) or Path(source.weights).stem
+            plot_accuracy_vs_crop([(p.crop_size, r) for p, r, _, _ in runs],
+                                  outputs.stage(args.plot),
+                                  title=f"{title}, {settings[0].crop_num}-crop")
+        outputs.commit()
+    if args.plot:
         print(f"plot written to {args.plot}", file=sys.stderr)
     failed = sum(len(r.failures) for _, r, _, _ in runs)
     if failed:

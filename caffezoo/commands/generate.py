@@ -28,9 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from caffezoo import netio, zoo
+    from caffezoo.outputs import OutputSet
 
     if args.all == bool(args.model):
         raise CaffezooError("give either a MODEL or --all")
+    if args.input_size is not None and args.input_size < 1:
+        raise CaffezooError(f"--input-size must be at least 1, got {args.input_size}")
     cards = zoo.all_cards() if args.all else [zoo.get_card(args.model)]
     if args.output == "-":
         if len(cards) != 1:
@@ -39,26 +42,35 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(netio.format_prototxt(net, args.dialect))
         return 0
 
-    out_dir = Path(args.output)
+    out_dir = Path(args.output).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise CaffezooError(f"{out_dir}: not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CaffezooError(f"{out_dir}: cannot create the folder: {err.strerror or err}"
+                            ) from None
     failed = 0
-    for card in cards:
-        try:
-            net = _checked_net(card, args.input_size)
-        except CaffezooError as err:
-            if not args.all:
-                raise
-            print(f"{card.name}: error: {err}", file=sys.stderr)
-            failed += 1
-            continue
-        path = out_dir / zoo.output_filename(card, args.input_size, args.dialect)
-        netio.write_prototxt(net, path, args.dialect)
-        size = args.input_size or card.input_size
-        stats = zoo.compute_stats(net, size)
-        print(f"{path}  ({len(net.layer)} layers, input {size}x{size}, "
-              f"{stats.params / 1e6:.2f} M params, {stats.gmacs:.2f} GMACs)")
+    written = []
+    with OutputSet() as outputs:  # all prototxts of the run land together
+        for card in cards:
+            try:
+                net = _checked_net(card, args.input_size)
+            except CaffezooError as err:
+                if not args.all:
+                    raise
+                print(f"{card.name}: error: {err}", file=sys.stderr)
+                failed += 1
+                continue
+            path = out_dir / zoo.output_filename(card, args.input_size, args.dialect)
+            netio.write_prototxt(net, outputs.stage(path), args.dialect)
+            size = args.input_size or card.input_size
+            stats = zoo.compute_stats(net, size)
+            written.append(f"{path}  ({len(net.layer)} layers, input {size}x{size}, "
+                           f"{stats.params / 1e6:.2f} M params, {stats.gmacs:.2f} GMACs)")
+        outputs.commit()
+    if written:
+        print("\n".join(written))
     return 1 if failed else 0
 
 

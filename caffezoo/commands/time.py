@@ -13,13 +13,14 @@ docs/benchmarks.md explains the method and holds the figures.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 from caffezoo.cliargs import add_batch_size, add_input_size, add_json, json_to_stdout, write_json
-from caffezoo.errors import CaffezooError
+from caffezoo.errors import CaffezooError, UsageError
 from caffezoo.progress import Progress
 from caffezoo.table import format_table
 
@@ -109,11 +110,25 @@ def _prototxt(args, tmp: Path) -> tuple[Path, str]:
 def run(args) -> int:
     import contextlib
 
+    from caffezoo.outputs import OutputSet
+
+    for flag, low in (("iterations", 1), ("warmup", 0), ("caffe_iterations", 1),
+                      ("input_size", 1)):
+        value = getattr(args, flag, None)
+        if value is not None and value < low:
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least {low}, got {value}")
+    to_file = args.json is not None and not json_to_stdout(args)
+    outputs = OutputSet([args.json if to_file else None])  # checked before any timing
     # with the JSON on stdout, the human-readable text goes to stderr
     text_out = sys.stderr if json_to_stdout(args) else sys.stdout
     with contextlib.redirect_stdout(text_out):
         status, out = _measure(args)
-    write_json(args.json, out)
+    if to_file:
+        with outputs:
+            outputs.write(args.json, json.dumps(out, indent=2) + "\n")
+            outputs.commit()
+    else:
+        write_json(args.json, out)
     return status
 
 

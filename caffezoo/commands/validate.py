@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from caffezoo.errors import ValidationFailed
+from caffezoo.errors import CaffezooError, ValidationFailed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +52,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
+    import tempfile
+
+    for flag in ("random", "limit", "batch", "input_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise CaffezooError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    if not math.isfinite(args.tolerance) or args.tolerance < 0:
+        raise CaffezooError(f"--tolerance must be a finite number >= 0, got {args.tolerance}")
+    with tempfile.TemporaryDirectory(prefix="caffezoo-validate-") as tmp:
+        return _run(args, tmp)
+
+
+def _run(args: argparse.Namespace, tmp: str) -> int:
+    from pathlib import Path
+
     from caffezoo import analysis, netio, validate, zoo
     from caffezoo.converters.registry import parse_source
 
@@ -66,13 +82,14 @@ def run(args: argparse.Namespace) -> int:
     card = zoo.get_card(args.model)
     prototxt = args.prototxt or validate.default_prototxt(args.weights)
     if prototxt is None:
-        import tempfile
-        from pathlib import Path
-
         net = card.build(args.input_size)
-        prototxt = Path(tempfile.mkdtemp(prefix="caffezoo-")) / f"{card.name}.prototxt"
+        prototxt = Path(tmp) / f"{card.name}.prototxt"
         netio.write_prototxt(net, prototxt)
-    (shape,) = analysis.analyze(netio.read_prototxt(prototxt)).inputs.values()
+    inputs = analysis.analyze(netio.read_prototxt(prototxt)).inputs
+    if len(inputs) != 1 or len(next(iter(inputs.values()))) != 4:
+        raise CaffezooError(f"{prototxt}: expected one NCHW input, found "
+                            f"{', '.join(f'{k} {v}' for k, v in inputs.items()) or 'none'}")
+    (shape,) = inputs.values()
     size = int(shape[-1])
     zoo_net = card.build(size)
     source = validate.open_source(args.source, card, zoo_net, args.layout)

@@ -203,13 +203,15 @@ class _Scorer:
     """Fills real batches with crops, runs them, and files each score row at its image."""
 
     def __init__(self, runtime, config: EvalConfig, result: EvalResult,
-                 on_done: Callable[[Prediction], None]):
+                 on_done: Callable[[Prediction], None], rows: int | None = None):
         self.runtime = runtime
         self.config = config
         self.result = result
         self.on_done = on_done
         c = config.preprocessing.crop_size
-        self.batch = np.empty((config.batch_size, 3, c, c), dtype=np.float32)
+        # A batch never holds more crops than there are (--batch-size 100000 for 3 images).
+        self.rows_per_batch = min(config.batch_size, rows or config.batch_size)
+        self.batch = np.empty((self.rows_per_batch, 3, c, c), dtype=np.float32)
         self.owners: list[tuple[int, int]] = []  # (image slot, crop index) per batch row
         self.rows: dict[int, np.ndarray] = {}  # image slot -> (crops, classes) scores
         self.filled: dict[int, int] = {}
@@ -224,7 +226,7 @@ class _Scorer:
         for j in range(n):
             self.batch[len(self.owners)] = crops[j]
             self.owners.append((slot, j))
-            if len(self.owners) == self.config.batch_size:
+            if len(self.owners) == self.rows_per_batch:
                 self.flush()
 
     def flush(self) -> None:
@@ -268,6 +270,17 @@ class _Scorer:
         self.on_done(pred)
 
 
+def check_buffers(config: EvalConfig, batch_rows: int, lookahead: int) -> None:
+    """Refuses, before allocating, a batch buffer and decoded-crop queue that would not fit in
+    memory (the net itself is checked by the runtime at each new batch size)."""
+    from caffezoo import memory
+
+    crop_bytes = 3 * config.preprocessing.crop_size ** 2 * 4
+    needed = crop_bytes * (batch_rows + lookahead * config.preprocessing.crops_per_image)
+    memory.check(needed, f"the crops buffer (batch of {batch_rows} and {lookahead} decoded "
+                         f"images of {config.preprocessing.crops_per_image} crops)")
+
+
 def evaluate(runtime, samples: Sequence[Sample], config: EvalConfig,
              on_image: Callable[[Prediction | Failure, EvalResult], None] | None = None,
              ) -> EvalResult:
@@ -283,10 +296,13 @@ def evaluate(runtime, samples: Sequence[Sample], config: EvalConfig,
         if on_image:
             on_image(pred, result)
 
-    scorer = _Scorer(runtime, config, result, done)
     crops_per_image = config.preprocessing.crops_per_image
+    total_crops = len(samples) * crops_per_image
+    batch_rows = max(1, min(config.batch_size, total_crops))
     # Enough decoded images to fill the next batch while this one runs, and one per worker.
-    lookahead = config.workers + -(-config.batch_size // crops_per_image) + 1
+    lookahead = min(len(samples), config.workers + -(-batch_rows // crops_per_image) + 1)
+    check_buffers(config, batch_rows, lookahead)
+    scorer = _Scorer(runtime, config, result, done, batch_rows)
     start = time.perf_counter()
     kind = worker_kind_for(config.worker_kind)
     stream = _crops_in_order(samples, config.preprocessing, config.workers, lookahead, kind)

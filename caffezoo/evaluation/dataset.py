@@ -36,9 +36,11 @@ def read_val_list(val_list: str | os.PathLike, data_root: str | os.PathLike = ""
                   limit: int | None = None) -> list[Sample]:
     """Parse `path label` lines; blank lines are skipped. Labels are as written."""
     list_path = _expand(val_list)
+    if limit is not None and limit < 1:
+        raise InputFileError(f"{list_path}: --limit must be at least 1, got {limit}")
     root = _expand(data_root) if data_root else ""
     try:
-        text = Path(list_path).read_text(encoding="utf-8")
+        text = Path(list_path).read_text(encoding="utf-8-sig")  # a BOM is not part of a path
     except (OSError, UnicodeDecodeError) as err:
         raise InputFileError(f"{list_path}: cannot read the val list ({err})") from None
     samples: list[Sample] = []
@@ -105,7 +107,7 @@ def read_class_map(path: str | os.PathLike) -> dict[int, int]:
     for dataset label i) or `dataset_label net_index` pairs."""
     map_path = _expand(path)
     try:
-        lines = Path(map_path).read_text(encoding="utf-8").splitlines()
+        lines = Path(map_path).read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise InputFileError(f"{map_path}: cannot read the class map ({err})") from None
     mapping: dict[int, int] = {}

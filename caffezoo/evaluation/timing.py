@@ -133,9 +133,10 @@ def run_caffe_time(prototxt: str | os.PathLike, weights: str | os.PathLike | Non
     `weights` does not change what is timed (`caffe time` never loads weights: the fillers'
     values are used); `batch_size` rewrites the input's first dimension."""
     from caffezoo import frameworks, netio
-    from caffezoo.runtimes import check_net
+    from caffezoo.runtimes import check_for_caffe, check_net
 
     checked = check_net(prototxt)
+    check_for_caffe(checked)  # what the tool would abort on, refused first
     net = checked.net
     if batch_size is not None:
         net = _with_batch(net, checked.input_name, batch_size)

@@ -17,9 +17,13 @@ layer, so its runtime asks for the last layer that writes the blob (docs/runtime
 
 Files are checked by caffezoo before any of it reaches Caffe, whose parser and shape checks
 abort the whole process (glog CHECK) on bad input: the prototxt is read with `netio` (line and
-column of syntax errors), its shapes inferred with `analysis` (layer named), the weights read
-and matched blob by blob. Caffe and OpenCV then get the net re-written by us in the `ceil_mode`
-dialect, with only the TEST-phase layers.
+column of syntax errors), its shapes inferred with `analysis` (layer named; it also refuses what
+Caffe's CHECKs would: blobs of 2^31 values or more, layers that cannot run in place, wrong top
+counts), the weights read and matched blob by blob. Caffe and OpenCV then get the net re-written
+by us in the `ceil_mode` dialect, with only the TEST-phase layers and without `engine` settings
+(CUDNN would abort a CPU build; the engine does not change the result). Real Caffe also runs in
+a child process (runtimes/pycaffe.py), so that anything the checks miss still cannot take
+caffezoo down with it.
 """
 
 from __future__ import annotations
@@ -77,13 +81,25 @@ class CheckedNet:
             names.update(dict.fromkeys(layer.top))
         return list(names)
 
-    def check_batch_size(self, n: int) -> None:
+    def check_batch_size(self, n: int, backend: str = "pycaffe") -> None:
         """Re-infers shapes at batch size n (a Reshape layer with a fixed batch would make Caffe
-        abort)."""
+        abort) and refuses a batch that would not fit in memory."""
         try:
-            _analysis.analyze(self.net, {self.input_name: (n, *self.input_shape[1:])})
+            stats = _analysis.analyze(self.net, {self.input_name: (n, *self.input_shape[1:])})
         except CaffezooError as err:
             raise NetDefinitionError(f"{self.prototxt}: at batch size {n}: {err}") from None
+        self.check_memory(stats, backend)
+
+    def check_memory(self, stats: _analysis.NetAnalysis | None = None,
+                     backend: str = "pycaffe") -> None:
+        """ResourceError when running the net (default: at its declared batch) on `backend`
+        would need more memory than is available (caffezoo.memory)."""
+        from caffezoo import memory
+
+        stats = stats or self.analysis
+        batch = stats.inputs[self.input_name][0]
+        memory.check(memory.net_bytes(stats, backend),
+                     f"{self.prototxt} on {backend} at batch size {batch}")
 
 
 def check_net(prototxt: str | Path, weights: str | Path | None = None) -> CheckedNet:
@@ -105,6 +121,7 @@ def check_net(prototxt: str | Path, weights: str | Path | None = None) -> Checke
             kept.ClearField("include")
             kept.ClearField("exclude")
             del kept.blobs[:]
+            _clear_engine(kept)
     if len(stats.inputs) != 1:
         raise NetDefinitionError(f"{prototxt}: a runtime needs exactly one input blob, the net "
                                  f"has {len(stats.inputs)} ({', '.join(stats.inputs) or 'none'})")
@@ -125,6 +142,29 @@ def check_net(prototxt: str | Path, weights: str | Path | None = None) -> Checke
                       tuple(input_shape))
 
 
+# Parameters with an `engine` (DEFAULT, CAFFE, CUDNN): which implementation runs, not what it
+# computes. A CPU build of Caffe aborts on CUDNN ("unknown engine"), OpenCV ignores it.
+_ENGINE_PARAMS = ("convolution_param", "pooling_param", "relu_param", "sigmoid_param",
+                  "softmax_param", "tanh_param", "lrn_param")
+
+
+def _clear_engine(layer) -> None:
+    for name in _ENGINE_PARAMS:
+        if layer.HasField(name):
+            getattr(layer, name).ClearField("engine")
+
+
+def check_for_caffe(checked: CheckedNet) -> None:
+    """What a checked net must not contain for real Caffe on the CPU (pycaffe or the `caffe`
+    tool), beyond what `check_net` verifies for every runtime: a failed CHECK or a
+    NOT_IMPLEMENTED there aborts the process."""
+    for layer in checked.net.layer:
+        if layer.type == "Pooling" and layer.pooling_param.pool == 2:  # STOCHASTIC
+            raise NetDefinitionError(
+                f"{checked.prototxt}: layer '{layer.name}': STOCHASTIC pooling has no CPU "
+                "implementation in Caffe (use --backend opencv, or MAX/AVE pooling)")
+
+
 class Runtime(ABC):
     """A loaded net that runs batches. See the module docstring for the semantics."""
 
@@ -133,6 +173,7 @@ class Runtime(ABC):
     def __init__(self, checked: CheckedNet, threads: int | None = None) -> None:
         self.checked = checked
         self.threads = threads
+        self._checked_sizes: set[int] = {checked.input_shape[0]}
 
     @property
     def input_name(self) -> str:
@@ -163,6 +204,11 @@ class Runtime(ABC):
                 f"{self.checked.prototxt}: input batch of shape {tuple(batch.shape)} does not fit "
                 f"input '{self.input_name}' (N, {', '.join(map(str, want[1:]))})")
         batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.shape[0] not in self._checked_sizes:
+            # Shapes (a Reshape with a fixed batch would make Caffe abort) and memory, once
+            # per batch size.
+            self.checked.check_batch_size(batch.shape[0], self.backend)
+            self._checked_sizes.add(batch.shape[0])
         if isinstance(outputs, str):
             raise TypeError("outputs must be a list of blob names")
         names = list(self.output_names if outputs is None else outputs)
@@ -200,6 +246,7 @@ def open_runtime(backend: str, prototxt: str | Path, weights: str | Path | None 
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     checked = check_net(prototxt, weights)
+    checked.check_memory(backend=backend)
     if backend == "pycaffe":
         from caffezoo.runtimes.pycaffe import PyCaffeRuntime
 

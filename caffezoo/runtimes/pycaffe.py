@@ -1,25 +1,41 @@
-"""The real-Caffe runtime: `caffe.Net` in TEST phase, CPU mode.
+"""The real-Caffe runtime: `caffe.Net` in TEST phase, CPU mode, in a child process.
 
-Caffe gets the net as caffezoo re-wrote it (a temporary prototxt) and the weights as the arrays
-caffezoo already read and checked, copied into `net.params`: Caffe never parses a user's file, so
-a malformed one cannot abort the process.
+Caffe gets the net as caffezoo re-wrote it and the weights as the arrays caffezoo already read
+and checked: Caffe never parses a user's file. What caffezoo's checks still miss can only end
+the child: a failed CHECK (SIGABRT) or a crash there becomes a `BackendCrash` naming the net,
+the layer and Caffe's own message, and the caller's process lives on (docs/reliability.md).
 
-Threads: Caffe's CPU work is OpenBLAS GEMM (its other layers are single-threaded). OpenBLAS reads
-OPENBLAS_NUM_THREADS once, when it is loaded by the first `import caffe`; `threads=` sets that
-variable before the import and, when Caffe is already loaded, calls
-`openblas_set_num_threads` on the loaded library. The setting is process-wide.
+The child (runtimes/_caffe_worker.py) is started with this interpreter and talks over two pipes:
+batches go in and the requested blobs come back as raw float32 bytes; docs/benchmarks.md
+measures what that costs against an in-process forward. It exits when the runtime is closed
+or garbage-collected, or when this process ends (its request pipe closes).
+
+Threads: Caffe's CPU work is OpenBLAS GEMM (its other layers are single-threaded). The child
+is started with OPENBLAS_NUM_THREADS = `threads` (when given), so the setting is the child's
+own and does not leak into the caller.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
 import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
 
 from caffezoo import frameworks
-from caffezoo.errors import NetDefinitionError
-from caffezoo.runtimes import CheckedNet, Runtime
+from caffezoo.errors import BackendCrash, DependencyError, NetDefinitionError
+from caffezoo.runtimes import CheckedNet, Runtime, check_for_caffe
+from caffezoo.runtimes import _caffe_worker as proto
+
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
 class PyCaffeRuntime(Runtime):
@@ -27,41 +43,129 @@ class PyCaffeRuntime(Runtime):
 
     def __init__(self, checked: CheckedNet, threads: int | None = None) -> None:
         super().__init__(checked, threads)
-        caffe = frameworks.import_caffe(threads=threads)
-        if threads is not None:
-            frameworks.set_blas_threads(threads)
-        known = set(caffe.layer_type_list())
-        for layer in checked.net.layer:
-            if layer.type not in known:
-                # Caffe's layer registry would abort the process (CHECK failure).
-                raise NetDefinitionError(f"{checked.prototxt}: layer '{layer.name}': type "
-                                         f"'{layer.type}' is not in this Caffe build")
-        with tempfile.TemporaryDirectory(prefix="caffezoo-") as tmp:
-            path = Path(tmp) / "net.prototxt"
-            path.write_text(checked.text())
-            self.net = caffe.Net(str(path), caffe.TEST)
+        check_for_caffe(checked)
+        if importlib.util.find_spec("caffe") is None:
+            frameworks.import_caffe()  # raises DependencyError with the fix
+        self._worker = _Worker(str(checked.prototxt), threads)
+        self._finalizer = weakref.finalize(self, self._worker.close)
+        weights = []
         if checked.weights is not None:
             for name, blobs in checked.weights.items():
-                targets = self.net.params[name]
-                for target, blob in zip(targets, blobs, strict=True):
-                    target.data[...] = blob
-            checked.weights = None  # Caffe holds its own copy now; free ours
+                weights += [(f"{name}\x00{i}", b) for i, b in enumerate(blobs)]
+        reply, _ = self._worker.call({"op": "load", "prototxt": checked.text()}, weights,
+                                     doing="loading the net")
+        checked.weights = None  # Caffe holds its own copy now; free ours
+        self._blobs = set(reply["blobs"])
+        self._worker.layer_names = reply["layers"]
+        self.blas_threads: int | None = reply.get("blas_threads")  # as the child sees it
         self._batch = checked.input_shape[0]
-        self._checked_sizes = {self._batch}
 
     def _has_blob(self, name: str) -> bool:
         # Caffe's own blobs too (e.g. the Split blobs it inserts for a blob used twice).
-        return name in self.net.blobs
+        return name in self._blobs
 
     def _forward(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-        n = batch.shape[0]
-        if n != self._batch:
-            if n not in self._checked_sizes:
-                self.checked.check_batch_size(n)
-                self._checked_sizes.add(n)
-            self.net.blobs[self.input_name].reshape(*batch.shape)
-            self.net.reshape()
-            self._batch = n
-        self.net.blobs[self.input_name].data[...] = batch
-        self.net.forward()
-        return {name: self.net.blobs[name].data.copy() for name in names}
+        _, arrays = self._worker.call({"op": "forward", "input": self.input_name,
+                                       "names": names}, [("batch", batch)],
+                                      doing=f"running a batch of {batch.shape[0]}")
+        return arrays
+
+    def close(self) -> None:
+        """Ends the child process (also done when the runtime is garbage-collected)."""
+        self._finalizer()
+
+
+class _Worker:
+    """The child process and its pipes."""
+
+    def __init__(self, label: str, threads: int | None) -> None:
+        self.label = label
+        self.layer_names: list[str] = []
+        env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT,
+                                                          env.get("PYTHONPATH")]))
+        if threads is not None:
+            env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(int(threads))
+        self._log = tempfile.TemporaryFile(prefix="caffezoo-caffe-log-")  # unlinked already
+        mark = tempfile.TemporaryFile(prefix="caffezoo-caffe-mark-")
+        mark.write(b"\0" * proto.MARK_BYTES)
+        mark.flush()
+        self._mark = mark
+        req_r, self._req = os.pipe()
+        self._rep, rep_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "caffezoo.runtimes._caffe_worker", str(req_r),
+                 str(rep_w), str(mark.fileno())],
+                pass_fds=(req_r, rep_w, mark.fileno()), stdin=subprocess.DEVNULL,
+                stdout=self._log, stderr=self._log, env=env)
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+
+    def call(self, header: dict, arrays, doing: str) -> tuple[dict, dict[str, np.ndarray]]:
+        try:
+            proto.send(self._req, header, arrays)
+            reply, out = proto.receive(self._rep)
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            raise self._crash(doing) from None
+        if "error" in reply:
+            kind = {"NetDefinitionError": NetDefinitionError,
+                    "DependencyError": DependencyError}.get(reply.get("kind"))
+            if kind is not None:
+                raise kind(f"{self.label}: {reply['error']}")
+            raise BackendCrash(f"{self.label}: Caffe failed {doing}: {reply['error']}")
+        return reply, out
+
+    def _crash(self, doing: str) -> BackendCrash:
+        try:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._mark.seek(0)
+        phase, index = struct.unpack("<ii", self._mark.read(proto.MARK_BYTES))
+        self._log.seek(0, os.SEEK_END)
+        size = self._log.tell()
+        self._log.seek(max(0, size - 65536))
+        log = self._log.read().decode("utf-8", "replace")
+        layer = None
+        if phase == 1 and 0 <= index < len(self.layer_names):
+            layer = self.layer_names[index]
+        elif phase == 0:
+            created = re.findall(r"Creating layer (\S+)", log)
+            layer = created[-1] if created else None
+        how = (f"died from {signal.Signals(-code).name}" if code < 0 and -code in
+               signal.valid_signals() else f"exited with status {code}")
+        where = f" in layer '{layer}'" if layer else ""
+        return BackendCrash(f"{self.label}: Caffe {how}{where} while {doing}: "
+                            f"{caffe_reason(log)}")
+
+    def close(self) -> None:
+        for fd in (self._req, self._rep):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+        self._mark.close()
+
+
+_GLOG_FATAL = re.compile(r"^F\d{4,8} [\d:.]+\s+\d+ ([^\]]*)\] ?(.*)$")
+
+
+def caffe_reason(log: str) -> str:
+    """The one line of a Caffe log that says why it died: glog's FATAL line (file:line and the
+    failed check), else the last line that is not a stack frame."""
+    for line in log.splitlines():
+        m = _GLOG_FATAL.match(line.strip())
+        if m:
+            return f"{m.group(2).strip()} ({m.group(1)})"
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip() and not
+             re.match(r"^(@|\*\*\*|[IW]\d{4,8} )", ln.strip())]
+    return lines[-1][:300] if lines else "no message"
