@@ -44,7 +44,10 @@ class OpenCVRuntime(Runtime):
             if checked.weights is None:
                 self.net = cv2.dnn.readNetFromCaffe(proto)
             else:
-                with_blobs = netio.attach_weights(checked.net, checked.weights)
+                # OpenCV cannot hold a 0-D blob (PReLU channel_shared): one value as (1,)
+                weights = {name: [b.reshape(1) if b.ndim == 0 else b for b in blobs]
+                           for name, blobs in checked.weights.items()}
+                with_blobs = netio.attach_weights(checked.net, weights)
                 model = np.frombuffer(with_blobs.SerializeToString(), dtype=np.uint8)
                 self.net = cv2.dnn.readNetFromCaffe(proto, model)
                 del with_blobs, model

@@ -47,6 +47,7 @@ class PyCaffeRuntime(Runtime):
         if importlib.util.find_spec("caffe") is None:
             frameworks.import_caffe()  # raises DependencyError with the fix
         self._worker = _Worker(str(checked.prototxt), threads)
+        self._worker.layers = [(la.name, la.type) for la in checked.net.layer]
         self._finalizer = weakref.finalize(self, self._worker.close)
         weights = []
         if checked.weights is not None:
@@ -80,7 +81,8 @@ class _Worker:
 
     def __init__(self, label: str, threads: int | None) -> None:
         self.label = label
-        self.layer_names: list[str] = []
+        self.layer_names: list[str] = []  # Caffe's, once loaded (Split layers included)
+        self.layers: list[tuple[str, str]] = []  # (name, type) of the net we give Caffe
         env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_PARENT,
                                                           env.get("PYTHONPATH")]))
@@ -129,17 +131,15 @@ class _Worker:
         size = self._log.tell()
         self._log.seek(max(0, size - 65536))
         log = self._log.read().decode("utf-8", "replace")
-        layer = None
+        reason = caffe_reason(log)
+        where = ""
         if phase == 1 and 0 <= index < len(self.layer_names):
-            layer = self.layer_names[index]
-        elif phase == 0:
-            created = re.findall(r"Creating layer (\S+)", log)
-            layer = created[-1] if created else None
+            where = f" in layer '{self.layer_names[index]}'"
+        elif phase == 0:  # this Caffe logs no layer names while loading (DLOG): guess from
+            where = _layers_named_in(reason, self.layers)  # the message
         how = (f"died from {signal.Signals(-code).name}" if code < 0 and -code in
                signal.valid_signals() else f"exited with status {code}")
-        where = f" in layer '{layer}'" if layer else ""
-        return BackendCrash(f"{self.label}: Caffe {how}{where} while {doing}: "
-                            f"{caffe_reason(log)}")
+        return BackendCrash(f"{self.label}: Caffe {how}{where} while {doing}: {reason}")
 
     def close(self) -> None:
         for fd in (self._req, self._rep):
@@ -154,6 +154,22 @@ class _Worker:
             self.proc.wait()
         self._log.close()
         self._mark.close()
+
+
+def _layers_named_in(reason: str, layers: list[tuple[str, str]]) -> str:
+    """' in layer X' when Caffe's message names one layer of the net (by name, or as
+    '<Type> Layer' when only one layer has that type), else ''."""
+    named = [n for n, _ in layers if re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", reason)
+             and re.search(rf"[Ll]ayer '?{re.escape(n)}\b", reason)]
+    if len(named) == 1:
+        return f" in layer '{named[0]}'"
+    typed = [n for n, t in layers if f"{t} Layer" in reason]
+    if len(typed) == 1:
+        return f" in layer '{typed[0]}'"
+    if typed:
+        more = ", ..." if len(typed) > 5 else ""
+        return f" in one of the {dict(layers)[typed[0]]} layers ({', '.join(typed[:5])}{more})"
+    return ""
 
 
 _GLOG_FATAL = re.compile(r"^F\d{4,8} [\d:.]+\s+\d+ ([^\]]*)\] ?(.*)$")

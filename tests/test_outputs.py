@@ -1,0 +1,145 @@
+"""A run's outputs land together or not at all (caffezoo/outputs.py): staged temp files,
+renames under a journal, cleanup on errors and signals, recovery after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from caffezoo import cli
+from caffezoo.errors import InputFileError
+from caffezoo.outputs import OutputSet, sweep
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".caffezoo-"))
+
+
+def test_outputs_are_replaced_together(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "sub" / "b.txt"
+    (tmp_path / "sub").mkdir()
+    a.write_text("old a")
+    with OutputSet([a, b]) as out:
+        out.write(a, "new a")
+        out.write(b, "new b")
+        assert a.read_text() == "old a" and not b.exists()  # nothing lands before commit
+        out.commit()
+    assert a.read_text() == "new a" and b.read_text() == "new b"
+    assert _leftovers(tmp_path) == [] and _leftovers(tmp_path / "sub") == []
+
+
+def test_an_error_before_commit_changes_nothing_and_leaves_no_temp(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("old a")
+    with pytest.raises(RuntimeError), OutputSet([a, b]) as out:
+        out.write(a, "new a")
+        raise RuntimeError("the run failed half way")
+    assert a.read_text() == "old a" and not b.exists() and _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("target, message", [
+    ("FOLDER", "is a folder, expected an output file name"),
+    ("new/", "is a folder"),
+    ("missing/x.json", "output folder .*missing does not exist"),
+    ("file.txt/x.json", "output folder .*file.txt is not a folder"),
+])
+def test_targets_are_checked_up_front(tmp_path, target, message):
+    (tmp_path / "FOLDER").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    path = str(tmp_path / target) + ("/" if target.endswith("/") else "")
+    with pytest.raises(InputFileError, match=message):
+        OutputSet([path])
+
+
+def test_kill_between_renames_is_completed_by_the_next_run(tmp_path):
+    """What a kill -9 during commit leaves (one file renamed, the other still staged, the
+    journal) is rolled forward when the next run touches the folder; dead runs' temps go."""
+    pid = _dead_pid()
+    model, proto = tmp_path / "m.caffemodel", tmp_path / "m.prototxt"
+    model.write_text("old model")
+    proto.write_text("old proto")
+    staged = tmp_path / f".caffezoo-{pid}-abcd1234-m.prototxt.tmp"
+    staged.write_text("new proto")
+    model.write_text("new model")  # the first rename happened, then the kill
+    journal = tmp_path / f".caffezoo-{pid}-abcd1234.journal"
+    journal.write_text(json.dumps({"renames": [[str(tmp_path / "gone.tmp"), str(model)],
+                                               [str(staged), str(proto)]]}))
+    stale = tmp_path / f".caffezoo-{pid}-ffff0000-results.json.tmp"
+    stale.write_text("half a file")
+    mine = tmp_path / f".caffezoo-{os.getpid()}-00000000-x.tmp"  # a live run's: kept
+    mine.write_text("in progress")
+    OutputSet([tmp_path / "other.json"])  # any later run writing here sweeps it
+    assert model.read_text() == "new model" and proto.read_text() == "new proto"
+    assert _leftovers(tmp_path) == [mine.name]
+    mine.unlink()
+    assert sweep(tmp_path) == []
+
+
+_SLOW_WRITER = """
+import sys, time
+from caffezoo import cli
+from caffezoo.outputs import OutputSet, install_signal_handlers
+install_signal_handlers()
+folder = sys.argv[1]
+with OutputSet([folder + "/a.bin", folder + "/b.bin"]) as out:
+    out.write(folder + "/a.bin", b"x" * 10_000_000)
+    print("staged", flush=True)
+    time.sleep(60)
+    out.commit()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_signals_remove_the_staged_files(tmp_path, sig):
+    (tmp_path / "a.bin").write_bytes(b"old")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout.readline() == b"staged\n"
+    assert len(_leftovers(tmp_path)) == 1
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    assert proc.returncode != 0
+    assert _leftovers(tmp_path) == [] and (tmp_path / "a.bin").read_bytes() == b"old"
+
+
+def test_sigkill_leaves_a_temp_that_the_next_run_sweeps(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(tmp_path)],
+                            stdout=subprocess.PIPE, env=env)
+    assert proc.stdout.readline() == b"staged\n"
+    proc.kill()
+    proc.wait(timeout=30)
+    assert len(_leftovers(tmp_path)) == 1
+    deadline = time.time() + 10
+    while _leftovers(tmp_path) and time.time() < deadline:
+        OutputSet([tmp_path / "next.json"])
+    assert _leftovers(tmp_path) == []
+
+
+def test_time_json_into_a_folder_is_refused_before_timing(tmp_path, capsys):
+    assert cli.main(["time", "--model", "resnext50_32x4d", "--json", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # refused before the net was even built
+    assert "is a folder, expected an output file name" in err
+
+
+def test_generate_into_a_file_path_is_one_line(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert cli.main(["generate", "resnext50_32x4d", "-o", str(tmp_path / "f")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
