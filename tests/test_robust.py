@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 
 from caffezoo import cli, netio
-from caffezoo.errors import BackendCrash, NetDefinitionError, ResourceError
+from caffezoo.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERNAL,
+    EXIT_USAGE,
+    BackendCrash,
+    NetDefinitionError,
+    ResourceError,
+)
 from caffezoo.random_weights import random_weights
 from caffezoo.runtimes import check_net, open_runtime
 
@@ -129,7 +137,7 @@ def test_caffe_checks_are_refused_first_with_the_layer_named(name, tmp_path):
     path = _write(tmp_path, text)
     with pytest.raises(NetDefinitionError, match=ours):
         check_net(path)
-    assert cli.main(["info", str(path)]) == 2
+    assert cli.main(["info", str(path)]) == EXIT_BAD_INPUT
 
 
 @pytest.mark.caffe
@@ -168,7 +176,7 @@ def test_stochastic_pooling_is_refused_for_caffe(tmp_path):
     with pytest.raises(NetDefinitionError, match="layer 'pool': STOCHASTIC pooling has no CPU"):
         open_runtime("pycaffe", path)
     assert cli.main(["time", "--prototxt", str(path), "--no-peak", "--iterations", "1",
-                     "--backends", "pycaffe"]) == 2
+                     "--backends", "pycaffe"]) == EXIT_BAD_INPUT
 
 
 @pytest.mark.caffe
@@ -304,21 +312,23 @@ def _eval(tiny, *extra: str) -> list[str]:
             "--workers", "0", *extra]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (("--limit", "0"), "--limit must be at least 1, got 0"),
-    (("--limit", "-1"), "--limit must be at least 1, got -1"),
-    (("--threads", "0"), "--threads must be at least 1, got 0"),
-    (("--base-size", "0"), "--base-size must be at least 1, got 0"),
-    (("--batch-size", "0"), "--batch-size must be at least 1, got 0"),
-    (("--results", "FOLDER/"), "is a folder, expected an output file name"),
-    (("--log", "FOLDER"), "is a folder, expected an output file name"),
-    (("--predictions", "val.txt/p.csv"), "output folder .*val.txt is not a folder"),
+@pytest.mark.parametrize("extra, code, message", [
+    (("--limit", "0"), EXIT_USAGE, "--limit must be at least 1, got 0"),
+    (("--limit", "-1"), EXIT_USAGE, "--limit must be at least 1, got -1"),
+    (("--threads", "0"), EXIT_USAGE, "--threads must be at least 1, got 0"),
+    (("--base-size", "0"), EXIT_USAGE, "--base-size must be at least 1, got 0"),
+    (("--batch-size", "0"), EXIT_USAGE, "--batch-size must be at least 1, got 0"),
+    (("--results", "FOLDER/"), EXIT_BAD_INPUT, "is a folder, expected an output file name"),
+    (("--log", "FOLDER"), EXIT_BAD_INPUT, "is a folder, expected an output file name"),
+    (("--predictions", "val.txt/p.csv"), EXIT_BAD_INPUT,
+     "output folder .*val.txt is not a folder"),
 ])
-def test_eval_refuses_bad_numbers_and_outputs_before_evaluating(tiny, capsys, extra, message):
+def test_eval_refuses_bad_numbers_and_outputs_before_evaluating(tiny, capsys, extra, code,
+                                                                message):
     folder = tiny[0]
     (folder / "FOLDER").mkdir(exist_ok=True)
     extra = tuple(str(folder / e) if "/" in e or e == "FOLDER" else e for e in extra)
-    assert cli.main(_eval(tiny, *extra)) == 2
+    assert cli.main(_eval(tiny, *extra)) == code
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err), err
 
@@ -342,7 +352,7 @@ def test_val_list_with_a_bom_reads_its_first_path(tiny, capsys):
 def test_latin1_prototxt_is_named_as_not_utf8(tmp_path, capsys):
     path = tmp_path / "latin1.prototxt"
     path.write_bytes(b'name: "caf\xe9"\n' + (HEAD % SMALL).encode())
-    assert cli.main(["info", str(path)]) == 2
+    assert cli.main(["info", str(path)]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "latin1.prototxt:1: not UTF-8 text (byte 10: 0xe9)" in err
 
@@ -356,7 +366,7 @@ def test_latin1_prototxt_is_named_as_not_utf8(tmp_path, capsys):
     (["demo", "--size", "0"], "must be at least 1"),
 ])
 def test_zero_counts_are_one_line_errors(argv, message, capsys):
-    assert cli.main(argv) == 2
+    assert cli.main(argv) == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
 
@@ -369,7 +379,7 @@ def test_a_closed_stdout_pipe_ends_quietly(tmp_path):
     proc.stdout.readline()  # `| head -1`
     proc.stdout.close()
     err = proc.stderr.read().decode()
-    assert proc.wait(timeout=60) in (0, 141) and err == "", err
+    assert proc.wait(timeout=60) in (0, EXIT_BROKEN_PIPE) and err == "", err
 
 
 def test_an_unexpected_exception_is_one_line_unless_debug(monkeypatch, capsys):
@@ -379,7 +389,7 @@ def test_an_unexpected_exception_is_one_line_unless_debug(monkeypatch, capsys):
         raise RuntimeError("something broke\nsecond line")
 
     monkeypatch.setattr(zoo, "run", boom)
-    assert cli.main(["zoo"]) == cli.EXIT_INTERNAL
+    assert cli.main(["zoo"]) == EXIT_INTERNAL
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error: RuntimeError: something broke at" in err
     with pytest.raises(RuntimeError):

@@ -16,7 +16,7 @@ import argparse
 import os
 from pathlib import Path
 
-from caffezoo.errors import InputFileError
+from caffezoo.errors import InputFileError, UsageError
 
 TARGETS = ("caffe", "fork", "opencv")
 
@@ -112,7 +112,7 @@ def convert_into_card(args: argparse.Namespace, source) -> int:
     plugin = source.kind.plugin()
     card = zoo.get_card(args.model)
     if args.input_size is not None and args.input_size < 1:
-        raise InputFileError(f"--input-size must be at least 1, got {args.input_size}")
+        raise UsageError(f"--input-size must be at least 1, got {args.input_size}")
     caffemodel, prototxt, outputs = checked_outputs(args.out, card.name)
     if args.random_init:
         what = plugin.random_checkpoint(card.name, source.spec, args.layout, args.seed)

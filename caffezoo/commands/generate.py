@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from caffezoo.errors import CaffezooError
+from caffezoo.errors import CaffezooError, UsageError
 
 DIALECTS = ("ceil_mode", "round_mode", "portable")  # netio.DIALECTS, without importing netio
 
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if args.all == bool(args.model):
         raise CaffezooError("give either a MODEL or --all")
     if args.input_size is not None and args.input_size < 1:
-        raise CaffezooError(f"--input-size must be at least 1, got {args.input_size}")
+        raise UsageError(f"--input-size must be at least 1, got {args.input_size}")
     cards = zoo.all_cards() if args.all else [zoo.get_card(args.model)]
     if args.output == "-":
         if len(cards) != 1:

@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from caffezoo.errors import CaffezooError, ValidationFailed
+from caffezoo.errors import NetDefinitionError, UsageError, ValidationFailed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("random", "limit", "batch", "input_size"):
         value = getattr(args, flag)
         if value is not None and value < 1:
-            raise CaffezooError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
     if not math.isfinite(args.tolerance) or args.tolerance < 0:
-        raise CaffezooError(f"--tolerance must be a finite number >= 0, got {args.tolerance}")
+        raise UsageError(f"--tolerance must be a finite number >= 0, got {args.tolerance}")
     with tempfile.TemporaryDirectory(prefix="caffezoo-validate-") as tmp:
         return _run(args, tmp)
 
@@ -87,7 +87,7 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
         netio.write_prototxt(net, prototxt)
     inputs = analysis.analyze(netio.read_prototxt(prototxt)).inputs
     if len(inputs) != 1 or len(next(iter(inputs.values()))) != 4:
-        raise CaffezooError(f"{prototxt}: expected one NCHW input, found "
+        raise NetDefinitionError(f"{prototxt}: expected one NCHW input, found "
                             f"{', '.join(f'{k} {v}' for k, v in inputs.items()) or 'none'}")
     (shape,) = inputs.values()
     size = int(shape[-1])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from caffezoo.errors import InputFileError
+from caffezoo.errors import InputFileError, UsageError
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def read_val_list(val_list: str | os.PathLike, data_root: str | os.PathLike = ""
     """Parse `path label` lines; blank lines are skipped. Labels are as written."""
     list_path = _expand(val_list)
     if limit is not None and limit < 1:
-        raise InputFileError(f"{list_path}: --limit must be at least 1, got {limit}")
+        raise UsageError(f"--limit must be at least 1, got {limit}")
     root = _expand(data_root) if data_root else ""
     try:
         text = Path(list_path).read_text(encoding="utf-8-sig")  # a BOM is not part of a path

@@ -21,6 +21,7 @@ import os
 import signal
 import struct
 import sys
+import types
 
 import numpy as np
 
@@ -89,6 +90,10 @@ class _Worker:
 
     def load(self, header: dict, arrays: dict[str, np.ndarray]) -> dict:
         from caffezoo import frameworks
+
+        # pycaffe's image helpers (caffe.io: scikit-image, scipy) are never used here and take
+        # most of `import caffe`'s seconds: a stub stands in for them in this process.
+        sys.modules.setdefault("caffe.io", types.ModuleType("caffe.io"))
 
         caffe = self.caffe = frameworks.import_caffe(quiet=False)
         known = set(caffe.layer_type_list())
