@@ -1,11 +1,14 @@
 """What the guard around real Caffe costs: the pycaffe runtime (Caffe in a child process, batches
-and blobs through pipes) against pycaffe called in this process on the same net and weights.
+and blobs through pipes) against pycaffe called in this process on the same net and weights, and
+the guard's own share of each call: the round trip minus the forward pass timed in the child.
 
     scripts/run python benchmarks/guard_overhead.py [--model squeezenet|resnext50_32x4d]
         [--batch-sizes 1,16] [--repeat 7] [--threads 2]
 
-Prints, per batch size, the median ms per forward of each and the ratio (medians of --repeat
-passes, interleaved so that machine load hits both alike), and the runtime's start-up time.
+Prints, per batch size, the median ms per forward of each and their ratio (medians of --repeat
+passes, interleaved), the median guard overhead per call (the batch and the blobs through the
+pipes, and their copies; the child's layer-by-layer loop, which records the running layer, is
+part of the child's time and shows only in the ratio), and the runtime's start-up time.
 """
 
 from __future__ import annotations
@@ -76,21 +79,29 @@ def main() -> None:
         print(f"{args.model}: guarded runtime start-up {start_s:.2f} s; OPENBLAS threads "
               f"{args.threads}; median of {args.repeat}")
         print(f"{'batch':>5} {'in-process ms':>14} {'guarded ms':>11} {'ratio':>6} "
-              f"{'max |diff|':>10}")
+              f"{'guard ms':>9} {'guard %':>8} {'max |diff|':>10}")
         for n in (int(v) for v in args.batch_sizes.split(",")):
             batch = np.random.default_rng(0).normal(
                 size=(n, *guarded.input_shape[1:])).astype(np.float32)
             a, b = in_process(batch), guarded.forward(batch)[out]  # warm-up, and agreement
-            ours, theirs = [], []
+            ours, theirs, guard, share = [], [], [], []
             for _ in range(args.repeat):
+                # A pause before each timed call: OpenBLAS threads keep spinning for a while
+                # after their work, and would compete with the other process's pass.
+                time.sleep(0.3)
                 t0 = time.perf_counter()
                 in_process(batch)
                 theirs.append(time.perf_counter() - t0)
+                time.sleep(0.3)
                 t0 = time.perf_counter()
                 guarded.forward(batch)
                 ours.append(time.perf_counter() - t0)
+                guard.append(ours[-1] - guarded.child_seconds)
+                share.append(guard[-1] / ours[-1])
             mi, mg = statistics.median(theirs) * 1000, statistics.median(ours) * 1000
             print(f"{n:>5} {mi:>14.1f} {mg:>11.1f} {mg / mi:>6.3f} "
+                  f"{statistics.median(guard) * 1000:>9.2f} "
+                  f"{100 * statistics.median(share):>7.2f}% "
                   f"{float(np.max(np.abs(a - b))):>10.2g}")
 
 

@@ -267,7 +267,25 @@ def test_mutated_nets_through_the_time_command(base_nets, tmp_path):
 
 # -- every crash the fuzzing found, kept --------------------------------------------------------
 
-REGRESSIONS: dict[str, str] = {}
+_IN = 'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: %s } } }\n'
+_C = "1 dim: 3 dim: 8 dim: 8"
+# The crashes issue 9's fuzzing found (each aborted real Caffe or gave a wrong answer), and those
+# found since; tests/test_robust.py reproduces each in unguarded Caffe.
+REGRESSIONS: dict[str, str] = {
+    "stochastic_pooling": _IN % _C + 'layer { name: "p" type: "Pooling" bottom: "data" '
+    'top: "p" pooling_param { pool: STOCHASTIC kernel_size: 2 stride: 2 } }',
+    "cudnn_engine": _IN % _C + 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+    "convolution_param { num_output: 2 kernel_size: 3 engine: CUDNN } }",
+    "inplace_split": _IN % _C + 'layer { name: "s" type: "Split" bottom: "data" top: "data" }',
+    "split_without_top": _IN % _C + 'layer { name: "s" type: "Split" bottom: "data" }\n'
+    'layer { name: "r" type: "ReLU" bottom: "data" top: "r" }',
+    "input_over_int32": _IN % "1 dim: 3 dim: 100000 dim: 100000" + 'layer { name: "r" '
+    'type: "ReLU" bottom: "data" top: "r" }',
+    "inplace_pooling": _IN % _C + 'layer { name: "p" type: "Pooling" bottom: "data" '
+    'top: "data" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }',
+    "prelu_channel_shared": _IN % _C + 'layer { name: "p" type: "PReLU" bottom: "data" '
+    'top: "p" prelu_param { channel_shared: true } }',
+}
 
 
 @pytest.mark.caffe

@@ -133,7 +133,9 @@ def test_sigkill_leaves_a_temp_that_the_next_run_sweeps(tmp_path):
 
 
 def test_time_json_into_a_folder_is_refused_before_timing(tmp_path, capsys):
-    assert cli.main(["time", "--model", "resnext50_32x4d", "--json", str(tmp_path)]) == 3
+    (tmp_path / "speed.json").mkdir()
+    assert cli.main(["time", "--model", "resnext50_32x4d", "--json",
+                     str(tmp_path / "speed.json")]) == 3
     out, err = capsys.readouterr()
     assert out == ""  # refused before the net was even built
     assert "is a folder, expected an output file name" in err

@@ -66,9 +66,10 @@ class PyCaffeRuntime(Runtime):
         return name in self._blobs
 
     def _forward(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-        _, arrays = self._worker.call({"op": "forward", "input": self.input_name,
+        reply, arrays = self._worker.call({"op": "forward", "input": self.input_name,
                                        "names": names}, [("batch", batch)],
                                       doing=f"running a batch of {batch.shape[0]}")
+        self.child_seconds = reply["seconds"]  # the forward pass alone, timed in the child
         return arrays
 
     def close(self) -> None:
