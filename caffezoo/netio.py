@@ -70,9 +70,10 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
         raise InputFileError(f"{path}: is a folder, expected an output file name")
     if not path.parent.is_dir():
         raise InputFileError(f"{path}: output folder {path.parent} does not exist")
-    from caffezoo.outputs import temp_name  # named so that a later run sweeps it after kill -9
+    from caffezoo.outputs import sweep, temp_name
 
-    tmp = temp_name(path)
+    sweep(path.parent)  # what killed runs left here (docs/reliability.md)
+    tmp = temp_name(path)  # named so that a later run sweeps it after a kill -9
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as err:

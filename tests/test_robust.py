@@ -318,7 +318,7 @@ def _eval(tiny, *extra: str) -> list[str]:
     (("--threads", "0"), EXIT_USAGE, "--threads must be at least 1, got 0"),
     (("--base-size", "0"), EXIT_USAGE, "--base-size must be at least 1, got 0"),
     (("--batch-size", "0"), EXIT_USAGE, "--batch-size must be at least 1, got 0"),
-    (("--results", "FOLDER/"), EXIT_BAD_INPUT, "is a folder, expected an output file name"),
+    (("--json", "FOLDER.json"), EXIT_BAD_INPUT, "is a folder, expected an output file name"),
     (("--log", "FOLDER"), EXIT_BAD_INPUT, "is a folder, expected an output file name"),
     (("--predictions", "val.txt/p.csv"), EXIT_BAD_INPUT,
      "output folder .*val.txt is not a folder"),
@@ -327,7 +327,8 @@ def test_eval_refuses_bad_numbers_and_outputs_before_evaluating(tiny, capsys, ex
                                                                 message):
     folder = tiny[0]
     (folder / "FOLDER").mkdir(exist_ok=True)
-    extra = tuple(str(folder / e) if "/" in e or e == "FOLDER" else e for e in extra)
+    (folder / "FOLDER.json").mkdir(exist_ok=True)
+    extra = tuple(str(folder / e) if "/" in e or e.startswith("FOLDER") else e for e in extra)
     assert cli.main(_eval(tiny, *extra)) == code
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err), err
@@ -345,7 +346,7 @@ def test_val_list_with_a_bom_reads_its_first_path(tiny, capsys):
     folder = tiny[0]
     (folder / "val.txt").write_bytes(b"\xef\xbb\xbfim0.png 1\nim1.png 2\n")
     results = folder / "r.json"
-    assert cli.main(_eval(tiny, "--results", str(results), "--top-k", "1")) == 0
+    assert cli.main(_eval(tiny, "--json", str(results), "--top-k", "1")) == 0
     assert '"evaluated": 2' in results.read_text()
 
 

@@ -237,9 +237,9 @@ def open_runtime(backend: str, prototxt: str | Path, weights: str | Path | None 
                  threads: int | None = None) -> Runtime:
     """Loads `prototxt` (+ `weights`) into the runtime `backend` (one of BACKENDS, or "auto").
 
-    `threads` sets the backend's worker threads (process-wide for pycaffe, opencv and torch:
-    OpenBLAS, cv::setNumThreads, torch.set_num_threads; per session for onnxruntime); None
-    leaves the library default."""
+    `threads` sets the backend's worker threads (OpenBLAS of pycaffe's child process;
+    process-wide for opencv and torch: cv::setNumThreads, torch.set_num_threads; per session
+    for onnxruntime); None leaves the library default."""
     backend = resolve_backend(backend)
     if backend not in BACKENDS:
         raise ValueError(f"unknown runtime {backend!r}; choose one of {', '.join(BACKENDS)}")
