@@ -364,7 +364,7 @@ def test_latin1_prototxt_is_named_as_not_utf8(tmp_path, capsys):
     (["validate", "--source", "torch:x.pth", "--model", "resnext50_32x4d", "--weights",
       "w.caffemodel", "--random", "0"], "--random must be at least 1, got 0"),
     (["generate", "resnext50_32x4d", "--input-size", "0"], "--input-size must be at least 1"),
-    (["demo", "--size", "0"], "must be at least 1"),
+    (["demo", "--input-size", "0"], "must be at least 1"),
 ])
 def test_zero_counts_are_one_line_errors(argv, message, capsys):
     assert cli.main(argv) == EXIT_USAGE
