@@ -157,13 +157,13 @@ def assert_one_line_answer(argv: list[str], capsys) -> int:
     return code
 
 
-def through_caffe(prototxt: Path, weights: Path | None) -> None:
-    """Opens the guarded pycaffe runtime and runs one batch: either that works or caffezoo
-    refuses in one line; a BackendCrash means the checks missed something."""
+def through_caffe(prototxt: Path, weights: Path | None, backend: str = "pycaffe") -> None:
+    """Opens the runtime (by default the guarded pycaffe) and runs one batch: either that works
+    or caffezoo refuses in one line; a BackendCrash means the checks missed something."""
     from caffezoo.runtimes import open_runtime
 
     try:
-        rt = open_runtime("pycaffe", prototxt, weights)
+        rt = open_runtime(backend, prototxt, weights)
     except BackendCrash:
         raise
     except CaffezooError as err:
@@ -177,7 +177,8 @@ def through_caffe(prototxt: Path, weights: Path | None) -> None:
     except CaffezooError as err:
         assert "\n" not in str(err)
     finally:
-        rt.close()
+        if hasattr(rt, "close"):
+            rt.close()
 
 
 def reaches_caffe(prototxt: Path, weights: Path | None) -> bool:
@@ -225,7 +226,8 @@ def test_mutated_caffemodels_through_info(base_nets, tmp_path, capsys):
 @pytest.mark.slow
 def test_mutated_nets_through_real_caffe(base_nets, tmp_path):
     """Mutants of the small net (and of its weights) that pass caffezoo's checks run in real
-    Caffe; none may crash it."""
+    Caffe, and in OpenCV (in this process: a crash there would end the test run); none may
+    crash either or raise anything but a one-line caffezoo error."""
     rng = random.Random(11)
     text, model = base_nets["small"]
     good_model = tmp_path / "small.caffemodel"
@@ -243,6 +245,7 @@ def test_mutated_nets_through_real_caffe(base_nets, tmp_path):
             continue
         ran += 1
         through_caffe(proto, weights)
+        through_caffe(proto, weights, "opencv")
     assert ran == 8 * SCALE
 
 

@@ -405,3 +405,16 @@ def test_convert_into_an_existing_folder_writes_inside_it(tmp_path):
                                                         tmp_path / "out" / "rx50.prototxt")
     assert out_paths(str(tmp_path / "new") + "/", "rx50")[1] == tmp_path / "new" / "rx50.prototxt"
     assert out_paths(str(tmp_path / "a.caffemodel"))[1] == tmp_path / "a.prototxt"
+
+
+@pytest.mark.opencv
+@pytest.mark.parametrize("on_error, code", [("fail", EXIT_BAD_INPUT), ("skip", 0)])
+def test_a_nul_byte_in_a_listed_path_is_a_bad_image(tiny, capsys, on_error, code):
+    """Found by fuzzing val lists: open() raises ValueError (not OSError) for such a path."""
+    folder = tiny[0]
+    (folder / "val.txt").write_bytes(b"im0.png 1\nim\x001.png 2\n")
+    assert cli.main(_eval(tiny, "--top-k", "1", "--on-error", on_error)) == code
+    err = capsys.readouterr().err
+    assert "internal error" not in err
+    if code:
+        assert err.count("\n") == 1

@@ -187,8 +187,9 @@ def load_image(path: str) -> np.ndarray:
             data = f.read()
     except FileNotFoundError:
         raise ImageError(f"{path}: missing file") from None
-    except OSError as err:
-        raise ImageError(f"{path}: cannot read ({err.strerror or err})") from None
+    except (OSError, ValueError) as err:  # ValueError: a NUL byte in the listed path
+        raise ImageError(f"{path!r}: cannot read ({getattr(err, 'strerror', None) or err})"
+                         ) from None
     if not data:
         raise ImageError(f"{path}: empty file")
     if _jpeg_truncated(data):
