@@ -3,6 +3,8 @@
 
   forward   forward passes only, over crops decoded beforehand (the ceiling)
   eval      `caffezoo eval`'s loop end to end (decode + crop in workers beside the forward)
+  decode    decoding and cropping alone, in the eval loop's workers (what bounds eval when the
+            forward pass is fast: 1-crop on 2 cores)
   original  a sequential loop in the original evaluation_cls.py's style: imread, resize,
             normalise, centre crop, one forward pass per image (batch 1)
 
@@ -48,6 +50,16 @@ def original_style_loop(runtime, samples, pre, blob: str) -> float:
         crop = np.asarray([img[y:y + c, x:x + c]], dtype=np.float32).transpose(0, 3, 1, 2)
         scores = runtime.forward(crop, [blob])[blob].reshape(1, -1)
         (-scores[0]).argsort()
+    return time.perf_counter() - t0
+
+
+def decode_only(samples, pre, workers: int) -> float:
+    """Seconds to decode and crop every image in the eval loop's worker threads, no forward."""
+    from caffezoo.evaluation.classify import _crops_in_order
+
+    t0 = time.perf_counter()
+    for _ in _crops_in_order(samples, pre, workers, workers + 2, "thread"):
+        pass
     return time.perf_counter() - t0
 
 
@@ -110,10 +122,11 @@ def main() -> int:
     config = EvalConfig(pre, blob, classes, batch_size=args.batch_size, workers=args.workers,
                         worker_kind=args.worker_kind, top_k=(1,))
     n = len(samples)
-    times: dict[str, list[float]] = {"forward": [], "eval": [], "original": []}
+    times: dict[str, list[float]] = {"forward": [], "eval": [], "decode": [], "original": []}
     for _ in range(args.passes):
         times["forward"].append(forward_only(runtime, crops, args.batch_size, blob))
         times["eval"].append(evaluate(runtime, samples, config).wall_s)
+        times["decode"].append(decode_only(samples, pre, args.workers))
         if args.crop_num == 1:
             times["original"].append(original_style_loop(runtime, samples, pre, blob))
     rate = {k: n / statistics.median(v) for k, v in times.items() if v}

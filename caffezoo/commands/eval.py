@@ -75,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--backend", choices=("auto", "onnxruntime", "torch", "opencv", "pycaffe"),
                    default=DEFAULT_BACKEND,
                    help=f"runtime (default {DEFAULT_BACKEND}: the fastest installed, "
-                        "onnxruntime > torch > opencv > pycaffe)")
+                        "onnxruntime > opencv > torch > pycaffe)")
     m.add_argument("--threads", type=int, metavar="N",
                    help="inference threads (default: the library's, all cores)")
     m.add_argument("--output-blob", metavar="NAME",

@@ -41,7 +41,7 @@ from caffezoo.errors import CaffezooError, NetDefinitionError, WeightMismatchErr
 
 BACKENDS = ("pycaffe", "opencv", "onnxruntime", "torch")
 # `auto` takes the first usable one: fastest first on CPU (docs/runtimes.md, docs/benchmarks.md)
-AUTO_ORDER = ("onnxruntime", "torch", "opencv", "pycaffe")
+AUTO_ORDER = ("onnxruntime", "opencv", "torch", "pycaffe")
 _IMPORTS = {"pycaffe": "caffe", "opencv": "cv2", "onnxruntime": "onnxruntime", "torch": "torch"}
 
 
