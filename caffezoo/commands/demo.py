@@ -305,7 +305,7 @@ def _time_runtimes(args, card, stats, prototxt: Path, caffemodel: Path, table: l
 
     print(f"6. timed both runtimes on a seeded batch of {args.batch_size} "
           f"(threads: {args.threads or 'library default'}):")
-    results, per_image = {}, {}
+    results, per_image, rows = {}, {}, []
     for backend in ("pycaffe", "opencv"):
         t0 = time.perf_counter()
         rt = open_runtime(backend, prototxt, caffemodel, threads=args.threads)
@@ -314,17 +314,18 @@ def _time_runtimes(args, card, stats, prototxt: Path, caffemodel: Path, table: l
         out, fwd_s = _timed(lambda rt=rt: rt.forward(batch, blobs), args.repeat)
         results[backend] = out
         per_image[backend] = 1000 * fwd_s / args.batch_size
-        print(f"   {backend:<8} load {load_s:6.2f} s   forward {per_image[backend]:7.1f} "
-              f"ms/image (median of {args.repeat} batches)")
+        rows.append((backend, f"{load_s:.2f}", f"{per_image[backend]:.1f}"))
         table.append((f"time {backend}", f"{per_image[backend]:.1f} ms/image (batch "
                       f"{args.batch_size}, median of {args.repeat})", load_s + fwd_s * args.repeat))
 
+    print(format_table(("runtime", "load s", f"forward ms/image (median of {args.repeat})"),
+                       rows, align="lrr", indent="   "))
     a, b = results["pycaffe"], results["opencv"]
     ok = True
-    for name in blobs:
-        diff = float(np.max(np.abs(a[name] - b[name])))
-        scale = float(np.max(np.abs(a[name])))
-        print(f"   {name:<10} max |pycaffe - opencv| = {diff:.3g} (max |value| {scale:.3g})")
+    print(format_table(("blob", "max |pycaffe - opencv|", "max |value|"),
+                       [(name, f"{float(np.max(np.abs(a[name] - b[name]))):.3g}",
+                         f"{float(np.max(np.abs(a[name]))):.3g}") for name in blobs],
+                       align="lrr", indent="   "))
     for name in stats.outputs:
         diff = float(np.max(np.abs(a[name] - b[name])))
         top_a = np.argmax(a[name].reshape(args.batch_size, -1), axis=1)
