@@ -105,3 +105,31 @@ def test_matcher_pairs_every_weighted_layer(gluon_resnet):
     assert m.pairs["data_bn"].startswith("resnetv2") and \
         m.pairs["data_bn"].endswith("_batchnorm0_fwd")
     assert m.pairs["classifier"].endswith("_dense0_fwd")
+
+
+@pytest.mark.slow
+def test_input_scaling_ops_fold_into_the_card_convention(gluon_resnet, tmp_path, capsys):
+    """The same Gluon net behind `(x - 127) / 64` scalar ops: into the card, the ops leave the
+    graph and the map from the card's BGR mean/std to them goes into the input batch norm."""
+    import shutil
+
+    from caffezoo.frameworks import import_mxnet
+
+    mx = import_mxnet()
+    sym = mx.sym.load(f"{gluon_resnet}-symbol.json")
+    scaled = sym(data=(mx.sym.var("data") - 127.0) / 64.0)
+    prefix = tmp_path / "scaled"
+    (tmp_path / "scaled-symbol.json").write_text(scaled.tojson())
+    shutil.copy(f"{gluon_resnet}-0000.params", tmp_path / "scaled-0000.params")
+    out = tmp_path / "r"
+    assert main(["convert", "--source", f"mxnet:{prefix}", "--model", "resnet101_v2_gluon",
+                 "--input-size", "64", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "folded into the input normalisation: RGB mean [127, 127, 127] std [64, 64, 64]" \
+        in text
+    assert "resnet101_v2_gluon's mean/std folded in" in text
+    assert main(["validate", "--source", f"mxnet:{prefix}", "--model", "resnet101_v2_gluon",
+                 "--weights", f"{out}.caffemodel", "--random", "2", "--layers",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and report["max_rel"] < 1e-5 and report["layers"]
