@@ -9,6 +9,10 @@ nsfw gets uniform(-100, 100) inputs.
 
     python benchmarks/export_accuracy.py                 # everything (several minutes)
     python benchmarks/export_accuracy.py --cards resnext50_32x4d --no-real
+    python benchmarks/export_accuracy.py --fold-bn --cards resnext50_32x4d,inception_v3
+
+With --fold-bn: the ONNX export with BatchNorm/Scale folded against the unfolded one (both on
+ONNX Runtime), logits only.
 """
 
 from __future__ import annotations
@@ -58,6 +62,31 @@ def compare(proto, weights, x) -> list[tuple[str, str, float, float]]:
     return rows
 
 
+def fold_difference(card) -> tuple[int, float, float]:
+    """(layers folded, max abs, max rel) of the folded export's logits against the unfolded."""
+    import onnxruntime as ort
+
+    from caffezoo.export import onnx as export_onnx
+    from caffezoo.export import plan
+    from caffezoo.random_weights import random_weights
+
+    net = card.build(card.input_size)
+    weights = random_weights(net, seed=1)
+    s = card.input_size
+    x = np.random.default_rng(0).normal(0, 1, (2, 3, s, s)).astype(np.float32)
+    outs, folded = [], 0
+    for fold in (False, True):
+        ex = plan.prepare(net, weights, fold_bn=fold)
+        blob = next(la.bottom[0] for la in reversed(ex.net.layer) if la.type == "Softmax")
+        model = export_onnx.to_onnx(ex, dynamic_batch=True, outputs=[blob])
+        session = ort.InferenceSession(model.SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        outs.append(session.run(None, {"data": x})[0].astype(np.float64))
+        folded = len(ex.folded)
+    err = float(np.abs(outs[0] - outs[1]).max())
+    return folded, err, err / float(np.abs(outs[0]).max())
+
+
 def main() -> int:
     from caffezoo import netio
     from caffezoo.analysis import analyze
@@ -67,10 +96,18 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cards", help="comma-separated zoo names (default: all, with variants)")
     p.add_argument("--no-real", action="store_true", help="skip SqueezeNet and nsfw")
+    p.add_argument("--fold-bn", action="store_true", help="folded against unfolded export")
     args = p.parse_args()
     cards = all_cards(variants=True)
     if args.cards:
         cards = [c for c in cards if c.name in args.cards.split(",")]
+    if args.fold_bn:
+        print("| net | input | layers folded | logits max abs | logits max rel |")
+        print("|---|---|---:|---:|---:|")
+        for card in cards:
+            n, err, rel = fold_difference(card)
+            print(f"| {card.name} | {card.input_size} | {n} | {err:.2e} | {rel:.2e} |")
+        return 0
     print("| net | input | backend | blob | max abs error | max rel error |")
     print("|---|---|---|---|---:|---:|")
     worst = 0.0
