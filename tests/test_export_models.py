@@ -1,7 +1,8 @@
 """The exported backends (onnxruntime, torch) against real Caffe on whole networks: every zoo card
 and variant (seeded random weights, at a small input size that is valid for the net), the real
 SqueezeNet v1.0 in ../shared/data (old `input_dim` format), and the real nsfw ResNet-50-1by2
-(downloaded by tests/downloads.py). Every blob is compared, not only the output."""
+(downloaded by tests/downloads.py). Every blob is compared, not only the output (for the zoo:
+every fourth blob and the outputs); and `validate --layers` runs on both exported backends."""
 
 from __future__ import annotations
 
@@ -101,3 +102,18 @@ def test_real_nsfw_resnet50_1by2():
                                          ).astype(np.float32)
     worst_errors([caffe, open_runtime("onnxruntime", proto, model),
                   open_runtime("torch", proto, model)], x)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_validate_layer_by_layer_on_an_exported_backend(tmp_path, backend):
+    """`caffezoo validate --backend onnxruntime|torch --layers`: a converted torchvision
+    ResNeXt-50 against its PyTorch source, every mapped layer (test_validate's helpers)."""
+    from test_validate import _convert, _validate, ct
+
+    path = tmp_path / "resnext50.pth"
+    ct.save_random_checkpoint("resnext50_32x4d", "torchvision", path, seed=7)
+    source = (path, ct.load_pytorch(path))
+    report = _validate(source, _convert(source, tmp_path, "ok"), layers=True, backend=backend)
+    assert report.passed and report.first_divergence is None, report.lines()
+    assert report.max_rel < 1e-5
