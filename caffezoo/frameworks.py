@@ -200,6 +200,11 @@ def import_onnxruntime() -> ModuleType:
 
 def import_tensorflow() -> ModuleType:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" not in sys.modules:
+        # pycaffe loaded after TensorFlow crashes (segfault) when it parses a net: their
+        # protobuf runtimes clash. Loaded first, both work; so load it first when present.
+        with contextlib.suppress(DependencyError):
+            import_caffe()
     return _import("tensorflow", "TensorFlow (import tensorflow)")
 
 

@@ -42,9 +42,10 @@ DEFAULT_TOLERANCE = 1e-4
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
 
-def open_source(spec: str, card, net, layout: str | None = None) -> SourceModel:
+def open_source(spec: str, card, net, layout: str | None = None,
+                keep_background: bool = False) -> SourceModel:
     """`KIND:SPEC` (e.g. torch:resnext50.pth) as a runnable card source (converters/registry)."""
-    return open_card_source(spec, card, net, layout)
+    return open_card_source(spec, card, net, layout, keep_background)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -424,6 +424,29 @@ _CARDS: tuple[ModelCard, ...] = (
            "averages exclude the padding", 42.7),
           ("inception_resnet_v2_timm", "Inception-ResNet-v2 (timm layout)", "timm",
            "inception_resnet_v2.tf_in1k", "averages exclude the padding", 55.8))),
+    # Variants for TF-slim checkpoints (generators/variants_tfslim.py, docs/conversion.md):
+    # TF's input x / 127.5 - 1 is mean 127.5, std 127.5 on 0..255 pixels.
+    *(ModelCard(
+        name=name, title=title, family=family,
+        generator=f"caffezoo.generators.variants_tfslim:{name}", input_size=size,
+        variant_of=name.removesuffix("_tfslim"),
+        eval_settings=_INCEPTION_EVAL if size == 299 else _RESNET_EVAL,
+        mean=(127.5,) * 3, std=(127.5,) * 3, val_list=ILSVRC2012_VAL,
+        sources=(Source("tf-slim", checkpoint, "1001 classes (0 = background; dropped by "
+                        "default)"),),
+        published_params_m=params, published_note="the source model's count")
+      for name, title, family, size, checkpoint, params in (
+          ("inception_v3_tfslim", "Inception-v3 (TF-slim)", "inception", 299,
+           "inception_v3_2016_08_28.tar.gz (inception_v3.ckpt)", 23.8),
+          ("inception_v4_tfslim", "Inception-v4 (TF-slim)", "inception", 299,
+           "inception_v4_2016_09_09.tar.gz (inception_v4.ckpt)", 42.7),
+          ("inception_resnet_v2_tfslim", "Inception-ResNet-v2 (TF-slim)", "inception", 299,
+           "inception_resnet_v2_2016_08_30.tar.gz (inception_resnet_v2_2016_08_30.ckpt)",
+           55.8),
+          ("resnet101_v2_tfslim", "ResNet-101 v2 (TF-slim)", "resnet-v2", 224,
+           "resnet_v2_101_2017_04_14.tar.gz (resnet_v2_101.ckpt)", 44.5),
+          ("resnet152_v2_tfslim", "ResNet-152 v2 (TF-slim)", "resnet-v2", 224,
+           "resnet_v2_152_2017_04_14.tar.gz (resnet_v2_152.ckpt)", 60.2))),
 )
 
 _BY_NAME = {card.name: card for card in _CARDS}

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "free conversion with --target caffe; docs/formats.md)")
     parser.add_argument("--layout", choices=all_layouts(), default=None,
                         help="the checkpoint's naming scheme (default: recognised)")
+    parser.add_argument("--keep-background", action="store_true",
+                        help="keep a TF-slim checkpoint's background class (1001 outputs; "
+                        "default: dropped, 1000 outputs)")
     parser.add_argument("--random-init", action="store_true",
                         help="first write seeded random weights to the source path")
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-init")
@@ -107,9 +110,12 @@ def run(args: argparse.Namespace) -> int:
 
 def convert_into_card(args: argparse.Namespace, source) -> int:
     from caffezoo import zoo
-    from caffezoo.converters.common import Op
+    from caffezoo.converters.common import ConvertOptions, Op
+    from caffezoo.converters.registry import check_background
 
     plugin = source.kind.plugin()
+    if args.keep_background:
+        check_background(source)
     card = zoo.get_card(args.model)
     if args.input_size is not None and args.input_size < 1:
         raise UsageError(f"--input-size must be at least 1, got {args.input_size}")
@@ -118,7 +124,8 @@ def convert_into_card(args: argparse.Namespace, source) -> int:
         what = plugin.random_checkpoint(card.name, source.spec, args.layout, args.seed)
         print(f"{source.spec}: seeded random weights (seed {args.seed}) in {what}, NOT trained "
               "weights")
-    result = plugin.convert(source.spec, card, args.input_size, args.layout, None)
+    options = ConvertOptions(keep_background=args.keep_background)
+    result = plugin.convert(source.spec, card, args.input_size, args.layout, options)
     dialect = args.dialect or "ceil_mode"
     write_pair(result.net, outputs, caffemodel, prototxt, dialect)
     converted = sum(1 for a in result.plan.assigns if a.op in Op.WEIGHTED)

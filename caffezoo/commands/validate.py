@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="pycaffe")
     parser.add_argument("--layout", choices=all_layouts(), default=None,
                         help="the checkpoint's naming scheme (default: recognised)")
+    parser.add_argument("--keep-background", action="store_true",
+                        help="the conversion kept a TF-slim background class (1001 outputs)")
     parser.add_argument("--layers", action="store_true",
                         help="compare every mapped layer (first batch) and name the first "
                         "that diverges")
@@ -92,7 +94,8 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
     (shape,) = inputs.values()
     size = int(shape[-1])
     zoo_net = card.build(size)
-    source = validate.open_source(args.source, card, zoo_net, args.layout)
+    source = validate.open_source(args.source, card, zoo_net, args.layout,
+                                  args.keep_background)
     if args.images:
         pixels, names = validate.image_pixels(args.images, size,
                                               validate.eval_base_size(card, size), args.limit)

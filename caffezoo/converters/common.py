@@ -80,6 +80,18 @@ class PoolSpec:
     exclude_pad: bool = False  # average over real pixels only (count_include_pad=False)
     global_pool: bool = False
     ceil: bool = False  # the source rounds up (Torch ceil_mode); PyTorch/Torch default floor
+    # TensorFlow's "SAME"/"VALID" instead of pad/ceil: the windows follow from the map size
+    # (SAME puts an odd extra pixel at the bottom/right), checked window by window
+    padding: str = ""
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """A source convolution's padding, checked against the target's windows: TF's "SAME" or
+    "VALID", or "EXPLICIT" `pad` pixels on each side (TF-slim's conv2d_same)."""
+
+    padding: str
+    pad: int = 0
 
 
 @dataclass
@@ -115,6 +127,8 @@ class Assign:
     source: str  # module path in the source; "" when it has no module
     layers: tuple[str, ...]  # conv/linear/pool/eltwise: (layer,); bn: (BatchNorm, Scale)
     eps: float | None = None  # bn: the source's eps
+    conv: ConvSpec | None = None  # conv: checked geometry (TF padding)
+    skip_rows: int = 0  # linear: leading source outputs not converted (TF's background class)
     pool: PoolSpec | None = None  # pool
     coeff: tuple[float, ...] | None = None  # eltwise: the source's sum coefficients
 
@@ -194,6 +208,8 @@ class ConvertOptions:
     ceil_pooling: bool = False
     # per-channel (a, b), BGR, folded into the first convolution(s): source = a * card + b
     affine: tuple[np.ndarray, np.ndarray] | None = None
+    # keep a source's background class (TF-slim's 1001 outputs) instead of dropping it
+    keep_background: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,11 +308,51 @@ def _weight_and_bias(ctx: MapContext, a: Assign, name: str, flatten: bool = Fals
 @handler(Op.CONV)
 def _conv(ctx: MapContext, a: Assign) -> None:
     (name,) = a.layers
-    if ctx.layer(name, ("Convolution",)) is None:
+    layer = ctx.layer(name, ("Convolution",))
+    if layer is None:
         return
     blobs = _weight_and_bias(ctx, a, name)
     if blobs is not None:
         ctx.weights[name] = blobs
+    if a.conv is not None:
+        _check_conv_windows(ctx, a, layer)
+
+
+def _check_conv_windows(ctx: MapContext, a: Assign, layer) -> None:
+    """The target convolution's windows (start, count per axis) must be the source's."""
+    p = layer.convolution_param
+    kernel = (p.kernel_h or (p.kernel_size[0] if p.kernel_size else 1),
+              p.kernel_w or (p.kernel_size[-1] if p.kernel_size else 1))
+    stride = (p.stride_h or (p.stride[0] if p.stride else 1),
+              p.stride_w or (p.stride[-1] if p.stride else 1))
+    pad = (p.pad_h or (p.pad[0] if p.pad else 0), p.pad_w or (p.pad[-1] if p.pad else 0))
+    in_hw = ctx.analysis.blob_shapes_at[(layer.name, 0)][2:]
+    for axis, n in enumerate(in_hw):
+        k, s, caffe_pad = kernel[axis], stride[axis], pad[axis]
+        before, after, out = tf_padding(n, k, s, a.conv.padding, a.conv.pad)
+        caffe_out = (n + 2 * caffe_pad - k) // s + 1
+        if (caffe_pad, caffe_out) != (before, out):
+            how = (f"pads {before} before and {after} after" if before != after
+                   else f"pads {before}")
+            ctx.structure.append(
+                f"layer {layer.name!r} pads {caffe_pad} on each side of its {n}-pixel axis, "
+                f"the source ({a.source}, TF {a.conv.padding}, kernel {k}, stride {s}) {how}: "
+                + ("no symmetric Caffe padding is the same" if before != after
+                   else "the windows differ"))
+            return
+
+
+def tf_padding(n: int, k: int, s: int, padding: str, pad: int = 0) -> tuple[int, int, int]:
+    """(pad before, pad after, output size) of TensorFlow's SAME or VALID (or `pad` pixels on
+    each side, then VALID: "EXPLICIT") on one axis."""
+    if padding in ("VALID", "EXPLICIT"):
+        p = pad if padding == "EXPLICIT" else 0
+        return p, p, (n + 2 * p - k) // s + 1
+    if padding != "SAME":
+        raise ConversionError(f"unknown TF padding {padding!r}")
+    out = -(-n // s)
+    total = max((out - 1) * s + k - n, 0)
+    return total // 2, total - total // 2, out
 
 
 @handler(Op.BN)
@@ -326,8 +382,19 @@ def _bn(ctx: MapContext, a: Assign) -> None:
 
 @handler(Op.LINEAR)
 def _linear(ctx: MapContext, a: Assign) -> None:
+    """InnerProduct from a linear layer (or a 1x1 convolution on a 1x1 map); `skip_rows`
+    leading outputs of the source (a background class) are left out."""
     (name,) = a.layers
     if ctx.layer(name, ("InnerProduct",)) is None:
+        return
+    if a.skip_rows:
+        shapes = ctx.expected(name)
+        wanted = [(shapes[0][0] + a.skip_rows, *shapes[0][1:])]
+        w = ctx.take(a.source, Part.WEIGHT, wanted[0], name, flatten=True)
+        b = ctx.take(a.source, Part.BIAS, (wanted[0][0],), name) if len(shapes) > 1 else None
+        if w is None or (len(shapes) > 1 and b is None):
+            return
+        ctx.weights[name] = [w[a.skip_rows:]] + ([] if b is None else [b[a.skip_rows:]])
         return
     blobs = _weight_and_bias(ctx, a, name, flatten=True)
     if blobs is not None:
@@ -359,6 +426,9 @@ def _pool(ctx: MapContext, a: Assign) -> None:
                                  f"{in_shape[2]}x{in_shape[3]} map")
         return
     k, s, pad = _pool_geometry(p)
+    if spec.padding:
+        _check_tf_pool(ctx, a, layer, in_shape[2:], out_shape[2:])
+        return
     if (k, s, pad) != ((spec.kernel,) * 2, (spec.stride,) * 2, (spec.pad,) * 2):
         ctx.structure.append(f"layer {name!r} has kernel/stride/pad {k}/{s}/{pad}, {src} "
                              f"{spec.kernel}/{spec.stride}/{spec.pad}")
@@ -379,6 +449,41 @@ def _pool(ctx: MapContext, a: Assign) -> None:
         ctx.structure.append(f"layer {fix!r} rescales the border of {name!r}, {src} does not")
     elif fix is not None:
         ctx.weights[fix] = [exclude_pad_factors(p, in_shape[2:], out_shape[2:])]
+
+
+def _caffe_windows(n: int, n_out: int, k: int, s: int, pad: int) -> list[tuple[int, int]]:
+    """The real pixels [lo, hi) each of a Caffe pooling's outputs covers on one axis."""
+    return [(max(i * s - pad, 0), min(i * s - pad + k, n)) for i in range(n_out)]
+
+
+def _check_tf_pool(ctx: MapContext, a: Assign, layer, in_hw, out_hw) -> None:
+    """A TF SAME/VALID pooling: the target must cover the same real pixels per output (MAX
+    ignores padding on both sides), and an average over windows that reach into the padding
+    needs the exclude-pad Scale (TF excludes the padding)."""
+    spec, name = a.pool, layer.name
+    k, s, pad = _pool_geometry(layer.pooling_param)
+    src = f"the source ({a.source}, TF {spec.padding})"
+    clipped = False
+    for axis in range(2):
+        before, _, out = tf_padding(in_hw[axis], spec.kernel, spec.stride, spec.padding)
+        want = [(max(i * spec.stride - before, 0),
+                 min(i * spec.stride - before + spec.kernel, in_hw[axis])) for i in range(out)]
+        got = _caffe_windows(in_hw[axis], out_hw[axis], k[axis], s[axis], pad[axis])
+        if got != want:
+            ctx.structure.append(f"layer {name!r} covers other pixels than {src}: output "
+                                 f"{out_hw[axis]} vs {out} on a {in_hw[axis]}-pixel axis "
+                                 f"(kernel/stride/pad {k[axis]}/{s[axis]}/{pad[axis]})")
+            return
+        clipped = clipped or any(hi - lo < spec.kernel for lo, hi in want)
+    fix = exclude_pad_scale(ctx.net, name)
+    needs_fix = spec.method == "ave" and clipped
+    if needs_fix and fix is None:
+        ctx.structure.append(f"layer {name!r} averages over the padding, {src} over real pixels "
+                             f"only (no exclude-pad Scale follows it)")
+    elif fix is not None and not needs_fix:
+        ctx.structure.append(f"layer {fix!r} rescales the border of {name!r}, {src} does not")
+    elif fix is not None:
+        ctx.weights[fix] = [exclude_pad_factors(layer.pooling_param, in_hw, out_hw)]
 
 
 @handler(Op.ELTWISE)

@@ -10,7 +10,8 @@ A source kind is a plug-in module, imported only when used, with up to two faces
   for validate, recording named modules for `--layers`). Module-level functions:
 
       convert(spec, card, input_size, layout, options) -> common.Conversion
-      open_source(spec, card, net, layout) -> CardRunner
+      open_source(spec, card, net, layout) -> CardRunner       # background kinds: also
+                                                                # keep_background=True
       random_checkpoint(card_name, path, layout, seed) -> str   # seeded, NOT trained; says what
       has_random(card_name) -> bool                             # random_checkpoint can fill it
       RANDOM_SUFFIX: str                                        # file suffix of such a file
@@ -51,6 +52,7 @@ class SourceKind:
     graph: bool = False  # converts without a card (read_graph / open_graph_runner)
     formats: tuple[str, ...] = ()  # checkpoint formats its readers produce
     layouts: tuple[str, ...] = ()  # naming schemes a card source recognises (--layout)
+    background: bool = False  # its classifiers may carry a background class (--keep-background)
 
     def plugin(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -61,6 +63,10 @@ SOURCE_KINDS: dict[str, SourceKind] = {kind.name: kind for kind in (
                "torch:resnext50_32x4d.pth",
                "a PyTorch state_dict (torchvision/timm names) or a Lua Torch .t7 model",
                formats=("pytorch", "lua"), layouts=("torchvision", "timm", "lua")),
+    SourceKind("tf-slim", "caffezoo.converters.tfslim", "CKPT",
+               "tf-slim:inception_v4.ckpt",
+               "a TF-slim checkpoint: its prefix (model.ckpt-NNNN) or a folder with a "
+               "'checkpoint' file", formats=("tf-slim",), background=True),
     SourceKind("mxnet", "caffezoo.converters.mxnet", "PREFIX[,EPOCH]", "mxnet:model/resnet50_v2",
                "an MXNet checkpoint of any era: PREFIX-symbol.json + PREFIX-NNNN.params",
                card=True, graph=True, formats=("mxnet",)),
@@ -154,10 +160,20 @@ class GraphRunner(Protocol):
     def run(self, x: np.ndarray, record: set[str] | None = None) -> dict[str, np.ndarray]: ...
 
 
-def open_card_source(source: Source | str, card: Any, net: Any,
-                     layout: str | None = None) -> CardRunner:
+def open_card_source(source: Source | str, card: Any, net: Any, layout: str | None = None,
+                     keep_background: bool = False) -> CardRunner:
     source = parse_source(source) if isinstance(source, str) else source
     if not source.kind.card:
         raise InputFileError(f"source {source}: a {source.kind.name} source converts without a "
                              f"zoo card; it has no --model to validate against")
-    return source.kind.plugin().open_source(source.spec, card, net, layout)
+    if not keep_background:
+        return source.kind.plugin().open_source(source.spec, card, net, layout)
+    check_background(source)
+    return source.kind.plugin().open_source(source.spec, card, net, layout,
+                                            keep_background=True)
+
+
+def check_background(source: Source) -> None:
+    if not source.kind.background:
+        raise InputFileError(f"--keep-background: a {source.kind.name} source has no "
+                             "background class")

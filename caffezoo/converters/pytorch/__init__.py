@@ -33,7 +33,7 @@ from caffezoo.converters.pytorch.models import (
 from caffezoo.converters.pytorch.plans import LAYOUTS, detect_layout, family_of
 from caffezoo.converters.pytorch.random_init import random_model, save_random_checkpoint
 from caffezoo.converters.pytorch.reader import NAMINGS, is_lua, load_checkpoint, load_pytorch
-from caffezoo.converters.pytorch.runner import TorchSource, open_source
+from caffezoo.converters.pytorch.runner import TorchSource, _no_background, open_source
 from caffezoo.errors import InputFileError
 
 __all__ = ["IMAGENET", "INCEPTION", "LAYOUTS", "NAMINGS", "RANDOM_SUFFIX", "SOURCE_ARCHS",
@@ -72,9 +72,10 @@ def convert_checkpoint(ckpt: Checkpoint, card, input_size: int | None = None,
                        layout: str | None = None,
                        options: ConvertOptions | None = None) -> Conversion:
     """`convert` for a checkpoint already read."""
+    options = options or ConvertOptions()
+    _no_background(options.keep_background)
     net = card.build(input_size)
     plan = detect_layout(net, card, ckpt, layout)
-    options = options or ConvertOptions()
     _, effective = source_normalization(card.name, plan.layout)
     if options.affine is None:
         options = replace(options, affine=input_affine(effective, card.mean, card.std))

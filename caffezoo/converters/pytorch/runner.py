@@ -96,7 +96,15 @@ class TorchSource:
         return SourceRun(records[self.classifier][1], records)
 
 
-def open_source(path: str | Path, card, net, layout: str | None = None) -> TorchSource:
+def open_source(path: str | Path, card, net, layout: str | None = None,
+                keep_background: bool = False) -> TorchSource:
+    _no_background(keep_background)
     ckpt, root = load_checkpoint(path)
     plan = detect_layout(net, card, ckpt, layout)
     return TorchSource(ckpt, plan, card.name, root)
+
+
+def _no_background(keep: bool) -> None:
+    if keep:
+        raise ConversionError("--keep-background: PyTorch and Lua models have no background "
+                              "class")
