@@ -333,6 +333,6 @@ def test_missing_and_misshapen_variables_are_all_listed_and_nothing_is_written(
                    "'resnet_v2_101/logits/biases' has shape [10], layer 'classifier' needs "
                    "[1001]"):
         assert needle in err
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     with pytest.raises(WeightMismatchError):
         tfslim.convert(tmp_path / "bad.ckpt", zoo.get_card("resnet101_v2_tfslim"), 64)
