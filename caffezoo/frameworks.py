@@ -147,6 +147,21 @@ def import_torch() -> ModuleType:
     return _import("torch", "PyTorch (import torch)")
 
 
+def load_torch_weights(source) -> object:
+    """`torch.load(source, weights_only=True)` on the CPU (a path or a file object): no pickled
+    code can run. Its warnings (about the pickle protocol of a file it then refuses) are
+    silenced; any failure is a ValueError with the first line of torch's message."""
+    torch = import_torch()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError for non-weights content, RuntimeError for junk
+        text = str(err).strip()
+        raise ValueError((text.splitlines()[0] if text else type(err).__name__)[:200]
+                         ) from None
+
+
 def _patch_torchvision_ops(torch: ModuleType) -> None:
     """Defines torchvision::nms and ::qnms when torchvision's compiled ops cannot be loaded."""
     global _torchvision_stub_lib

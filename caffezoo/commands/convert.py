@@ -13,6 +13,7 @@ tests). --input-shape and --target belong to free (graph) conversions without a 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -78,6 +79,9 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
         shape = ()
     if len(shape) != 4 or min(shape) < 1:
         raise InputFileError(f"--input-shape {text!r}: expected N,C,H,W with positive integers")
+    if math.prod(shape) >= 1 << 31:  # what Caffe's CHECK on a blob's count allows
+        raise InputFileError(f"--input-shape {text!r}: {math.prod(shape):,} values; Caffe's "
+                             "limit is 2^31 - 1 per blob")
     return shape
 
 

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, tmp: str) -> int:
     from pathlib import Path
 
-    from caffezoo import analysis, netio, validate, zoo
+    from caffezoo import netio, validate, zoo
     from caffezoo.converters.registry import parse_source
 
     if args.model is None:
@@ -87,12 +87,7 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
         net = card.build(args.input_size)
         prototxt = Path(tmp) / f"{card.name}.prototxt"
         netio.write_prototxt(net, prototxt)
-    inputs = analysis.analyze(netio.read_prototxt(prototxt)).inputs
-    if len(inputs) != 1 or len(next(iter(inputs.values()))) != 4:
-        raise NetDefinitionError(f"{prototxt}: expected one NCHW input, found "
-                            f"{', '.join(f'{k} {v}' for k, v in inputs.items()) or 'none'}")
-    (shape,) = inputs.values()
-    size = int(shape[-1])
+    size = int(nchw_input(prototxt)[-1])
     zoo_net = card.build(size)
     source = validate.open_source(args.source, card, zoo_net, args.layout,
                                   args.keep_background)
@@ -123,8 +118,20 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
     return 0
 
 
+def nchw_input(prototxt) -> tuple[int, ...]:
+    """The shape of the net's one input, which must be NCHW."""
+    from caffezoo import analysis, netio
+
+    inputs = analysis.analyze(netio.read_prototxt(prototxt)).inputs
+    if len(inputs) != 1 or len(next(iter(inputs.values()))) != 4:
+        raise NetDefinitionError(f"{prototxt}: expected one NCHW input, found "
+                                 f"{', '.join(f'{k} {v}' for k, v in inputs.items()) or 'none'}")
+    (shape,) = inputs.values()
+    return tuple(int(d) for d in shape)
+
+
 def run_graph(args: argparse.Namespace, source) -> int:
-    from caffezoo import analysis, netio, validate
+    from caffezoo import validate
     from caffezoo.errors import InputFileError, UsageError
     from caffezoo.graph.validate import graph_inputs, validate_graph
 
@@ -134,12 +141,11 @@ def run_graph(args: argparse.Namespace, source) -> int:
     prototxt = args.prototxt or validate.default_prototxt(args.weights)
     if prototxt is None:
         raise InputFileError(f"{args.weights}: no prototxt beside it; give --prototxt")
-    net = netio.read_prototxt(prototxt)
-    (shape,) = analysis.analyze(net).inputs.values()
+    shape = nchw_input(prototxt)
     plugin = source.kind.plugin()
-    runner = plugin.open_graph_runner(source.spec, tuple(int(d) for d in shape))
+    runner = plugin.open_graph_runner(source.spec, shape)
     # with --layers, the graph's value names find their blobs (named after them)
-    graph = plugin.read_graph(source.spec, tuple(int(d) for d in shape)) if args.layers else None
+    graph = plugin.read_graph(source.spec, shape) if args.layers else None
     x, inputs, how = graph_inputs(runner, args.images, args.random, args.seed, args.limit)
     report = validate_graph(runner, prototxt, args.weights, x, inputs, str(source), how,
                             args.backend, args.tolerance, args.layers, max(1, args.batch),

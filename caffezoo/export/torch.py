@@ -59,10 +59,9 @@ def load(path: str | Path, device=None):
     import io
 
     try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise FormatError(f"{path}: not a caffezoo torch file ({str(err).splitlines()[0]})"
-                          ) from None
+        payload = frameworks.load_torch_weights(io.BytesIO(data))
+    except ValueError as err:
+        raise FormatError(f"{path}: not a caffezoo torch file ({err})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise FormatError(f"{path}: not a caffezoo torch file (written by "
                           "caffezoo export --to torch)")

@@ -81,14 +81,18 @@ class Attrs:
     def tuple(self, key: str, default: tuple = ()) -> tuple:
         return self._get(key, default, parse_tuple)
 
-    def pair(self, key: str, default: int) -> tuple[int, int]:
-        """A 2-D spatial parameter (kernel, stride, pad, dilate); () means the default."""
+    def pair(self, key: str, default: int, least: int = 0) -> tuple[int, int]:
+        """A 2-D spatial parameter (kernel, stride, pad, dilate); () means the default; values
+        below `least` are refused (a stride of 0 has no meaning)."""
         t = self.tuple(key, ())
         if not t:
             return (default, default)
         if len(t) != 2 or any(v is None for v in t):
             raise ConversionError(f"{self.n.describe()}: {key}={self.n.attrs.get(key)!r}: only "
                                   "2-D (NCHW) operations are supported")
+        if min(t) < least:
+            raise ConversionError(f"{self.n.describe()}: {key}={self.n.attrs.get(key)!r}: "
+                                  f"each value must be at least {least}")
         return (int(t[0]), int(t[1]))
 
 
@@ -116,8 +120,16 @@ class Context:
                                   "a computed value is expected")
         return a.name
 
+    def values(self, n: OpNode) -> list[str]:
+        """Every input of `n` (at least one), each a computed value."""
+        if not n.args:
+            raise ConversionError(f"{n.describe()}: no inputs")
+        return [self.value(n, i) for i in range(len(n.args))]
+
     def operand(self, n: OpNode, i: int) -> str:
         """The i-th input as a value or, for a tensor from the params file, a constant."""
+        if i >= len(n.args):
+            raise ConversionError(f"{n.describe()}: has {len(n.args)} inputs, needs more")
         a = n.args[i]
         if a.kind == "param":
             self.used_params.add(a.name)

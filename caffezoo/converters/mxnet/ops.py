@@ -47,9 +47,9 @@ def _convolution(ctx: Context, n: OpNode, a: Attrs) -> None:
     kh, kw = a.pair("kernel", 0)
     if kh <= 0 or kw <= 0:
         raise ConversionError(f"{n.describe()}: no kernel size")
-    sh, sw = a.pair("stride", 1)
+    sh, sw = a.pair("stride", 1, least=1)
     ph, pw = a.pair("pad", 0)
-    dh, dw = a.pair("dilate", 1)
+    dh, dw = a.pair("dilate", 1, least=1)
     group = a.int("num_group", 1)
     filters = a.int("num_filter", None)
     no_bias = a.bool("no_bias", False)
@@ -228,9 +228,7 @@ def _binary(ctx: Context, n: OpNode, a: Attrs) -> None:
 
 @handler("ElementWiseSum", "add_n", "_sum")
 def _sum(ctx: Context, n: OpNode, a: Attrs) -> None:
-    ins = [ctx.value(n, i) for i in range(len(n.args))]
-    if not ins:
-        raise ConversionError(f"{n.describe()}: no inputs")
+    ins = ctx.values(n)
     shapes = [ctx.shape(v) for v in ins]
     if any(s != shapes[0] for s in shapes):
         raise ConversionError(f"{n.describe()}: sums inputs of different shapes "
@@ -331,7 +329,7 @@ def _mean(ctx: Context, n: OpNode, a: Attrs) -> None:
 
 @handler("Concat", "concat")
 def _concat(ctx: Context, n: OpNode, a: Attrs) -> None:
-    ins = [ctx.value(n, i) for i in range(len(n.args))]
+    ins = ctx.values(n)
     shapes = [ctx.shape(v) for v in ins]
     axis = a.int("dim", 1)
     rank = len(shapes[0])

@@ -10,7 +10,9 @@ front end gives them (`<node>_output`).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +60,8 @@ class MXNetRunner:
             else:  # a label: not used at inference
                 args[name] = mx.nd.zeros(s if s else (shape[0],))
         aux = {name: self._aux[name] for name in group.list_auxiliary_states()}
-        exe = group.bind(mx.cpu(), args=args, aux_states=aux, grad_req="null")
+        with _without_native_log():
+            exe = group.bind(mx.cpu(), args=args, aux_states=aux, grad_req="null")
         self._executors = {key: exe}  # keep one: binding again is cheaper than holding many
         return exe
 
@@ -71,10 +74,31 @@ class MXNetRunner:
             if name in self.available() and name not in want:
                 want.append(name)
         x = np.ascontiguousarray(x, dtype=np.float32)
-        exe = self._executor(tuple(want), tuple(x.shape))
-        exe.arg_dict[self.input_name][:] = x
-        outs = exe.forward(is_train=False)
-        return {name: out.asnumpy() for name, out in zip(want, outs, strict=True)}
+        try:
+            exe = self._executor(tuple(want), tuple(x.shape))
+            exe.arg_dict[self.input_name][:] = x
+            outs = exe.forward(is_train=False)
+            return {name: out.asnumpy() for name, out in zip(want, outs, strict=True)}
+        except Exception as err:  # MXNetError: a graph our reader accepts, MXNet cannot run
+            raise ConversionError(f"{self.symbol_path}: MXNet cannot run it ({_first(err)})"
+                                  ) from None
+
+
+@contextlib.contextmanager
+def _without_native_log():
+    """MXNet's C++ side logs INFO lines to file descriptor 2: on every bind (that
+    MXNET_SUBGRAPH_BACKEND is NONE) and on loading an older era's JSON (the upgrade). Our
+    stderr holds one line at most, so they go to /dev/null for the call; Python exceptions
+    pass through unchanged."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def open_runner(symbol_path: str, params_path: str, input_name: str,
@@ -86,7 +110,8 @@ def open_runner(symbol_path: str, params_path: str, input_name: str,
     os.environ["MXNET_SUBGRAPH_BACKEND"] = "NONE"
     mx = import_mxnet()
     try:
-        sym = mx.sym.load(symbol_path)
+        with _without_native_log():  # it logs upgrading older eras' JSON
+            sym = mx.sym.load(symbol_path)
     except Exception as err:  # MXNetError
         raise InputFileError(f"{symbol_path}: MXNet cannot load it ({_first(err)})") from None
     try:

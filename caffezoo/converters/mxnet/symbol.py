@@ -68,6 +68,9 @@ def parse_symbol(text: str, path: str = "<string>") -> Symbol:
     except json.JSONDecodeError as err:
         raise InputFileError(f"{path}: not JSON ({err.msg} at line {err.lineno} column "
                              f"{err.colno})") from None
+    except RecursionError:  # json's decoder recurses once per nesting level
+        raise InputFileError(f"{path}: not an MXNet symbol file (JSON nested too deeply)"
+                             ) from None
     try:
         return _parse(doc, path)
     except ValueError as err:
@@ -173,7 +176,7 @@ def parse_int(text: str) -> int:
             f = float(t)
         except ValueError:
             raise AttrError(f"{text!r} is not an integer") from None
-        if f != int(f):
+        if not math.isfinite(f) or f != int(f):
             raise AttrError(f"{text!r} is not an integer") from None
         return int(f)
 

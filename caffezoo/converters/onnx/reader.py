@@ -34,7 +34,7 @@ SMALL_CONSTANT = 4096  # constants up to this size go to shape inference (for da
 FLOAT_MAX = 3.4028234663852886e38
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     text = str(err).strip()
     return (text.splitlines()[0] if text else type(err).__name__)[:300]
 
@@ -84,12 +84,12 @@ def load_model(path: str | Path):
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # DecodeError and friends
-        raise FormatError(f"{path}: not an ONNX model ({_first_line(err)})") from None
+        raise FormatError(f"{path}: not an ONNX model ({first_line(err)})") from None
     _load_external_data(model, path)
     try:
         onnx.checker.check_model(model)
     except Exception as err:  # onnx.checker.ValidationError
-        raise FormatError(f"{path}: malformed ONNX graph: {_first_line(err)}") from None
+        raise FormatError(f"{path}: malformed ONNX graph: {first_line(err)}") from None
     return model
 
 
@@ -112,7 +112,7 @@ def _load_external_data(model, path: Path) -> None:
     try:
         load_external_data_for_model(model, str(folder))
     except Exception as err:
-        raise FormatError(f"{path}: cannot read external data ({_first_line(err)})") from None
+        raise FormatError(f"{path}: cannot read external data ({first_line(err)})") from None
 
 
 def opset_of(model, path) -> int:
@@ -238,7 +238,7 @@ def _infer(model, nodes, consts: dict[str, np.ndarray], input_name: str
         inferred = onnx.shape_inference.infer_shapes(probe, check_type=True, strict_mode=True,
                                                      data_prop=True)
     except Exception as err:
-        error = _first_line(err)
+        error = first_line(err)
         try:
             inferred = onnx.shape_inference.infer_shapes(probe, data_prop=True)
         except Exception:
@@ -286,6 +286,19 @@ def find_nhwc_chain(nodes, input_name: str) -> tuple[list, object] | None:
         current = node.output[0]
 
 
+def read_initializer(tensor, path) -> np.ndarray:
+    """An initializer as numpy; one FormatError naming it when its data does not fit its dims
+    or its data type is unknown (numpy_helper only ever views the bytes the file holds)."""
+    from onnx import numpy_helper
+
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as err:  # ValueError (size), KeyError/TypeError (data type)
+        raise FormatError(f"{path}: initializer {tensor.name!r} (dims "
+                          f"{_fmt(tuple(tensor.dims))}, data type {tensor.data_type}) is "
+                          f"unreadable: {first_line(err)}") from None
+
+
 def _fold_node(node, consts: dict[str, np.ndarray], opset: int, describe):
     """The node's outputs computed from its constant inputs (onnx's reference ops)."""
     from onnx.reference import ReferenceEvaluator
@@ -296,8 +309,37 @@ def _fold_node(node, consts: dict[str, np.ndarray], opset: int, describe):
         results = ref.run(None, feeds)
     except Exception as err:
         raise ConversionError(f"{describe(node)}: cannot fold its constant inputs "
-                              f"({_first_line(err)})") from None
+                              f"({first_line(err)})") from None
     return [np.asarray(r) for r in results]
+
+
+def _folded_size(node, consts: dict[str, np.ndarray],
+                 shapes: dict[str, tuple[int, ...] | None]) -> int | None:
+    """The size of the node's largest output, known before computing it (None: unknown):
+    from shape inference, else from the values of the inputs that give it (ConstantOfShape,
+    Expand, Tile, Range), so a shape in the file never makes us allocate it first."""
+    import math
+
+    known = [math.prod(shapes[o]) for o in node.output if o and shapes.get(o) is not None]
+    if known:
+        return max(known)
+    ins = [consts.get(i) for i in node.input]
+    try:
+        if node.op_type == "ConstantOfShape":
+            return math.prod(int(v) for v in ins[0].ravel())
+        if node.op_type == "Expand":
+            target = tuple(int(v) for v in ins[1].ravel())
+            return math.prod(np.broadcast_shapes(ins[0].shape, target))
+        if node.op_type == "Tile":
+            return math.prod(s * int(r) for s, r in zip(ins[0].shape, ins[1].ravel(),
+                                                        strict=True))
+        if node.op_type == "Range":
+            start, limit, delta = (float(v) for v in ins[:3])
+            return max(0, math.ceil((limit - start) / delta))
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError, IndexError,
+            AttributeError):
+        return None  # malformed: the reference op reports it in one line
+    return None
 
 
 def _foldable(node, consts: dict[str, np.ndarray]) -> bool:
@@ -311,8 +353,6 @@ def _foldable(node, consts: dict[str, np.ndarray]) -> bool:
 def prepare(path: str | Path, input_shape: tuple[int, ...] | None = None) -> Prepared:
     """Load, check and fold `path`. `input_shape` is NCHW, as the Caffe net will take it; for
     an NHWC input (TensorFlow exports) it is reordered into the file's layout."""
-    from onnx import numpy_helper
-
     model = load_model(path)
     opset = opset_of(model, path)
     name, dims = image_input(model, path)
@@ -332,9 +372,7 @@ def prepare(path: str | Path, input_shape: tuple[int, ...] | None = None) -> Pre
     def describe(node) -> str:
         return f"node {names[id(node)]!r} ({node.op_type})"
 
-    consts: dict[str, np.ndarray] = {}
-    for t in model.graph.initializer:
-        consts[t.name] = numpy_helper.to_array(t)
+    consts = {t.name: read_initializer(t, path) for t in model.graph.initializer}
     folded = 0
     for _ in range(32):  # to a fixed point; real graphs need two or three rounds
         shapes, error = _infer(model, nodes, consts, name)
@@ -346,6 +384,10 @@ def prepare(path: str | Path, input_shape: tuple[int, ...] | None = None) -> Pre
                     and src not in consts:
                 values = [_shape_op(node, shapes[src])]
             elif _foldable(node, consts):
+                size = _folded_size(node, consts, shapes)
+                if size is not None and size > MAX_FOLDED_ELEMENTS:
+                    raise ConversionError(f"{describe(node)}: would fold to {size:,} "
+                                          f"elements; refused")
                 values = _fold_node(node, consts, opset, describe)
             if values is None:
                 kept.append(node)

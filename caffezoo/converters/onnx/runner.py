@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from caffezoo.converters.common import Normalization
+from caffezoo.converters.onnx.reader import first_line
 from caffezoo.errors import ConversionError
 
 
@@ -57,14 +58,13 @@ class OnnxRunner:
                     for name in extra)
             ort = _ort()
             options = ort.SessionOptions()
-            options.log_severity_level = 3
+            options.log_severity_level = 4  # its errors become our one line, not its log
             try:
                 session = ort.InferenceSession(model.SerializeToString(), options,
                                                providers=["CPUExecutionProvider"])
             except Exception as err:
-                first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
                 raise ConversionError(f"{self.label}: onnxruntime cannot run the graph "
-                                      f"({first})") from None
+                                      f"({first_line(err)})") from None
             self._sessions[extra] = session
         return session
 
@@ -82,6 +82,10 @@ class OnnxRunner:
         if len(feed) % step:
             raise ConversionError(f"{self.label}: the graph fixes the batch to {step}; "
                                   f"{len(feed)} inputs do not split into such batches")
-        parts = [session.run(names, {self.input_name: np.ascontiguousarray(feed[i:i + step])})
-                 for i in range(0, len(feed), step)]
+        try:
+            parts = [session.run(names, {self.input_name: np.ascontiguousarray(feed[i:i + step])})
+                     for i in range(0, len(feed), step)]
+        except Exception as err:  # a graph the checker passes can still fail in a kernel
+            raise ConversionError(f"{self.label}: onnxruntime failed running the graph "
+                                  f"({first_line(err)})") from None
         return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(names)}

@@ -27,17 +27,16 @@ NAMINGS = {"pytorch": TORCH_NAMING, "lua": TORCH_NAMING}
 
 def load_pytorch(path: str | Path) -> Checkpoint:
     """A PyTorch state_dict file as float32 arrays (integer buffers kept as they are)."""
-    from caffezoo.frameworks import import_torch
+    from caffezoo.frameworks import import_torch, load_torch_weights
 
     torch = import_torch()
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"{path}: no such file")
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError for non-weights content, RuntimeError for junk
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputFileError(f"{path}: not a weights-only PyTorch checkpoint ({first[:200]})"
+        obj = load_torch_weights(str(path))
+    except ValueError as err:
+        raise InputFileError(f"{path}: not a weights-only PyTorch checkpoint ({err})"
                              ) from None
     seen = 0
     while isinstance(obj, Mapping) and seen < 3:
