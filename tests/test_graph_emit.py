@@ -418,3 +418,30 @@ def test_inexpressible_nodes_are_refused_by_name(node, message):
 def test_unknown_target():
     with pytest.raises(ValueError, match="unknown target"):
         emit(g_act(), "tensorrt")
+
+
+def test_identical_notes_are_listed_once_with_their_nodes():
+    """A MobileNetV3-like chain: three hard_swish nodes and two squeeze-excitation products
+    of different shapes give one note each (with the count and the first node names), and a
+    note only one node has keeps its node's name in front."""
+    nodes = [N("hs1", "hard_swish", ["x"]), N("hs2", "hard_swish", ["hs1"]),
+             N("hs3", "hard_swish", ["hs2"]), N("pool", "global_avg_pool", ["hs3"],
+                                                {"keepdims": True}),
+             N("se", "mul", ["hs3", "pool"]), N("hsig", "hard_sigmoid", ["se"],
+                                                 {"alpha": 0.2, "beta": 0.5})]
+    notes = emit(graph(nodes), "caffe").notes
+    assert [n for n in notes if "hard_swish" in n] == [
+        "hard_swish as x * clip(x + 3, 0, 6) * (1/6) in stock layers: on 3 nodes (hs1, hs2, ...)"]
+    assert "se: broadcast product over the last 2 axes as Scale with two bottoms" in notes
+    assert any(n.startswith("hsig: hard_sigmoid as Power") for n in notes)
+    assert len(notes) == len(set(notes))
+
+
+def test_node_notes_order_and_names():
+    from caffezoo.graph.ir import NodeNotes
+
+    notes = NodeNotes()
+    for node, text in [("a", "x"), ("b", "y"), ("c", "x"), ("d", "x"), ("e", "y")]:
+        notes.add(node, text)
+    notes.add("f", "z")
+    assert notes.lines() == ["x: on 3 nodes (a, c, ...)", "y: on 2 nodes (b, e)", "f: z"]

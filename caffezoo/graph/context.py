@@ -21,6 +21,7 @@ import numpy as np
 
 from caffezoo.builder import NetBuilder
 from caffezoo.errors import ConversionError
+from caffezoo.graph.ir import NodeNotes
 
 if TYPE_CHECKING:
     from caffezoo.graph.ir import Graph, Node
@@ -65,7 +66,7 @@ class EmitContext:
         self.target = target
         self.b = NetBuilder(sanitize(graph.name))
         self.weights: dict[str, list[np.ndarray]] = {}
-        self.notes: list[str] = []
+        self.notes = NodeNotes()
         self.value_blobs: dict[str, str] = {}  # IR value -> Caffe blob
         self.shapes: dict[str, tuple[int, ...]] = {}  # Caffe blob -> shape
         self.folded: dict[str, str] = {}  # IR value -> why it has no blob of its own
@@ -154,10 +155,10 @@ class EmitContext:
         blob = self.bottom(node, value)
         if node.outputs[0] in self.graph.outputs:
             self.b.layer("Split", self.layer_name(node), [blob], [self.top(node)])
-            self.notes.append(f"{node.name}: {why} (a Split names the graph output)")
+            self.notes.add(node.name, f"{why} (a Split names the graph output)")
             return
         self.value_blobs[node.outputs[0]] = blob
-        self.notes.append(f"{node.name}: {why}")
+        self.notes.add(node.name, why)
 
     # -- results ---------------------------------------------------------------------------
 
@@ -165,7 +166,7 @@ class EmitContext:
         self.weights[layer] = [np.array(b, dtype=np.float32, order="C") for b in blobs]
 
     def note(self, node: Node, text: str) -> None:
-        self.notes.append(f"{node.name}: {text}")
+        self.notes.add(node.name, text)
 
     def refuse(self, node: Node, why: str) -> ConversionError:
         """The error for a node this target cannot express exactly (raise it)."""

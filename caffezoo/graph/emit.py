@@ -36,7 +36,7 @@ class Emitted:
     """The result of `emit`."""
 
     net: netio.NetParameter  # modern form, weights attached as blobs
-    notes: list[str]  # what was folded, decomposed or aliased, one line each
+    notes: list[str]  # what was folded, decomposed or aliased; one line per distinct note
     value_blobs: dict[str, str]  # IR value -> Caffe blob (values folded away are absent)
     target: str
     input_blob: str = ""
@@ -143,8 +143,8 @@ def emit(graph: Graph, target: str = "caffe") -> Emitted:
             raise ConversionError(f"graph {graph.name!r}: output {value!r} has no blob "
                                   f"({ctx.folded.get(value, 'folded away')})")
         outputs[value] = ctx.value_blobs[value]
-    return Emitted(net=net, notes=ctx.notes, value_blobs=dict(ctx.value_blobs), target=target,
-                   input_blob=in_blob, output_blobs=outputs, shapes=dict(ctx.shapes))
+    return Emitted(net=net, notes=ctx.notes.lines(), value_blobs=dict(ctx.value_blobs),
+                   target=target, input_blob=in_blob, output_blobs=outputs, shapes=dict(ctx.shapes))
 
 
 def _infer_new(ctx: EmitContext, node: Node, start: int) -> None:

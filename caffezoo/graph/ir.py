@@ -90,3 +90,26 @@ class Graph:
     # optional: shapes the front end knows (the emitter checks its own against them)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the front end folded or absorbed
+
+
+@dataclass
+class NodeNotes:
+    """Notes about single nodes, one line per distinct text: "NODE: TEXT" for a text one node
+    has, "TEXT: on N nodes (A, B, ...)" for a text several share (MobileNetV3 has its HardSwish
+    note on 21 nodes), in order of first appearance. Front ends and the emitter collect their
+    per-node notes here."""
+
+    by_text: dict[str, list[str]] = field(default_factory=dict)  # text -> node names
+
+    def add(self, node: str, text: str) -> None:
+        self.by_text.setdefault(text, []).append(node)
+
+    def lines(self, named: int = 2) -> list[str]:
+        out = []
+        for text, nodes in self.by_text.items():
+            if len(nodes) == 1:
+                out.append(f"{nodes[0]}: {text}")
+            else:
+                names = ", ".join(nodes[:named]) + (", ..." if len(nodes) > named else "")
+                out.append(f"{text}: on {len(nodes)} nodes ({names})")
+        return out

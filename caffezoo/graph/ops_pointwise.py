@@ -260,6 +260,8 @@ def _broadcast_values(ctx: EmitContext, node: Node, xa: str, xb: str) -> None:
                          "(N, C, 1, 1)-like against (N, C, H, W) is supported")
     op = node.op
     small_first = small == xa
+    # shapes left out of the notes, so that e.g. every squeeze-excitation shares one
+    spread = f" over the last {len(s_big) - k} axes"
     flat = ctx.tmp(node, "flat")
     if k == 2:
         small2 = ctx.b.flatten(small, ctx.layer_name(node, "flat"), top=flat)
@@ -270,7 +272,7 @@ def _broadcast_values(ctx: EmitContext, node: Node, xa: str, xb: str) -> None:
     name, top = ctx.layer_name(node), ctx.top(node)
     if op == "mul":
         ctx.b.scale([big, small2], name, bias=False, axis=0, top=top)
-        ctx.note(node, f"broadcast product {s_big} x {s_small} as Scale with two bottoms")
+        ctx.note(node, f"broadcast product{spread} as Scale with two bottoms")
     elif op == "div" and not small_first:
         inv = _power(ctx, node, small2, "reciprocal", power=-1.0)
         ctx.b.scale([big, inv], name, bias=False, axis=0, top=top)
@@ -282,7 +284,7 @@ def _broadcast_values(ctx: EmitContext, node: Node, xa: str, xb: str) -> None:
     elif op == "add" and ctx.target != "opencv":
         layer = ctx.b.layer("Bias", name, [big, small2], [top])
         layer.bias_param.axis = 0
-        ctx.note(node, f"broadcast sum {s_big} + {s_small} as Bias with two bottoms")
+        ctx.note(node, f"broadcast sum{spread} as Bias with two bottoms")
     else:
         # The small value spread over the big one's shape, exactly: a blob of ones (Power with
         # scale 0, shift 1) times it (Scale with two bottoms); then an Eltwise sum with
@@ -293,8 +295,8 @@ def _broadcast_values(ctx: EmitContext, node: Node, xa: str, xb: str) -> None:
         pair = [spread, big] if small_first else [big, spread]
         coeff = None if op == "add" else [1.0, -1.0]
         ctx.b.eltwise(pair, name, op="sum", coeff=coeff, top=top)
-        ctx.note(node, f"broadcast {op} of {s_big} and {s_small}: the smaller spread by a "
-                 "Scale of ones, then Eltwise SUM")
+        ctx.note(node, f"broadcast {op}{spread}: the smaller value spread by a Scale of "
+                 "ones, then Eltwise SUM")
 
 
 def _with_constant(ctx: EmitContext, node: Node, x: str, c: np.ndarray,

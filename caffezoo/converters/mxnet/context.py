@@ -20,7 +20,7 @@ from caffezoo.converters.mxnet.symbol import (
     parse_tuple,
 )
 from caffezoo.errors import ConversionError
-from caffezoo.graph.ir import Graph, Node
+from caffezoo.graph.ir import Graph, Node, NodeNotes
 
 # The named arguments of ops whose weights are inputs; an 0.8-era file leaves out the auxiliary
 # ones (and the front end, like MXNet's loader, names them <node>_<argument>).
@@ -100,7 +100,7 @@ class Context:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self.problems: list[str] = []  # tensors: missing, wrong shape
-        self.notes: list[str] = []
+        self.notes = NodeNotes()  # per node, identical ones listed once
         self.used_params: set[str] = set()
 
     # -- shapes and values --------------------------------------------------------------------

@@ -128,7 +128,7 @@ def build_graph(sym: Symbol, params: dict[str, np.ndarray], input_shape: tuple[i
     if ctx.problems:
         raise WeightMismatchError(f"{params_path or 'parameters'} do not fit {sym.path}: "
                                   f"{len(ctx.problems)} problem(s): " + "; ".join(ctx.problems))
-    graph.notes.extend(ctx.notes)
+    graph.notes.extend(ctx.notes.lines())
     note = describe_input_scaling(graph, data.name)
     if note:
         graph.notes.insert(0, note)

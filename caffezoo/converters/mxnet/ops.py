@@ -82,7 +82,7 @@ def _batch_norm(ctx: Context, n: OpNode, a: Attrs) -> None:
         raise ConversionError(f"{n.describe()}: normalises axis {a.n.attrs.get('axis')} of "
                               f"{list(shape)}; only the channel axis 1 is supported")
     if a.bool("output_mean_var", False):
-        ctx.notes.append(f"{n.name}: output_mean_var ignored (only the output is used)")
+        ctx.notes.add(n.name, "output_mean_var ignored (only the output is used)")
     c = (shape[1],)
     eps = a.float("eps", 1e-3)
     fix_gamma = a.bool("fix_gamma", True)
@@ -92,7 +92,7 @@ def _batch_norm(ctx: Context, n: OpNode, a: Attrs) -> None:
     var = ctx.param(n, 4, c, "moving_var")
     if fix_gamma:
         if gamma is not None and not np.all(gamma == 1):
-            ctx.notes.append(f"{n.name}: fix_gamma=True, so gamma is 1 (the file holds other "
+            ctx.notes.add(n.name, "fix_gamma=True, so gamma is 1 (the file holds other "
                              "values, which MXNet ignores too)")
         gamma = np.ones(c, np.float32)
     if var is not None and np.any(var < 0):
@@ -138,7 +138,7 @@ def _leaky_relu(ctx: Context, n: OpNode, a: Attrs) -> None:
     elif act == "rrelu":  # inference uses the mean of the random slope's range
         lo, hi = a.float("lower_bound", 0.125), a.float("upper_bound", 0.334)
         ctx.emit(n, "leaky_relu", [x], shape, {"alpha": (lo + hi) / 2})
-        ctx.notes.append(f"{n.name}: rrelu at inference: slope (lower + upper) / 2")
+        ctx.notes.add(n.name, "rrelu at inference: slope (lower + upper) / 2")
     elif act == "prelu":
         arr = n.args[1].array if len(n.args) > 1 else None
         count = shape[1] if arr is None or arr.size != 1 else 1
