@@ -183,6 +183,23 @@ def analyze(net, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Net
                        outputs=list(available))
 
 
+def test_phase_net(net, analysis: NetAnalysis):
+    """A copy of `net` holding only the layers `analysis` includes (the TEST phase), without
+    their include/exclude rules and blobs: the net a runtime loads or an export translates."""
+    included = {s.name for s in analysis.layers}
+    out = type(net)()
+    out.CopyFrom(net)
+    del out.layer[:]
+    for layer in net.layer:
+        if layer.name in included:
+            kept = out.layer.add()
+            kept.CopyFrom(layer)
+            kept.ClearField("include")
+            kept.ClearField("exclude")
+            del kept.blobs[:]
+    return out
+
+
 def input_names(net) -> list[str]:
     """The net's input blobs (Input layers' tops and legacy net-level inputs), in order."""
     names = list(net.input)

@@ -213,18 +213,25 @@ class Report:
             f"  tolerance: relative error <= {self.tolerance:g}: {verdict}",
         ]
         if self.layers is not None:
-            bad = [d for d in self.layers if not d.ok]
-            out.append(f"  layers: {len(self.layers)} compared, {len(bad)} beyond the "
-                       f"tolerance; first divergence: {self.first_divergence or 'none'}")
             width = max([len(d.layer) for d in self.layers] + [5])
-            for d in self.layers:
-                if d.max_abs is None:
-                    err = f"shape {d.caffe_shape} vs source {d.source_shape}"
-                else:
-                    err = f"abs {d.max_abs:.3g}  rel {d.rel:.3g}"
-                mark = "" if d.ok else "   <-- differs"
-                out.append(f"    {d.layer:<{width}}  {d.what:<6} {d.module:<32} {err}{mark}")
+            out += comparison_lines("layers", self.layers, self.first_divergence,
+                                    lambda d: f"{d.layer:<{width}}  {d.what:<6} {d.module:<32}")
         return out
+
+
+def comparison_lines(label: str, items, first: str | None, columns) -> list[str]:
+    """The layer-by-layer part of a report (a card's layers, a graph's values): how many were
+    compared and where they first diverge, then a row per item, `columns(item)` giving its
+    leading columns and the item (`max_abs`, `rel`, `ok`, `caffe_shape`, `source_shape`)
+    the error."""
+    bad = sum(1 for d in items if not d.ok)
+    out = [f"  {label}: {len(items)} compared, {bad} beyond the tolerance; first divergence: "
+           f"{first or 'none'}"]
+    for d in items:
+        err = (f"shape {d.caffe_shape} vs source {d.source_shape}" if d.max_abs is None
+               else f"abs {d.max_abs:.3g}  rel {d.rel:.3g}")
+        out.append(f"    {columns(d)} {err}{'' if d.ok else '   <-- differs'}")
+    return out
 
 
 def _rel(caffe: np.ndarray, ref: np.ndarray) -> tuple[float, float]:

@@ -105,13 +105,19 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
     report = validate.validate(source, card, zoo_net, prototxt, args.weights, pixels, inputs,
                                args.source, args.backend, args.tolerance, args.layers,
                                max(1, args.batch))
+    return print_report(args, report, "layer")
+
+
+def print_report(args: argparse.Namespace, report, unit: str) -> int:
+    """The report as text or JSON; ValidationFailed (status 1) naming the first divergent
+    `unit` (a layer, or a graph's value) when it did not pass."""
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2)
         print()
     else:
         print("\n".join(report.lines()))
     if not report.passed:
-        where = f"; first divergence at layer {report.first_divergence!r}" \
+        where = f"; first divergence at {unit} {report.first_divergence!r}" \
             if report.first_divergence else ""
         raise ValidationFailed(f"{args.weights}: relative error {report.max_rel:.3g} "
                                f"(tolerance {args.tolerance:g}){where}")
@@ -150,14 +156,4 @@ def run_graph(args: argparse.Namespace, source) -> int:
     report = validate_graph(runner, prototxt, args.weights, x, inputs, str(source), how,
                             args.backend, args.tolerance, args.layers, max(1, args.batch),
                             graph)
-    if args.json:
-        json.dump(report.to_dict(), sys.stdout, indent=2)
-        print()
-    else:
-        print("\n".join(report.lines()))
-    if not report.passed:
-        where = f"; first divergence at value {report.first_divergence!r}" \
-            if report.first_divergence else ""
-        raise ValidationFailed(f"{args.weights}: relative error {report.max_rel:.3g} "
-                               f"(tolerance {args.tolerance:g}){where}")
-    return 0
+    return print_report(args, report, "value")

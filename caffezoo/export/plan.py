@@ -75,16 +75,7 @@ def prepare(net: netio.NetParameter, weights: Mapping[str, Sequence[np.ndarray]]
     except NetDefinitionError as err:
         raise NetDefinitionError(f"{source}: {err}") from None
     included = {s.name for s in stats.layers}
-    test_net = netio.NetParameter()
-    test_net.CopyFrom(net)
-    del test_net.layer[:]
-    for layer in net.layer:
-        if layer.name in included:
-            kept = test_net.layer.add()
-            kept.CopyFrom(layer)
-            kept.ClearField("include")
-            kept.ClearField("exclude")
-            del kept.blobs[:]
+    test_net = _analysis.test_phase_net(net, stats)
     needs = [s.name for s in stats.layers if s.param_shapes]
     if weights is None:
         if needs:

@@ -33,6 +33,7 @@ from caffezoo.graph.context import sanitize
 from caffezoo.graph.ir import Graph
 from caffezoo.validate import (
     DEFAULT_TOLERANCE,
+    comparison_lines,
     image_pixels,
     logit_metrics,
     out_of_place,
@@ -116,17 +117,9 @@ class GraphReport:
                        f"{o.top5_agree}/{self.count}")
         out.append(f"  tolerance: relative error <= {self.tolerance:g}: {verdict}")
         if self.layers is not None:
-            bad = [d for d in self.layers if not d.ok]
-            out.append(f"  values: {len(self.layers)} compared, {len(bad)} beyond the "
-                       f"tolerance; first divergence: {self.first_divergence or 'none'}")
             width = max([len(d.value) for d in self.layers] + [5])
-            for d in self.layers:
-                if d.max_abs is None:
-                    err = f"shape {d.caffe_shape} vs source {d.source_shape}"
-                else:
-                    err = f"abs {d.max_abs:.3g}  rel {d.rel:.3g}"
-                mark = "" if d.ok else "   <-- differs"
-                out.append(f"    {d.value:<{width}}  {d.layer:<24} {err}{mark}")
+            out += comparison_lines("values", self.layers, self.first_divergence,
+                                    lambda d: f"{d.value:<{width}}  {d.layer:<24}")
         return out
 
 

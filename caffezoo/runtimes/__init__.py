@@ -111,17 +111,9 @@ def check_net(prototxt: str | Path, weights: str | Path | None = None) -> Checke
     except NetDefinitionError as err:
         raise NetDefinitionError(f"{prototxt}: {err}") from None
     included = {s.name for s in stats.layers}
-    test_net = netio.NetParameter()
-    test_net.CopyFrom(net)
-    del test_net.layer[:]
-    for layer in net.layer:
-        if layer.name in included:
-            kept = test_net.layer.add()
-            kept.CopyFrom(layer)
-            kept.ClearField("include")
-            kept.ClearField("exclude")
-            del kept.blobs[:]
-            _clear_engine(kept)
+    test_net = _analysis.test_phase_net(net, stats)
+    for layer in test_net.layer:
+        _clear_engine(layer)
     if len(stats.inputs) != 1:
         raise NetDefinitionError(f"{prototxt}: a runtime needs exactly one input blob, the net "
                                  f"has {len(stats.inputs)} ({', '.join(stats.inputs) or 'none'})")
