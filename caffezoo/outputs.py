@@ -90,6 +90,26 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _journal_renames(journal: Path) -> list[tuple[str, str]]:
+    """The renames a journal lists, only those a caffezoo commit could have written: a temp
+    file of ours renamed onto a file of the same folder. A journal cut short was never acted
+    on (nothing was renamed); one that lists anything else (hand-made, or corrupt) must not
+    move files around: those entries are ignored."""
+    try:
+        renames = json.loads(journal.read_text(encoding="utf-8"))["renames"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return []
+    out = []
+    for entry in renames if isinstance(renames, list) else []:
+        if (isinstance(entry, list) and len(entry) == 2
+                and all(isinstance(p, str) and p and "\0" not in p for p in entry)):
+            tmp, target = Path(entry[0]), Path(entry[1])
+            if (tmp.parent == target.parent and tmp.name.endswith(".tmp")
+                    and _TEMP.match(tmp.name) and not _TEMP.match(target.name)):
+                out.append((entry[0], entry[1]))
+    return out
+
+
 def sweep(folder: str | os.PathLike) -> list[str]:
     """Recover `folder` from dead caffezoo runs: complete the renames of their journals, then
     delete their temp files. Returns what was done, one line each (for tests and notes)."""
@@ -106,11 +126,7 @@ def sweep(folder: str | os.PathLike) -> list[str]:
             dead.append(name)
     for name in [n for n in dead if n.endswith(".journal")]:  # journals first: roll forward
         journal = folder / name
-        try:
-            renames = json.loads(journal.read_text(encoding="utf-8"))["renames"]
-        except (OSError, ValueError, KeyError, TypeError):
-            renames = []  # a journal cut short was never acted on: nothing was renamed
-        for tmp, target in renames:
+        for tmp, target in _journal_renames(journal):
             if os.path.exists(tmp):
                 with contextlib.suppress(OSError):
                     os.replace(tmp, target)

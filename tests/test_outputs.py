@@ -90,6 +90,33 @@ def test_kill_between_renames_is_completed_by_the_next_run(tmp_path):
     assert sweep(tmp_path) == []
 
 
+@pytest.mark.parametrize("renames", [
+    "outside",  # a temp of ours, renamed into another folder
+    "not_temp",  # an ordinary file renamed onto another
+    [[1, 2]], [["a"]], "x", [None], {"a": "b"},  # not a list of path pairs
+])
+def test_a_hand_made_journal_moves_nothing(tmp_path, renames):
+    """A journal is trusted only for what a commit writes: one of our temp files renamed onto
+    a file of its own folder. Anything else in a dead run's journal is ignored."""
+    pid = _dead_pid()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim, keep = elsewhere / "victim.txt", tmp_path / "keep.txt"
+    victim.write_text("victim")
+    keep.write_text("keep")
+    temp = tmp_path / f".caffezoo-{pid}-abcd1234-x.tmp"
+    temp.write_text("staged")
+    if renames == "outside":
+        renames = [[str(temp), str(victim)]]
+    elif renames == "not_temp":
+        renames = [[str(keep), str(elsewhere / "moved.txt")], [str(keep), str(tmp_path / "y")]]
+    (tmp_path / f".caffezoo-{pid}-abcd1234.journal").write_text(json.dumps({"renames": renames}))
+    done = sweep(tmp_path)
+    assert victim.read_text() == "victim" and keep.read_text() == "keep"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["victim.txt"]
+    assert done == [f"removed {temp}"] and _leftovers(tmp_path) == []
+
+
 _SLOW_WRITER = """
 import sys, time
 from caffezoo import cli
