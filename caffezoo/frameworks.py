@@ -158,6 +158,13 @@ def load_torch_weights(source) -> object:
             return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError for non-weights content, RuntimeError for junk
         text = str(err).strip()
+        # torch's refusal starts with advice to load with weights_only=False (which would run
+        # the file's code); what it found is after "WeightsUnpickler error:"
+        found = text.partition("WeightsUnpickler error:")[2].strip()
+        if found:
+            text = f"refused by the weights-only loader: {found.split('. ')[0].strip()}"
+        elif isinstance(err, (KeyError, EOFError, IndexError)):  # its message is a bare key
+            text = f"corrupt or truncated data ({type(err).__name__}{': ' if text else ''}{text})"
         raise ValueError((text.splitlines()[0] if text else type(err).__name__)[:200]
                          ) from None
 

@@ -795,5 +795,6 @@ def test_torch_checkpoint_of_junk_is_one_line(tmp_path):
                           env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     assert proc.stderr.count("\n") == 1, proc.stderr
-    assert "junk.pth: not a weights-only PyTorch checkpoint" in proc.stderr
+    assert "junk.pth: not a weights-only PyTorch checkpoint (corrupt or truncated data" \
+        in proc.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
