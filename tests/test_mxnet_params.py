@@ -195,3 +195,28 @@ def test_gluon_save_parameters_and_export(tmp_path):
     _same_as_mxnet(mx, tmp_path / "exp-0007.params", {"V2"})
     names = mp.read_params(tmp_path / "exp-0007.params").arrays
     assert any(k.startswith("arg:") for k in names) and any(k.startswith("aux:") for k in names)
+
+
+def _row_sparse(values: np.ndarray, rows: np.ndarray, dense: tuple[int, ...]) -> bytes:
+    """A V2 row_sparse array: storage shape, dense shape, context, dtype, one aux (the rows)."""
+    def shape(s):
+        return struct.pack("<i", len(s)) + struct.pack(f"<{len(s)}q", *s)
+    return (struct.pack("<Ii", mp.V2_MAGIC, 1) + shape(values.shape) + shape(dense)
+            + struct.pack("<iii", 1, 0, 0) + struct.pack("<i", 6) + shape(rows.shape)
+            + values.tobytes() + rows.tobytes())
+
+
+def test_sparse_arrays_are_refused_beyond_the_memory_available(monkeypatch):
+    """A sparse array stands for a dense one far larger than its bytes (within 64x the file):
+    the dense size is checked against the memory available before it is allocated."""
+    from caffezoo.errors import ResourceError
+
+    values = np.arange(2 * 10, dtype=np.float32).reshape(2, 10)
+    data = _list([_row_sparse(values, np.array([3, 7], np.int64), (1000, 10))], ["arg:e"])
+    dense = mp.parse_params(data, "s.params").by_name()["e"]
+    np.testing.assert_array_equal(dense[[3, 7]], values)
+    assert dense.shape == (1000, 10) and not dense[[0, 1, 2, 4, 5, 6, 8, 9]].any()
+    monkeypatch.setenv("CAFFEZOO_MEMORY_LIMIT", "20000")  # under the 40,000 bytes it needs
+    with pytest.raises(ResourceError, match=r"s.params: array 0 \(sparse, dense shape "
+                       r"\[1000, 10\]\) needs about .* of memory"):
+        mp.parse_params(data, "s.params")

@@ -214,6 +214,11 @@ def _densify(r: _Reader, what: str, kind: str, shape: tuple[int, ...], values: n
         total *= d
     if total > 64 * max(len(r.data), 1 << 20):  # a dense result far larger than any model
         raise r.fail(f"{what}: sparse array of absurd dense shape {list(shape)}")
+    from caffezoo import memory
+
+    # within 64x the file, yet maybe more than this machine has: refused before allocating
+    memory.check(total * values.dtype.itemsize,
+                 f"{r.path}: {what} (sparse, dense shape {list(shape)})")
     dense = np.zeros(shape, values.dtype)
     try:
         if kind == "row_sparse":
