@@ -213,24 +213,30 @@ class Report:
             f"  tolerance: relative error <= {self.tolerance:g}: {verdict}",
         ]
         if self.layers is not None:
-            width = max([len(d.layer) for d in self.layers] + [5])
             out += comparison_lines("layers", self.layers, self.first_divergence,
-                                    lambda d: f"{d.layer:<{width}}  {d.what:<6} {d.module:<32}")
+                                    ("layer", "part", "source module"),
+                                    lambda d: (d.layer, d.what, d.module))
         return out
 
 
-def comparison_lines(label: str, items, first: str | None, columns) -> list[str]:
+def comparison_lines(label: str, items, first: str | None, header: tuple[str, ...],
+                     columns) -> list[str]:
     """The layer-by-layer part of a report (a card's layers, a graph's values): how many were
-    compared and where they first diverge, then a row per item, `columns(item)` giving its
-    leading columns and the item (`max_abs`, `rel`, `ok`, `caffe_shape`, `source_shape`)
-    the error."""
+    compared and where they first diverge, then a table (caffezoo.table) with a row per item:
+    `columns(item)` gives its leading cells (named by `header`), the item (`max_abs`, `rel`,
+    `ok`, `caffe_shape`, `source_shape`) the error."""
+    from caffezoo.table import format_table
+
     bad = sum(1 for d in items if not d.ok)
     out = [f"  {label}: {len(items)} compared, {bad} beyond the tolerance; first divergence: "
            f"{first or 'none'}"]
-    for d in items:
-        err = (f"shape {d.caffe_shape} vs source {d.source_shape}" if d.max_abs is None
-               else f"abs {d.max_abs:.3g}  rel {d.rel:.3g}")
-        out.append(f"    {columns(d)} {err}{'' if d.ok else '   <-- differs'}")
+    rows = [(*columns(d),
+             *(("shape", f"{d.caffe_shape} vs source {d.source_shape}") if d.max_abs is None
+               else (f"{d.max_abs:.3g}", f"{d.rel:.3g}")),
+             "" if d.ok else "<-- differs") for d in items]
+    align = "l" * len(header) + "rr"
+    out.append(format_table((*header, "max abs", "max rel", ""), rows, align=align,
+                            indent="    "))
     return out
 
 

@@ -10,9 +10,8 @@ input tensor, the source's graph runner at the prototxt's input shape."""
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
+from caffezoo.cliargs import add_batch_size, add_json, json_to_stdout, write_json
 from caffezoo.errors import NetDefinitionError, UsageError, ValidationFailed
 
 
@@ -49,15 +48,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "that diverges")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help=f"largest accepted relative error (default {DEFAULT_TOLERANCE:g})")
-    parser.add_argument("--batch", type=int, default=4, help="inputs per forward (default 4)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_batch_size(parser, default=4, help="inputs per forward (default 4)", old=("--batch",))
+    add_json(parser, "the report")
 
 
 def run(args: argparse.Namespace) -> int:
     import math
     import tempfile
 
-    for flag in ("random", "limit", "batch", "input_size"):
+    for flag in ("random", "limit", "batch_size", "input_size"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
@@ -104,17 +103,15 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
         inputs = f"{n} seeded random images (seed {args.seed})"
     report = validate.validate(source, card, zoo_net, prototxt, args.weights, pixels, inputs,
                                args.source, args.backend, args.tolerance, args.layers,
-                               max(1, args.batch))
+                               max(1, args.batch_size))
     return print_report(args, report, "layer")
 
 
 def print_report(args: argparse.Namespace, report, unit: str) -> int:
     """The report as text or JSON; ValidationFailed (status 1) naming the first divergent
     `unit` (a layer, or a graph's value) when it did not pass."""
-    if args.json:
-        json.dump(report.to_dict(), sys.stdout, indent=2)
-        print()
-    else:
+    write_json(args.json, report.to_dict())
+    if not json_to_stdout(args):
         print("\n".join(report.lines()))
     if not report.passed:
         where = f"; first divergence at {unit} {report.first_divergence!r}" \
@@ -154,6 +151,6 @@ def run_graph(args: argparse.Namespace, source) -> int:
     graph = plugin.read_graph(source.spec, shape) if args.layers else None
     x, inputs, how = graph_inputs(runner, args.images, args.random, args.seed, args.limit)
     report = validate_graph(runner, prototxt, args.weights, x, inputs, str(source), how,
-                            args.backend, args.tolerance, args.layers, max(1, args.batch),
+                            args.backend, args.tolerance, args.layers, max(1, args.batch_size),
                             graph)
     return print_report(args, report, "value")

@@ -117,9 +117,8 @@ class GraphReport:
                        f"{o.top5_agree}/{self.count}")
         out.append(f"  tolerance: relative error <= {self.tolerance:g}: {verdict}")
         if self.layers is not None:
-            width = max([len(d.value) for d in self.layers] + [5])
             out += comparison_lines("values", self.layers, self.first_divergence,
-                                    lambda d: f"{d.value:<{width}}  {d.layer:<24}")
+                                    ("value", "Caffe layer"), lambda d: (d.value, d.layer))
         return out
 
 
