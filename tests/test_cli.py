@@ -112,7 +112,7 @@ CANONICAL = {"output": ["-o", "--output"], "batch_size": ["-b", "--batch-size"],
              "workers": ["-j", "--workers"], "input_size": ["--input-size"], "json": ["--json"]}
 OLD_SPELLINGS = {"--out", "--batch", "--batch-sizes", "--jobs", "--size", "--results"}
 # the commands converted so far; every command once all are
-UNIFIED = ["info", "zoo", "doctor", "generate", "eval", "time", "export", "demo"]
+UNIFIED = list(cli.COMMANDS)  # every command
 
 
 def _visible_options(name: str) -> list[argparse.Action]:

@@ -17,7 +17,9 @@ import math
 import os
 from pathlib import Path
 
+from caffezoo.cliargs import add_output
 from caffezoo.errors import InputFileError, UsageError
+from caffezoo.progress import Progress
 
 TARGETS = ("caffe", "fork", "opencv")
 
@@ -30,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"the source; kinds: {known()}")
     parser.add_argument("--model", default=None,
                         help="zoo model to fill (see `caffezoo zoo`); required for card sources")
-    parser.add_argument("-o", "--out", required=True, metavar="OUT",
-                        help="output path without suffix: OUT.caffemodel and OUT.prototxt")
+    add_output(parser, metavar="OUT", required=True, old=("--out",),
+               help="output path without suffix: OUT.caffemodel and OUT.prototxt")
     parser.add_argument("--input-size", type=int, default=None,
                         help="input size of the written prototxt (default: the card's)")
     parser.add_argument("--dialect", choices=DIALECTS, default=None,
@@ -123,15 +125,23 @@ def convert_into_card(args: argparse.Namespace, source) -> int:
     card = zoo.get_card(args.model)
     if args.input_size is not None and args.input_size < 1:
         raise UsageError(f"--input-size must be at least 1, got {args.input_size}")
-    caffemodel, prototxt, outputs = checked_outputs(args.out, card.name)
+    caffemodel, prototxt, outputs = checked_outputs(args.output, card.name)
+    # a bar over the phases when they take more than a second (large nets), on a terminal
+    with Progress(2 + bool(args.random_init), label="convert", unit="step", delay=1.0) as bar:
+        if args.random_init:
+            bar.note("writing a seeded random checkpoint")
+            what = plugin.random_checkpoint(card.name, source.spec, args.layout, args.seed)
+            bar.update(1)
+        bar.note(f"reading and mapping {source.spec}")
+        options = ConvertOptions(keep_background=args.keep_background)
+        result = plugin.convert(source.spec, card, args.input_size, args.layout, options)
+        bar.update(1, f"writing {caffemodel.name}")
+        dialect = args.dialect or "ceil_mode"
+        write_pair(result.net, outputs, caffemodel, prototxt, dialect)
+        bar.update(1)
     if args.random_init:
-        what = plugin.random_checkpoint(card.name, source.spec, args.layout, args.seed)
         print(f"{source.spec}: seeded random weights (seed {args.seed}) in {what}, NOT trained "
               "weights")
-    options = ConvertOptions(keep_background=args.keep_background)
-    result = plugin.convert(source.spec, card, args.input_size, args.layout, options)
-    dialect = args.dialect or "ceil_mode"
-    write_pair(result.net, outputs, caffemodel, prototxt, dialect)
     converted = sum(1 for a in result.plan.assigns if a.op in Op.WEIGHTED)
     print(f"{source.spec} -> {card.name} ({result.plan.layout} layout): {converted} modules "
           "converted")
@@ -157,12 +167,18 @@ def convert_graph(args: argparse.Namespace, source) -> int:
         raise UsageError(f"{' and '.join(card_only)}: only for conversions into a zoo card "
                              "(--model); a free conversion takes --input-shape")
     shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
-    caffemodel, prototxt, outputs = checked_outputs(args.out, Path(source.spec).stem or "model")
-    graph = source.kind.plugin().read_graph(source.spec, shape)
+    caffemodel, prototxt, outputs = checked_outputs(args.output,
+                                                    Path(source.spec).stem or "model")
     target = args.target or "caffe"
     dialect = args.dialect or ("portable" if target == "caffe" else "ceil_mode")
-    emitted = emit(graph, target)
-    write_pair(emitted.net, outputs, caffemodel, prototxt, dialect)
+    with Progress(3, label="convert", unit="step", delay=1.0) as bar:
+        bar.note(f"reading {source}")
+        graph = source.kind.plugin().read_graph(source.spec, shape)
+        bar.update(1, f"emitting for {target}")
+        emitted = emit(graph, target)
+        bar.update(1, f"writing {caffemodel.name}")
+        write_pair(emitted.net, outputs, caffemodel, prototxt, dialect)
+        bar.update(1)
     (in_shape,) = graph.inputs.values()
     types: dict[str, int] = {}
     for layer in emitted.net.layer:
