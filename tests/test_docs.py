@@ -1,7 +1,7 @@
 """The documentation tells the truth about the repository: the README's documentation list names
 every doc, relative links and repository paths resolve, no doc cites files outside the
 repository except as a note on the project's test data, and every `caffezoo ...` command line in
-a code block is accepted by the real parser (no option that does not exist)."""
+a code block is accepted by the real parser (no option that does not exist, no old spelling)."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def _placeholder(token: str) -> bool:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=_ids(PAGES))
-def test_command_lines_in_docs_parse(page):
+def test_command_lines_in_docs_parse(page, capsys):
     checked = 0
     for line in _command_lines(page):
         argv = shlex.split(line, comments=True)[1:]
@@ -123,6 +123,8 @@ def test_command_lines_in_docs_parse(page):
             cli.build_parser(argv).parse_args(argv)
         except SystemExit:
             pytest.fail(f"{page.name}: `{line}` is not accepted by caffezoo's parser")
+        note = capsys.readouterr().err
+        assert "deprecated" not in note, f"{page.name}: `{line}` uses an old spelling: {note}"
         checked += 1
     if page.name in ("README.md", "evaluation.md", "conversion.md", "zoo.md"):
         assert checked, f"{page.name}: no command line was checked"
