@@ -25,6 +25,7 @@ first divergence: the place to look.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,14 +73,25 @@ def image_pixels(folder: str | Path, size: int, base: int, limit: int | None = N
         files = files[:limit]
     if not files:
         raise InputFileError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    input_memory(len(files), (3, size, size))
     crops = [center_crop(resize_short_side(load_image(str(f)), base), size) for f in files]
     batch = np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2)
     return np.ascontiguousarray(batch), [f.name for f in files]
 
 
+def input_memory(n: int, shape: tuple[int, ...]) -> None:
+    """Refuses `n` inputs of `shape` that would not fit in memory: they are held as float32
+    three times over (as made, normalised for each side)."""
+    from caffezoo import memory
+
+    memory.check(3 * 4 * n * math.prod(shape),
+                 f"{n} inputs of {'x'.join(map(str, shape))} (--random, --images)")
+
+
 def random_pixels(n: int, size: int, seed: int = 0) -> np.ndarray:
     """`n` seeded random images (N, 3, size, size), BGR 0..255: smooth colour gradients with
     noise, so that both borders and interiors carry signal."""
+    input_memory(n, (3, size, size))
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / max(1, size - 1)
     out = np.empty((n, 3, size, size), np.float32)
@@ -348,6 +360,7 @@ def validate(source: SourceModel, card, zoo_net, prototxt: str | Path, weights: 
     rt = open_runtime(backend, prototxt, weights)
     classifier = next(a.layers[0] for a in source.plan.assigns if a.op == Op.LINEAR)
     caffe_logits, src_logits = [], []
+    rt.check_batch_size(min(batch_size, len(pixels)))  # before the source runs such a batch
     for start in range(0, len(pixels), batch_size):
         chunk = pixels[start:start + batch_size]
         caffe_logits.append(rt.forward(card_norm.apply(chunk), [classifier])[classifier])

@@ -122,3 +122,42 @@ def test_validate_a_net_written_in_place(tmp_path):
                             "2 normal tensors", "testgraph:tiny", layers=True, graph=g)
     assert report.passed, "\n".join(report.lines())
     assert "act1:0" in {d.value for d in report.layers}
+
+
+@pytest.mark.caffe
+def test_validate_refuses_inputs_and_batches_beyond_memory(tmp_path, capsys, monkeypatch):
+    """--random N beyond the memory available is refused before the inputs are made; a batch
+    the runtime would refuse is refused before the source runs it (the source's memory is of
+    the same order as Caffe's, which is what is estimated)."""
+    from caffezoo import memory
+    from caffezoo.errors import ResourceError
+    from caffezoo.graph.validate import graph_inputs
+
+    assert _convert(tmp_path) == 0
+    capsys.readouterr()
+    argv = ["validate", "--source", "testgraph:tiny", "--weights",
+            str(tmp_path / "out.caffemodel")]
+    assert main([*argv, "--random", "100000000000"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "100000000000 inputs of 3x" in err and "of memory" in err
+    runner = graph_plugin.open_graph_runner("tiny", None)
+    c, h, w = runner.input_shape[1:]
+    n = 64
+    inputs = 3 * 4 * n * c * h * w  # what input_memory counts
+    monkeypatch.setenv("CAFFEZOO_MEMORY_LIMIT", str(inputs + 1))
+    assert len(graph_inputs(runner, None, n, 0, None)[0]) == n  # the inputs fit
+    ran = []
+    monkeypatch.setattr(type(runner), "run", lambda self, x, record=None: ran.append(x))
+    with pytest.raises(ResourceError):  # the net at batch 64 does not
+        memory.check(memory.net_bytes(_analysis_at(tmp_path / "out.prototxt", n)), "net")
+    assert main([*argv, "--random", str(n), "--batch", str(n)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "of memory" in err and ran == []
+
+
+def _analysis_at(prototxt, n):
+    from caffezoo import analysis
+
+    net = netio.read_prototxt(prototxt)
+    (name, shape), = analysis.analyze(net).inputs.items()
+    return analysis.analyze(net, {name: (n, *shape[1:])})

@@ -35,6 +35,7 @@ from caffezoo.validate import (
     DEFAULT_TOLERANCE,
     comparison_lines,
     image_pixels,
+    input_memory,
     logit_metrics,
     out_of_place,
     random_pixels,
@@ -155,6 +156,7 @@ def graph_inputs(runner: GraphRunner, images: str | Path | None = None,
     if norm is not None and c == 3 and h == w:
         return (norm.apply(random_pixels(n, h, seed)), f"{n} seeded random images "
                 f"(seed {seed})", norm.describe())
+    input_memory(n, (c, h, w))
     x = np.random.default_rng(seed).standard_normal((n, c, h, w)).astype(np.float32)
     return x, f"{n} seeded standard normal tensors (seed {seed})", "none (normal tensors)"
 
@@ -211,6 +213,8 @@ def validate_graph(runner: GraphRunner, prototxt: str | Path, weights: str | Pat
         caffe_out: dict[str, list[np.ndarray]] = {}
         src_out: dict[str, list[np.ndarray]] = {}
         out_blobs: dict[str, str] = {}
+        # refused before the source runs a batch the runtime would refuse (memory, shapes)
+        rt.check_batch_size(min(batch_size, len(x)))
         for start in range(0, len(x), batch_size):
             chunk = x[start:start + batch_size]
             src = runner.run(chunk)

@@ -185,6 +185,14 @@ class Runtime(ABC):
         """Every blob the prototxt names, input first, in the order they are produced."""
         return self.checked.blob_names()
 
+    def check_batch_size(self, n: int) -> None:
+        """Refuses a batch of `n` this runtime cannot run: shapes (a Reshape with a fixed batch
+        would make Caffe abort) and memory; once per batch size. `forward` calls it; callers
+        that do other work per batch first (validation runs the source) call it before."""
+        if n not in self._checked_sizes:
+            self.checked.check_batch_size(n, self.backend)
+            self._checked_sizes.add(n)
+
     def forward(self, batch: np.ndarray, outputs: Sequence[str] | None = None
                 ) -> dict[str, np.ndarray]:
         """Runs the net on `batch` (N, C, H, W) and returns the requested blobs (default: the
@@ -196,11 +204,7 @@ class Runtime(ABC):
                 f"{self.checked.prototxt}: input batch of shape {tuple(batch.shape)} does not fit "
                 f"input '{self.input_name}' (N, {', '.join(map(str, want[1:]))})")
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.shape[0] not in self._checked_sizes:
-            # Shapes (a Reshape with a fixed batch would make Caffe abort) and memory, once
-            # per batch size.
-            self.checked.check_batch_size(batch.shape[0], self.backend)
-            self._checked_sizes.add(batch.shape[0])
+        self.check_batch_size(batch.shape[0])
         if isinstance(outputs, str):
             raise TypeError("outputs must be a list of blob names")
         names = list(self.output_names if outputs is None else outputs)

@@ -46,7 +46,6 @@ class OnnxRuntimeRuntime(Runtime):
         except ConversionError:  # the batch size is fixed by a layer: one model per size
             self._models = {}
         self._sessions: dict[tuple, object] = {}
-        self._checked_sizes = {checked.input_shape[0]}
         providers = self._ort.get_available_providers()
         self._providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                            if p in providers]
@@ -95,10 +94,7 @@ class OnnxRuntimeRuntime(Runtime):
         return session, values
 
     def _forward(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-        n = batch.shape[0]
-        if n not in self._checked_sizes:
-            self.checked.check_batch_size(n)
-            self._checked_sizes.add(n)
+        n = batch.shape[0]  # checked by Runtime.forward (shapes, memory)
         blobs = tuple(dict.fromkeys(b for b in names if b != self.input_name))
         result = {}
         if blobs:

@@ -35,13 +35,8 @@ class TorchRuntime(Runtime):
         # (oneDNN's native layout); 4-D weights follow, results are the same numbers
         self._format = torch.channels_last
         self.module = self.module.to(memory_format=self._format)
-        self._checked_sizes = {checked.input_shape[0]}
 
     def _forward(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-        n = batch.shape[0]
-        if n not in self._checked_sizes:
-            self.checked.check_batch_size(n)
-            self._checked_sizes.add(n)
         torch = self._torch
         blobs = [b for b in names if b != self.input_name]
         result = {}
