@@ -150,7 +150,7 @@ def test_validate_refuses_inputs_and_batches_beyond_memory(tmp_path, capsys, mon
     monkeypatch.setattr(type(runner), "run", lambda self, x, record=None: ran.append(x))
     with pytest.raises(ResourceError):  # the net at batch 64 does not
         memory.check(memory.net_bytes(_analysis_at(tmp_path / "out.prototxt", n)), "net")
-    assert main([*argv, "--random", str(n), "--batch", str(n)]) == EXIT_BAD_INPUT
+    assert main([*argv, "--random", str(n), "--batch-size", str(n)]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "of memory" in err and ran == []
 
