@@ -37,7 +37,7 @@ from caffezoo import netio
 from caffezoo.converters.common import Normalization, Op, Plan, input_affine
 from caffezoo.converters.registry import CardRunner as SourceModel
 from caffezoo.converters.registry import open_card_source
-from caffezoo.errors import InputFileError
+from caffezoo.errors import InputFileError, NetDefinitionError
 
 DEFAULT_TOLERANCE = 1e-4
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
@@ -258,7 +258,11 @@ def _rel(caffe: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     return diff, diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
 
 
-def logit_metrics(caffe: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+def logit_metrics(caffe: np.ndarray, ref: np.ndarray, what: str = "the outputs"
+                  ) -> dict[str, float]:
+    if caffe.size != ref.size or len(caffe) != len(ref):  # a net that is not the source's
+        raise NetDefinitionError(f"{what}: the Caffe net gives shape {tuple(caffe.shape)}, the "
+                                 f"source {tuple(ref.shape)}")
     caffe = caffe.reshape(len(caffe), -1).astype(np.float64)
     ref = ref.reshape(len(ref), -1).astype(np.float64)
     max_abs, rel = _rel(caffe, ref)
@@ -365,7 +369,8 @@ def validate(source: SourceModel, card, zoo_net, prototxt: str | Path, weights: 
         chunk = pixels[start:start + batch_size]
         caffe_logits.append(rt.forward(card_norm.apply(chunk), [classifier])[classifier])
         src_logits.append(source.run(source.input_norm.apply(chunk)).logits)
-    m = logit_metrics(np.concatenate(caffe_logits), np.concatenate(src_logits))
+    m = logit_metrics(np.concatenate(caffe_logits), np.concatenate(src_logits),
+                      f"{prototxt}: layer {classifier!r}")
     report = Report(
         model=card.name, input_size=int(pixels.shape[-1]), source=source_spec,
         layout=source.plan.layout, backend=backend, prototxt=str(prototxt), weights=str(weights),

@@ -690,6 +690,23 @@ def _onnx_validate_kernel_failure(folder: Path):
             r"onnxruntime (failed running|cannot run) the graph")
 
 
+def _onnx_validate_other_output_shape(folder: Path):
+    """The source's output has 6 classes, the net converted from the intact file 5."""
+    from onnx import numpy_helper
+
+    good = _onnx_case(folder, lambda m: None)
+    assert cli.main(["convert", "--source", f"onnx:{good}", "-o", f"{folder}/conv"]) == 0
+    model = onnx_base()
+    for name, shape in (("fw", (6, 32)), ("fb", (6,))):
+        _initializer(model, name).CopyFrom(
+            numpy_helper.from_array(np.ones(shape, np.float32), name))
+    bad = _write(folder / "six.onnx", model.SerializeToString())
+    return (["validate", "--source", f"onnx:{bad}", "--weights", f"{folder}/conv.caffemodel",
+             "--backend", "opencv", "--random", "2"],
+            r"conv.prototxt: output 'y' \(blob 'y'\): the Caffe net gives shape \(2, 5\), "
+            r"the source \(2, 6\)")
+
+
 def _set(nodes, name, key, value):
     nodes[name].setdefault("attrs", {})[key] = value
 
@@ -714,6 +731,7 @@ GRAPH_REGRESSIONS = {
         ["convert", "--source", "onnx:" + _folding(d, "Tile"), "-o", f"{d}/out/n"],
         r"would fold to 30,000,000,000 elements; refused"),
     "onnx_validate_kernel_failure": _onnx_validate_kernel_failure,
+    "onnx_validate_other_output_shape": _onnx_validate_other_output_shape,
     "mxnet_concat_without_inputs": lambda d: (
         ["convert", "--source", "mxnet:" + _mxnet_case(  # fc's weight variable as a Concat
             d, lambda doc, n: n["fc_weight"].update(op="Concat", inputs=[])), "-o",

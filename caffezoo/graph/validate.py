@@ -231,7 +231,8 @@ def validate_graph(runner: GraphRunner, prototxt: str | Path, weights: str | Pat
                 src_out.setdefault(value, []).append(np.asarray(src[value], np.float32))
         outputs = []
         for value, blob in out_blobs.items():
-            m = logit_metrics(np.concatenate(caffe_out[value]), np.concatenate(src_out[value]))
+            m = logit_metrics(np.concatenate(caffe_out[value]), np.concatenate(src_out[value]),
+                              f"{prototxt}: output {value!r} (blob {blob!r})")
             outputs.append(OutputDiff(value, blob, m["max_abs"], m["max_rel"], m["max_logit"],
                                       m["min_cosine"], m["top1"], m["top5"],
                                       m["max_rel"] <= tolerance))
