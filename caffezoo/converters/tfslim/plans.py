@@ -83,15 +83,26 @@ _V3_C = {"Branch_0/Conv2d_0a_1x1": "1x1_2", "Branch_1/Conv2d_0a_1x1": "1x3_reduc
 _V3_C_3X1 = {"Mixed_7b": "Conv2d_0b_3x1", "Mixed_7c": "Conv2d_0c_3x1"}
 
 
-def inception_v3(net: SlimNet, keep_background: bool = False) -> Plan:
-    p = _Plan(net)
+def _first_convs(p: _Plan) -> None:
+    """The three convolutions every slim Inception starts with."""
     p.cbs("Conv2d_1a_3x3", "conv1_3x3_s2", VALID)
     p.cbs("Conv2d_2a_3x3", "conv2_3x3_s1", VALID)
     p.cbs("Conv2d_2b_3x3", "conv3_3x3_s1")
+
+
+def _stem(p: _Plan) -> None:
+    """The stem Inception-v3 and Inception-ResNet-v2 share (Inception-v4 branches after the
+    first three convolutions)."""
+    _first_convs(p)
     p.pool("MaxPool_3a_3x3", "pool1_3x3_s2", "max", 3, 2, VALID)
     p.cbs("Conv2d_3b_1x1", "conv4_3x3_reduce", VALID)
     p.cbs("Conv2d_4a_3x3", "conv4_3x3", VALID)
     p.pool("MaxPool_5a_3x3", "pool2_3x3_s2", "max", 3, 2, VALID)
+
+
+def inception_v3(net: SlimNet, keep_background: bool = False) -> Plan:
+    p = _Plan(net)
+    _stem(p)
     for i, block in enumerate(("Mixed_5b", "Mixed_5c", "Mixed_5d"), start=1):
         dst = f"inception_a{i}"
         first, second = _V3_A_5X5[block]
@@ -141,9 +152,7 @@ _V4_C = {"Branch_0/Conv2d_0a_1x1": "1x1_2", "Branch_1/Conv2d_0a_1x1": "1x1_3",
 
 def inception_v4(net: SlimNet, keep_background: bool = False) -> Plan:
     p = _Plan(net)
-    p.cbs("Conv2d_1a_3x3", "conv1_3x3_s2", VALID)
-    p.cbs("Conv2d_2a_3x3", "conv2_3x3_s1", VALID)
-    p.cbs("Conv2d_2b_3x3", "conv3_3x3_s1")
+    _first_convs(p)
     p.pool("Mixed_3a/Branch_0/MaxPool_0a_3x3", "inception_stem1_pool", "max", 3, 2, VALID)
     p.cbs("Mixed_3a/Branch_1/Conv2d_0a_3x3", "inception_stem1_3x3_s2", VALID)
     p.cbs("Mixed_4a/Branch_0/Conv2d_0a_1x1", "inception_stem2_3x3_reduce")
@@ -195,13 +204,7 @@ def inception_resnet_v2(net: SlimNet, keep_background: bool = False) -> Plan:
     from caffezoo.sources.inception_resnet_v2 import BLOCKS
 
     p = _Plan(net)
-    p.cbs("Conv2d_1a_3x3", "conv1_3x3_s2", VALID)
-    p.cbs("Conv2d_2a_3x3", "conv2_3x3_s1", VALID)
-    p.cbs("Conv2d_2b_3x3", "conv3_3x3_s1")
-    p.pool("MaxPool_3a_3x3", "pool1_3x3_s2", "max", 3, 2, VALID)
-    p.cbs("Conv2d_3b_1x1", "conv4_3x3_reduce", VALID)
-    p.cbs("Conv2d_4a_3x3", "conv4_3x3", VALID)
-    p.pool("MaxPool_5a_3x3", "pool2_3x3_s2", "max", 3, 2, VALID)
+    _stem(p)
     _branches(p, "Mixed_5b", "conv5", {"Branch_0/Conv2d_1x1": "1x1",
                                        "Branch_1/Conv2d_0a_1x1": "5x5_reduce",
                                        "Branch_1/Conv2d_0b_5x5": "5x5",
