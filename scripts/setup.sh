@@ -3,10 +3,12 @@
 #   1. the Debian packages real Caffe builds against,
 #   2. a venv with the pinned Python packages (pyproject.toml + scripts/constraints.txt),
 #   3. real Caffe (pycaffe and the `caffe` tool) from the brocolli-caffe sdist,
-#   4. this checkout installed editable into the venv.
-# Venv and Caffe build are cached under $CAFFEZOO_CACHE (default ~/.cache/caffezoo), keyed by a
-# hash of the recipe, so a repeat run takes seconds and a recipe change rebuilds.
-# Prints the venv path on its last line.
+#   4. `.venv` in this checkout: a small venv of its own that sees the shared venv's packages and
+#      has this checkout installed editable (the `caffezoo` console script), so each clone runs
+#      its own code.
+# The shared venv and the Caffe build are cached under $CAFFEZOO_CACHE (default
+# ~/.cache/caffezoo), keyed by a hash of the recipe, so a repeat run takes seconds and a recipe
+# change rebuilds. Prints the checkout's venv path on its last line.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${CAFFEZOO_CACHE:-$HOME/.cache/caffezoo}
@@ -36,6 +38,16 @@ venv_key=$( (echo "$venv_recipe"; cat "$repo/scripts/constraints.txt"; \
   "$python" "$repo/scripts/pins.py" "$repo/pyproject.toml") | sha256sum | cut -c1-12)
 venv="$cache/venv-$py_tag-$venv_key-$caffe_key"
 caffe="$cache/caffe-$py_tag-$caffe_key"
+local_venv="$repo/.venv"
+# A checkout already wired to a complete venv of this very recipe keeps it, even when
+# CAFFEZOO_CACHE now names another folder: nothing is rebuilt for a changed variable alone.
+wired=$(cat "$local_venv/.shared-venv" 2>/dev/null || true)
+if [ -n "$wired" ] && [ "$wired" != "$venv" ] && [ "$(basename "$wired")" = "$(basename "$venv")" ] \
+    && [ -e "$wired/.complete" ]; then
+  log "using $wired (set up under another CAFFEZOO_CACHE)"
+  venv=$wired
+  caffe="$(dirname "$wired")/caffe-$py_tag-$caffe_key"
+fi
 
 if [ ! -e "$venv/.complete" ]; then
   log "creating venv $venv"
@@ -65,16 +77,21 @@ if [ ! -e "$venv/.complete" ]; then
   done
 fi
 
-# Point the venv at this checkout (what an editable install does, without pip's seconds): the
-# venv is shared between clones, so the clone that ran set-up last is the one it runs.
-site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-echo "$repo" > "$site/caffezoo-checkout.pth"
-cat > "$venv/bin/caffezoo" <<SH
-#!$venv/bin/python
-import sys
-from caffezoo.cli import main
-sys.exit(main())
-SH
-chmod +x "$venv/bin/caffezoo"
-ln -sfn "$venv" "$repo/.venv"
-echo "$venv"
+# This checkout's own venv: it sees the shared venv's packages through a .pth file and has this
+# checkout installed editable, with pip's console-script launcher for `caffezoo` (a real entry
+# point: worker processes that re-import the main module do not run the CLI again).
+if [ "$(cat "$local_venv/.shared-venv" 2>/dev/null || true)" != "$venv" ]; then
+  log "wiring $local_venv to $venv"
+  rm -rf "$local_venv"  # a link (older set-ups) or a venv wired to a superseded build
+  "$venv/bin/python" -m venv --without-pip "$local_venv"
+  shared_site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  local_site=$("$local_venv/bin/python" -c \
+    'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  # addsitedir (not a plain path line) so that the shared venv's own .pth files (pycaffe) apply
+  echo "import site; site.addsitedir('$shared_site')" > "$local_site/caffezoo-shared-venv.pth"
+  PYTHONWARNINGS=ignore "$venv/bin/python" -m pip --python "$local_venv/bin/python" install -q --no-deps \
+    --no-build-isolation -e "$repo" >&2
+  ln -sfn "$venv/bin/caffe" "$local_venv/bin/caffe"
+  echo "$venv" > "$local_venv/.shared-venv"
+fi
+echo "$local_venv"

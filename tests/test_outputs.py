@@ -135,8 +135,11 @@ with OutputSet([folder + "/a.bin", folder + "/b.bin"]) as out:
 def test_signals_remove_the_staged_files(tmp_path, sig):
     (tmp_path / "a.bin").write_bytes(b"old")
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    # A test run started in the background by a non-interactive shell inherits SIGINT ignored,
+    # and Python then keeps it ignored: give the child the default disposition a terminal has.
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline() == b"staged\n"
     assert len(_leftovers(tmp_path)) == 1
     proc.send_signal(sig)

@@ -1,0 +1,268 @@
+"""The input contract: what a classifier expects at its input and gives at its output.
+
+One type, `InputContract`, says it for zoo cards, converters, validate, eval, time, demo,
+export and the zoo table. A converted net carries it beside its prototxt and caffemodel as
+`<stem>.contract.json`, in the same output set (docs/contract.md):
+
+    {"format": "caffezoo-input-contract", "version": 1,
+     "channel_order": "BGR", "pixel_scale": 255.0,
+     "mean": [103.53, 116.28, 123.675], "std": [57.375, 57.12, 58.395],
+     "input_size": [224, 224], "resize_size": 256, "interpolation": "bilinear",
+     "resize": "opencv", "crop": "center",
+     "labels": "imagenet-1k", "label_offset": 0, "num_classes": 1000,
+     "output": "logits", "origin": "zoo card resnext50_32x4d"}
+
+For a decoded 8-bit pixel p (0..255) of channel c, in `channel_order`, the net's input is
+(p * pixel_scale / 255 - mean[c]) / std[c]; `normalization_255` states the same on 0..255.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from caffezoo.errors import CaffezooError, InputFileError
+
+FORMAT = "caffezoo-input-contract"
+VERSION = 1
+SUFFIX = ".contract.json"
+
+CHANNEL_ORDERS = ("BGR", "RGB")
+# How the short side is resized before the crop:
+#   opencv: the original evaluation_cls.py: cv2.imread (BGR), cv2.resize of the uint8 image
+#           (no antialiasing), long side floored (long * size // short), crop offsets (H - c) // 2
+#   pil:    torchvision / timm: PIL decode (RGB), antialiased PIL resize, long side
+#           int(size * long / short), centre crop offsets round((H - c) / 2)
+RESIZE_KINDS = ("opencv", "pil")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area", "lanczos")
+CROPS = ("center",)
+OUTPUTS = ("logits", "probabilities")
+# Label sets known by name: the 1000 ILSVRC2012 classes in sorted-wnid order (the usual one), and
+# in the ILSVRC2015 devkit order (MXNet's Inception-v3).
+LABEL_SETS = ("imagenet-1k", "imagenet-1k-devkit")
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What a net expects and gives. Every field has a meaning a user can check by eye."""
+
+    channel_order: str = "BGR"      # of the net's input channels
+    pixel_scale: float = 255.0      # mean/std are stated on pixels 0..pixel_scale (255 or 1)
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)  # per input channel, in channel_order
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    input_size: tuple[int, int] = (224, 224)   # (H, W) the net is fed: the crop
+    resize_size: int = 256           # short side before the centre crop
+    interpolation: str = "bilinear"
+    resize: str = "opencv"           # RESIZE_KINDS
+    crop: str = "center"
+    labels: str | tuple[str, ...] | None = "imagenet-1k"  # a LABEL_SETS name, names, or None
+    label_offset: int = 0            # output index of dataset class 0 (1: TF-slim's background)
+    num_classes: int | None = 1000   # outputs of the net, when known
+    output: str = "logits"           # OUTPUTS
+    origin: str = ""                 # where these values came from, in words
+
+    def __post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise CaffezooError("input contract: " + "; ".join(problems))
+
+    # -- derived views -------------------------------------------------------------------
+
+    @property
+    def crop_size(self) -> int:
+        """The square crop's side (input_size is square for every crop scheme here)."""
+        return self.input_size[0]
+
+    @property
+    def crop_pct(self) -> float:
+        """crop / resize, as timm states it (0.875 for 224 of 256)."""
+        return self.crop_size / self.resize_size
+
+    def normalization_255(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) on 0..255 pixels, in the net's channel order:
+        input = (pixel_255 - mean) / std."""
+        k = 255.0 / self.pixel_scale
+        return tuple(m * k for m in self.mean), tuple(s * k for s in self.std)
+
+    def bgr_normalization_255(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) on 0..255 pixels in BGR order, as the original evaluation states them."""
+        mean, std = self.normalization_255()
+        if self.channel_order == "RGB":
+            return mean[::-1], std[::-1]
+        return mean, std
+
+    def at_crop(self, crop_size: int) -> InputContract:
+        """The same contract for another crop size, the resize keeping crop_pct."""
+        resize = max(crop_size, math.floor(crop_size / self.crop_pct + 1e-9))
+        return replace(self, input_size=(crop_size, crop_size), resize_size=resize)
+
+    def overridden(self, **values) -> tuple[InputContract, list[str]]:
+        """A copy with the non-None `values` set, and one line per value that changed
+        ("mean: 0.485,0.456,0.406 -> 104,117,123 (given)"), for the run to say so."""
+        changes = {k: v for k, v in values.items() if v is not None}
+        new = replace(self, **changes) if changes else self
+        said = [f"{k}: {_show(getattr(self, k))} -> {_show(getattr(new, k))} (given)"
+                for k in changes if getattr(self, k) != getattr(new, k)]
+        return new, said
+
+    def describe(self) -> list[str]:
+        """The contract as lines for a summary or `caffezoo info`."""
+        mean = ",".join(f"{v:g}" for v in self.mean)
+        std = ",".join(f"{v:g}" for v in self.std)
+        labels = (self.labels if isinstance(self.labels, str) or self.labels is None
+                  else f"{len(self.labels)} names")
+        h, w = self.input_size
+        lines = [
+            f"input: {self.channel_order}, pixels 0..{self.pixel_scale:g}, mean {mean}, "
+            f"std {std}",
+            f"size: short side {self.resize_size} ({self.interpolation}, {self.resize}), "
+            f"{self.crop} crop {h}x{w} (crop_pct {self.crop_pct:.4g})",
+            f"output: {self.output} over {self.num_classes or '?'} classes"
+            + (f" (labels {labels})" if labels else "")
+            + (f", class 0 at index {self.label_offset}" if self.label_offset else ""),
+        ]
+        if self.origin:
+            lines.append(f"from: {self.origin}")
+        return lines
+
+    # -- the file ------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        d = {"format": FORMAT, "version": VERSION}
+        for k, v in asdict(self).items():
+            d[k] = list(v) if isinstance(v, tuple) else v
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: Mapping, where: str = "contract") -> InputContract:
+        if not isinstance(d, Mapping):
+            raise InputFileError(f"{where}: not a JSON object")
+        if d.get("format") != FORMAT:
+            raise InputFileError(f"{where}: not a caffezoo input contract (format "
+                                 f"{d.get('format')!r}, expected {FORMAT!r})")
+        if d.get("version") != VERSION:
+            raise InputFileError(f"{where}: contract version {d.get('version')!r} is not "
+                                 f"{VERSION} (written by another caffezoo?)")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known - {"format", "version"})
+        if unknown:
+            raise InputFileError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        values = {}
+        for k in known & set(d):
+            v = d[k]
+            values[k] = tuple(v) if isinstance(v, list) else v
+        try:
+            return cls(**values)
+        except (CaffezooError, TypeError, ValueError) as e:
+            raise InputFileError(f"{where}: {e}") from None
+
+    @classmethod
+    def read(cls, path: str | Path) -> InputContract:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputFileError(f"{path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputFileError(f"{path}: cannot read the contract ({e})") from None
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise InputFileError(f"{path}: not JSON ({e})") from None
+        return cls.from_dict(data, str(path))
+
+
+def contract_path(net_path: str | Path) -> Path:
+    """Where the contract of `X.prototxt` / `X.caffemodel` (or `X.onnx`, `X.pt`) lies:
+    `X.contract.json` beside it."""
+    p = Path(net_path)
+    return p.with_name(p.stem + SUFFIX)
+
+
+def find_contract(*net_paths: str | Path | None) -> tuple[InputContract, Path] | None:
+    """The contract beside the first of `net_paths` that has one, with its path; None for a
+    bare net (the commands then use the original evaluation_cls.py's defaults)."""
+    for net_path in net_paths:
+        if net_path is None:
+            continue
+        path = contract_path(net_path)
+        if path.is_file():
+            return InputContract.read(path), path
+    return None
+
+
+# -- checks ------------------------------------------------------------------------------
+
+
+def _show(v) -> str:
+    if isinstance(v, tuple):
+        return ",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
+    return str(v)
+
+
+def _finite_triple(name: str, v, positive: bool) -> str | None:
+    if not isinstance(v, tuple) or len(v) != 3:
+        return f"{name} needs three values, got {v!r}"
+    for x in v:
+        if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+            return f"{name} needs finite numbers, got {v!r}"
+        if positive and x <= 0:
+            return f"{name} needs positive numbers, got {v!r}"
+    return None
+
+
+def _problems(c: InputContract) -> list[str]:
+    out = []
+
+    def one_of(name: str, value, allowed) -> None:
+        if value not in allowed:
+            out.append(f"{name} {value!r} is not one of {', '.join(allowed)}")
+
+    one_of("channel_order", c.channel_order, CHANNEL_ORDERS)
+    if (isinstance(c.pixel_scale, bool) or not isinstance(c.pixel_scale, int | float)
+            or not math.isfinite(c.pixel_scale) or c.pixel_scale <= 0):
+        out.append(f"pixel_scale needs a positive number, got {c.pixel_scale!r}")
+    for name, positive in (("mean", False), ("std", True)):
+        problem = _finite_triple(name, getattr(c, name), positive)
+        if problem:
+            out.append(problem)
+    size = c.input_size
+    if (not isinstance(size, tuple) or len(size) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 65536
+                       for x in size)):
+        out.append(f"input_size needs two integers 1..65536 (H, W), got {size!r}")
+    elif size[0] != size[1]:
+        out.append(f"input_size {size[0]}x{size[1]} is not square (every crop scheme here is)")
+    if (not isinstance(c.resize_size, int) or isinstance(c.resize_size, bool)
+            or not 1 <= c.resize_size <= 65536):
+        out.append(f"resize_size needs an integer 1..65536, got {c.resize_size!r}")
+    elif isinstance(size, tuple) and len(size) == 2 and isinstance(size[0], int) \
+            and c.resize_size < size[0]:
+        out.append(f"resize_size {c.resize_size} is smaller than the crop {size[0]}")
+    one_of("interpolation", c.interpolation, INTERPOLATIONS)
+    one_of("resize", c.resize, RESIZE_KINDS)
+    one_of("crop", c.crop, CROPS)
+    one_of("output", c.output, OUTPUTS)
+    labels = c.labels
+    if isinstance(labels, str):
+        one_of("labels", labels, LABEL_SETS)
+    elif labels is not None and not (isinstance(labels, tuple)
+                                     and all(isinstance(x, str) for x in labels)):
+        out.append("labels needs a label-set name, a list of names or null")
+    if not isinstance(c.label_offset, int) or isinstance(c.label_offset, bool) \
+            or not 0 <= c.label_offset <= 1_000_000:
+        out.append(f"label_offset needs an integer >= 0, got {c.label_offset!r}")
+    n = c.num_classes
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        out.append(f"num_classes needs a positive integer or null, got {n!r}")
+    if isinstance(labels, tuple) and isinstance(n, int) and len(labels) != n:
+        out.append(f"{len(labels)} label names for {n} classes")
+    if not isinstance(c.origin, str):
+        out.append("origin needs a string")
+    return out
