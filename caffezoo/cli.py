@@ -67,7 +67,9 @@ EXAMPLES = {
   caffezoo eval --prototxt deploy.prototxt --weights w.caffemodel --val-list val.txt \\
       --mean 104,117,123 --base-size 256 --crop-size 227 --json r.json
   caffezoo eval --model resnext50_32x4d --weights rx50.caffemodel --data-dir ~/imagenet/val \\
-      --results-csv rx50.csv""",
+      --results-csv rx50.csv
+  caffezoo eval --model resnext50_32x4d --weights rx50.caffemodel --data-dir ~/imagenet/val \\
+      --crop-num 12 --record rx50.rec --executor ray --ray-address auto   # later: --resume""",
     "export": """\
   caffezoo export --to onnx --prototxt deploy.prototxt --weights w.caffemodel -o net.onnx
   caffezoo export --to torch --model resnext50_32x4d --weights rx50.caffemodel -o rx50.pt""",

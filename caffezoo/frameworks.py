@@ -48,11 +48,11 @@ def _dependency_error(what: str, err: BaseException | str, fix: str = FIX) -> De
     return DependencyError(f"{what} is not usable ({reason}); {fix}")
 
 
-def _import(module: str, what: str) -> ModuleType:
+def _import(module: str, what: str, fix: str = FIX) -> ModuleType:
     try:
         return importlib.import_module(module)
     except Exception as err:  # ImportError, but also a broken compiled module's RuntimeError
-        raise _dependency_error(what, err) from err
+        raise _dependency_error(what, err, fix) from err
 
 
 # --------------------------------------------------------------------------- caffe
@@ -216,6 +216,16 @@ def import_onnx() -> ModuleType:
 
 def import_onnxruntime() -> ModuleType:
     return _import("onnxruntime", "onnxruntime (import onnxruntime)")
+
+
+# --------------------------------------------------------------------------- ray
+
+RAY_HINT = "pip install caffezoo[ray]"
+
+
+def import_ray() -> ModuleType:
+    """Ray, the distributed executor of evaluation (an optional extra of the package)."""
+    return _import("ray", "Ray (import ray), needed by --executor ray,", fix=RAY_HINT)
 
 
 # --------------------------------------------------------------------------- tensorflow

@@ -16,18 +16,19 @@ def on_terminal(stream: TextIO) -> bool:
 
 class Progress:
     """`total` steps of `unit` (images, layers, iterations); `update(n, note)` advances and
-    shows `note` (e.g. the running top-1) after the rate and ETA."""
+    shows `note` (e.g. the running top-1) after the rate and ETA. `initial` steps were done
+    before (a resumed run): counted, but not in the rate."""
 
     def __init__(self, total: int | None, label: str = "", unit: str = "img",
                  stream: TextIO | None = None, enabled: bool | None = None,
-                 min_interval: float = 0.1, delay: float = 0.0):
+                 min_interval: float = 0.1, delay: float = 0.0, initial: int = 0):
         from tqdm import tqdm  # pinned in pyproject.toml; imported only when a bar is made
 
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = on_terminal(self.stream) if enabled is None else enabled
         self._bar = tqdm(total=total, desc=label or None, unit=unit, file=self.stream,
                          disable=not self.enabled, mininterval=min_interval, leave=True,
-                         dynamic_ncols=True, delay=delay)
+                         dynamic_ncols=True, delay=delay, initial=initial)
 
     def update(self, n: int = 1, note: str | None = None) -> None:
         if not self.enabled:

@@ -79,11 +79,13 @@ def test_data_dir_gives_the_val_lists_predictions_and_a_timm_csv(tiny, images, t
     assert a["correct"] == b["correct"] and b["images"]["evaluated"] == 9
     assert b["data_dir"] == str(tree)
 
-    # --json r.json also writes r.csv: one row, timm's columns, values from the JSON
+    # --json r.json also writes r.csv: one row, timm's columns then crop_num and backend,
+    # values from the JSON
     rows = list(csv.DictReader((tmp_path / "dir.csv").open()))
-    assert list(rows[0]) == list(report.TIMM_COLUMNS) == [
+    assert list(rows[0]) == list(report.RESULTS_COLUMNS) == [
         "model", "top1", "top1_err", "top5", "top5_err", "param_count", "img_size", "crop_pct",
-        "interpolation"]
+        "interpolation", "crop_num", "backend"]
+    assert (rows[0]["crop_num"], rows[0]["backend"]) == ("1", b["settings"]["backend"])
     (row,) = rows
     top1 = round(100 * b["correct"]["top1"] / 9, 4)
     assert (row["model"], float(row["top1"]), float(row["top1_err"])) == (
@@ -101,6 +103,30 @@ def test_explicit_csv_and_a_sweep_gives_a_row_per_crop(tiny, tree, tmp_path):  #
     rows = list(csv.DictReader(out.open()))
     assert [(r["img_size"], r["crop_pct"]) for r in rows] == [("6", "0.6"), ("8", "0.8")]
     assert not (tmp_path / "sweep.json").exists()
+
+
+def test_crop_num_and_backend_tell_rows_apart_and_a_sweep_prints_one_table(
+        tiny, tree, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "sweep.csv"
+    common = [*_common(tiny)[:-2], "--data-dir", str(tree), "--results-csv", str(out)]
+    rows = []
+    for crop_num, backend in (("1", "opencv"), ("12", "opencv"), ("1", "onnxruntime")):
+        assert cli.main([*common, "--crop-num", crop_num, "--backend", backend]) == 0
+        rows += [(r["img_size"], r["crop_num"], r["backend"]) for r in csv.DictReader(out.open())]
+    assert rows == [("8", "1", "opencv"), ("8", "12", "opencv"), ("8", "1", "onnxruntime")]
+    capsys.readouterr()
+    assert cli.main([*common, "--crop-sizes", "6,7,8"]) == 0
+    printed = capsys.readouterr().out
+    assert "Evaluation process ends" not in printed  # not three summaries: one table
+    lines = printed.splitlines()
+    header = lines[1].split()
+    assert header[:3] == ["crop", "base", "crops"] and "img/s" in header
+    table = {int(line.split()[0]): line.split() for line in lines[3:] if line.strip()}
+    assert sorted(table) == [6, 7, 8]
+    for crop, cells in table.items():  # each row's numbers are that crop's CSV row
+        (row,) = [r for r in csv.DictReader(out.open()) if r["img_size"] == str(crop)]
+        assert float(cells[3]) == round(float(row["top1"]), 2)
+        assert cells[2] == row["crop_num"] == "1" and cells[-1] == row["backend"]
 
 
 def test_timm_row_figures():

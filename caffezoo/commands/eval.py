@@ -65,24 +65,23 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    m = p.add_argument_group("model")
-    m.add_argument("--model", metavar="ZOO_NAME",
-                   help="a zoo model: its prototxt is generated at the crop size and its "
-                        "preprocessing (mean, std, base and crop size) becomes the default")
-    m.add_argument("--prototxt", metavar="P", help="deploy prototxt (instead of --model's)")
-    m.add_argument("--weights", metavar="W", help=".caffemodel (required)")
-    m.add_argument("--backend", choices=("auto", "onnxruntime", "torch", "opencv", "pycaffe"),
+def add_runtime_options(g) -> None:
+    """How the net runs (eval and table)."""
+    g.add_argument("--backend", choices=("auto", "onnxruntime", "torch", "opencv", "pycaffe"),
                    default=DEFAULT_BACKEND,
                    help=f"runtime (default {DEFAULT_BACKEND}: the fastest installed, "
                         "onnxruntime > opencv > torch > pycaffe)")
-    m.add_argument("--threads", type=int, metavar="N",
-                   help="inference threads (default: the library's, all cores)")
-    m.add_argument("--output-blob", metavar="NAME",
+    g.add_argument("--threads", type=int, metavar="N",
+                   help="inference threads (default: the library's, all cores; with "
+                        "--executor ray: per worker, default 1)")
+    g.add_argument("--output-blob", metavar="NAME",
                    help="blob whose scores are averaged (default 'prob', else the net's output)")
-    m.add_argument("--softmax", choices=("auto", "yes", "no"), default="auto",
+    g.add_argument("--softmax", choices=("auto", "yes", "no"), default="auto",
                    help="softmax each crop's scores before averaging; auto (default): when the "
                         "output blob does not come from a Softmax layer")
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data (--val-list or --data-dir)")
     source = d.add_mutually_exclusive_group(required=True)
     source.add_argument("--val-list", metavar="FILE",
@@ -101,6 +100,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--on-error", choices=("fail", "skip"), default="fail",
                    help="a missing, unreadable or corrupt image stops the run (fail, default) "
                         "or is skipped, counted and listed (skip)")
+
+
+def add_batch_options(r) -> None:
+    add_batch_size(r, default=DEFAULT_BATCH,
+                   help=f"crops per forward pass (default {DEFAULT_BATCH})")
+    add_workers(r, default=DEFAULT_WORKERS,
+                help=f"image decoding threads (default {DEFAULT_WORKERS}; 0 = in line)")
+    r.add_argument("--worker-kind", choices=("auto", "thread", "process"), default="auto",
+                   help="decoders as threads or processes; auto (default): threads, processes "
+                        "for pycaffe, whose forward pass holds Python's GIL")
+
+
+def add_executor_options(p: argparse.ArgumentParser) -> None:
+    from caffezoo.evaluation.executors import DEFAULT_UNIT, EXECUTORS
+
+    x = p.add_argument_group("executor (docs/evaluation.md#long-runs)")
+    x.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local (default): this process; ray: Ray workers, each with its own "
+                        "runtime and decoders (pip install caffezoo[ray])")
+    x.add_argument("--ray-address", metavar="ADDR",
+                   help="the Ray cluster to use: auto (one started with `ray start` here), "
+                        "HOST:PORT or ray://HOST:PORT (default: a local Ray for this run)")
+    x.add_argument("--ray-workers", type=int, metavar="N",
+                   help="Ray workers (default: the cluster's CPUs / --threads)")
+    x.add_argument("--unit-size", type=int, default=DEFAULT_UNIT, metavar="N",
+                   help=f"images per work unit (default {DEFAULT_UNIT}): what a Ray worker is "
+                        "handed, and what a resumed run redoes at most")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    m = p.add_argument_group("model")
+    m.add_argument("--model", metavar="ZOO_NAME",
+                   help="a zoo model: its prototxt is generated at the crop size and its "
+                        "preprocessing (mean, std, base and crop size) becomes the default")
+    m.add_argument("--prototxt", metavar="P", help="deploy prototxt (instead of --model's)")
+    m.add_argument("--weights", metavar="W", help=".caffemodel (required)")
+    add_runtime_options(m)
+    add_data_options(p)
     c = p.add_argument_group("preprocessing")
     c.add_argument("--mean", type=_floats, metavar="B,G,R", help="per-channel mean (BGR)")
     c.add_argument("--std", type=_floats, metavar="B,G,R", help="per-channel std (BGR)")
@@ -112,13 +149,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--scales", type=_ints, metavar="S1,S2,..",
                    help="144-crop short sides (default: the original's list for the crop size)")
     r = p.add_argument_group("run and output")
-    add_batch_size(r, default=DEFAULT_BATCH,
-                   help=f"crops per forward pass (default {DEFAULT_BATCH})")
-    add_workers(r, default=DEFAULT_WORKERS,
-                help=f"image decoding threads (default {DEFAULT_WORKERS}; 0 = in line)")
-    r.add_argument("--worker-kind", choices=("auto", "thread", "process"), default="auto",
-                   help="decoders as threads or processes; auto (default): threads, processes "
-                        "for pycaffe, whose forward pass holds Python's GIL")
+    add_batch_options(r)
     r.add_argument("--top-k", type=_ints, default=(1, 5), metavar="K1,K2",
                    help="accuracies to report (default 1,5)")
     add_json(r, "the results", "; the summary text then goes to stderr")
@@ -126,17 +157,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--results-csv", metavar="FILE.csv",
                    help="write one row per crop size with timm's columns (model, top1, "
                         "top1_err, top5, top5_err, param_count, img_size, crop_pct, "
-                        "interpolation); default with --json FILE: FILE.csv beside it")
+                        "interpolation) and crop_num, backend; default with --json FILE: "
+                        "FILE.csv beside it")
     r.add_argument("--log", metavar="FILE", help="write the summary in the original's wording")
     r.add_argument("--predictions", metavar="FILE.csv", help="write per-image predictions")
     r.add_argument("--verbose", action="store_true",
                    help="print the original's per-image line for every image")
     r.add_argument("--crop-sizes", type=_ints, metavar="C1,C2,..",
-                   help="evaluate at each crop size (a sweep); base size: the zoo card's "
-                        "for each crop, else max(base, crop), unless --base-sizes")
+                   help="evaluate at each crop size (a sweep, summed up in one table); base "
+                        "size: the zoo card's for each crop, else max(base, crop), unless "
+                        "--base-sizes")
     r.add_argument("--base-sizes", type=_ints, metavar="S1,S2,..",
                    help="base size per --crop-sizes entry")
     r.add_argument("--plot", metavar="FILE.png", help="draw top-k accuracy against crop size")
+    g = p.add_argument_group("long runs (docs/evaluation.md#long-runs)")
+    g.add_argument("--record", metavar="FILE",
+                   help="record every image's result in FILE as the run goes (a sweep: one "
+                        "file per crop size, FILE_crop224 ...), so that --resume can continue")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the --record of an interrupted run (refused, naming what "
+                        "differs, if the model, list or settings changed)")
+    add_executor_options(p)
 
 
 # -- the model ----------------------------------------------------------------------------
@@ -251,22 +292,27 @@ def _suffixed(path: str, crop: int, many: bool) -> str:
     return str(p.with_name(f"{p.stem}_crop{crop}{p.suffix}"))
 
 
-def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, many: bool):
-    """Open the runtime at this crop size, check labels, run; returns (result, info)."""
-    from caffezoo.evaluation import dataset, report
+def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, label: str = "",
+                 record_path: str | None = None):
+    """Open the runtime at this crop size, check labels, run on the chosen executor (recording
+    every image in `record_path` when given); returns (result, info)."""
+    from caffezoo.evaluation import dataset, executors, report
     from caffezoo.evaluation.classify import (
         EvalConfig,
         Failure,
         ends_in_softmax,
-        evaluate,
         probe_classes,
         worker_kind_for,
     )
+    from caffezoo.evaluation.record import Record
     from caffezoo.progress import Progress
     from caffezoo.runtimes import open_runtime
 
     prototxt = source.prototxt_at(pre.crop_size, tmp)
-    runtime = open_runtime(args.backend, prototxt, source.weights, threads=args.threads)
+    on_ray = args.executor == "ray"
+    # Ray workers get one thread each unless told: several workers share a machine's cores.
+    threads = args.threads or (1 if on_ray else None)
+    runtime = open_runtime(args.backend, prototxt, source.weights, threads=threads)
     blob = args.output_blob
     if blob is None:
         names = runtime.blob_names()
@@ -291,39 +337,74 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, many: b
                         batch_size=args.batch_size, workers=args.workers, top_k=args.top_k,
                         on_error=args.on_error, softmax=softmax,
                         worker_kind=args.worker_kind)
-    label = f"crop {pre.crop_size}" if many else ""
-    progress = Progress(len(samples), label=label)
-    counter = {"n": 0}
+    backend, param_count = runtime.backend, runtime.checked.analysis.total_params
+    job = executors.EvalJob(prototxt, source.weights, backend, threads, config, samples,
+                            args.unit_size)
+    fingerprint = executors.fingerprint(job) if record_path else {}
+    with Record.open(record_path, fingerprint, len(samples), resume=args.resume) as record:
+        tally = executors.Tally(job, record)
+        if record_path and args.resume:
+            dropped = " (a last line cut short was dropped)" if record.dropped_tail else ""
+            print(f"resuming {record_path}: {tally.done} of {len(samples)} images are "
+                  f"recorded{dropped}", file=sys.stderr)
+        progress = Progress(len(samples), label=label, initial=tally.done)
+        workers_note = {"text": ""}
 
-    def on_image(item, result) -> None:
-        counter["n"] += 1
-        progress.update(1, report.running_note(result))
-        if args.verbose:
-            if isinstance(item, Failure):
-                print(f"Skipping image: {counter['n']}/{len(samples)}  {item.reason}",
-                      flush=True)
+        def note() -> str:
+            return " | ".join(t for t in (report.running_note(tally.result),
+                                          workers_note["text"]) if t)
+
+        out = sys.stdout  # (Ray's executor silences sys.stdout while it runs)
+
+        def on_new(entries) -> None:
+            for entry in entries:
+                item = tally.add(entry)
+                progress.update(1, note())
+                if args.verbose:
+                    n = tally.done
+                    if isinstance(item, Failure):
+                        print(f"Skipping image: {n}/{len(samples)}  {item.reason}", flush=True,
+                              file=out)
+                    else:
+                        print(report.original_image_line(n, len(samples), item, tally.result),
+                              flush=True, file=out)
+
+        def on_state(states) -> None:
+            from caffezoo.evaluation.ray_executor import worker_note
+
+            workers_note["text"] = worker_note(states)
+            progress.note(note())
+
+        started = dt.datetime.now()
+        try:
+            if on_ray:
+                from caffezoo.evaluation.ray_executor import RayOptions, run_ray
+
+                if hasattr(runtime, "close"):
+                    runtime.close()
+                runtime = None  # the workers open their own
+                options = RayOptions(args.ray_address, args.ray_workers, args.debug)
+                session = run_ray(job, record, options, on_new, on_state)
             else:
-                print(report.original_image_line(counter["n"], len(samples), item, result),
-                      flush=True)
-
-    started = dt.datetime.now()
-    try:
-        result = evaluate(runtime, samples, config, on_image=on_image)
-    finally:
-        progress.close()
-    ended = dt.datetime.now()
+                session = executors.run_local(job, runtime, record, on_new)
+        finally:
+            progress.close()
+        result = tally.final(record, session)
+        ended = dt.datetime.now()
     info = report.RunInfo(
         model=source.label,
         prototxt=(str(source.prototxt) if source.prototxt else
                   f"generated: caffezoo.zoo {source.card.name}, input {pre.crop_size}"),
         weights=str(source.weights), zoo_name=getattr(source.card, "name", None),
-        val_list=data_name, data_root=args.data_root, backend=runtime.backend,
-        threads=args.threads, batch_size=args.batch_size, workers=args.workers,
+        val_list=data_name, data_root=args.data_root, backend=backend, threads=threads,
+        batch_size=args.batch_size, workers=args.workers,
         worker_kind=worker_kind_for(args.worker_kind),
         output_blob=blob, softmax=softmax, label_offset=args.label_offset, class_map=args.class_map,
         on_error=args.on_error, limit=args.limit, started=started, ended=ended,
-        data_dir=args.data_dir, param_count=runtime.checked.analysis.total_params,
-        name=getattr(source.card, "name", None) or Path(source.weights).stem)
+        data_dir=args.data_dir, param_count=param_count,
+        name=getattr(source.card, "name", None) or Path(source.weights).stem,
+        session=session, unit_size=job.unit_size, record=record_path, resumed=tally.resumed,
+        sessions=max(record.sessions, 1))
     return result, info
 
 
@@ -340,10 +421,31 @@ def check_numbers(args) -> None:
     """Counts and sizes that must be positive, refused before any work (0 would otherwise
     mean "default" for some and crash others)."""
     for flag, low in (("limit", 1), ("threads", 1), ("batch_size", 1), ("workers", 0),
-                      ("base_size", 1), ("crop_size", 1)):
+                      ("base_size", 1), ("crop_size", 1), ("unit_size", 1), ("ray_workers", 1)):
         value = getattr(args, flag, None)
         if value is not None and value < low:
             raise UsageError(f"--{flag.replace('_', '-')} must be at least {low}, got {value}")
+
+
+def check_executor(args) -> None:
+    """Executor options that go together, and Ray importable, before any work."""
+    if args.executor != "ray":
+        for flag in ("ray_address", "ray_workers"):
+            if getattr(args, flag, None) is not None:
+                raise UsageError(f"--{flag.replace('_', '-')} goes with --executor ray")
+        return
+    from caffezoo.frameworks import import_ray
+
+    import_ray()  # exit 4 with the install hint when Ray is missing
+
+
+def check_apart(records, outputs) -> None:
+    """A record is read back and appended to; it cannot also be an output written at the
+    end."""
+    ends = {Path(o).expanduser().resolve() for o in outputs if o}
+    for record in records:
+        if record and Path(record).expanduser().resolve() in ends:
+            raise UsageError(f"{record}: --record and an output file are the same path")
 
 
 def run(args) -> int:
@@ -351,6 +453,9 @@ def run(args) -> int:
     from caffezoo.outputs import OutputSet
 
     check_numbers(args)
+    check_executor(args)
+    if args.resume and not args.record:
+        raise UsageError("--resume continues a --record FILE: give the file")
     source = resolve_model(args)
     pre = resolve_preprocessing(args, source)
     settings = sweep_settings(args, pre, source.card)
@@ -362,7 +467,10 @@ def run(args) -> int:
     csv_path = results_csv_path(args.results_csv, json_file)
     predictions = [_suffixed(args.predictions, p.crop_size, many) for p in settings] \
         if args.predictions else []
+    records = [_suffixed(args.record, p.crop_size, many) for p in settings] \
+        if args.record else [None] * len(settings)
     outputs = OutputSet([json_file, csv_path, args.log, args.plot, *predictions])
+    check_apart(records, [json_file, csv_path, args.log, args.plot, *predictions])
     if args.data_dir:
         samples_raw, _ = dataset.read_image_folder(args.data_dir, args.limit)
     else:
@@ -377,15 +485,21 @@ def run(args) -> int:
               file=sys.stderr)
     runs = []
     with outputs, tempfile.TemporaryDirectory(prefix="caffezoo-eval-") as tmp:
-        for p in settings:
-            result, info = evaluate_one(args, source, p, samples_raw, Path(tmp), many)
+        # with the JSON on stdout, the summary text goes to stderr
+        text_out = sys.stderr if json_to_stdout(args) else sys.stdout
+        for p, record in zip(settings, records, strict=True):
+            label = f"crop {p.crop_size}" if many else ""
+            result, info = evaluate_one(args, source, p, samples_raw, Path(tmp), label, record)
             log = report.original_log(result, p, info)
-            # with the JSON on stdout, the summary text goes to stderr
-            print(log, end="", flush=True, file=sys.stderr if json_to_stdout(args) else None)
+            if not many:
+                print(log, end="", flush=True, file=text_out)
             runs.append((p, result, info, log))
             if args.predictions:
                 outputs.write(_suffixed(args.predictions, p.crop_size, many),
                               report.predictions_csv(result))
+        if many:  # one table for the sweep; --log keeps each size's text in full
+            print(report.sweep_table([(p, r, i) for p, r, i, _ in runs]), flush=True,
+                  file=text_out)
         dicts = [report.result_dict(r, p, i) for p, r, i, _ in runs]
         if args.json:
             payload = {"sweep": dicts} if many else dicts[0]

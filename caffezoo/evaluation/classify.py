@@ -16,6 +16,7 @@ Fixed from the original: crops past the last full batch were silently dropped th
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import multiprocessing
 import time
@@ -283,9 +284,12 @@ def check_buffers(config: EvalConfig, batch_rows: int, lookahead: int) -> None:
 
 def evaluate(runtime, samples: Sequence[Sample], config: EvalConfig,
              on_image: Callable[[Prediction | Failure, EvalResult], None] | None = None,
-             ) -> EvalResult:
+             unit_starts: Sequence[int] = ()) -> EvalResult:
     """Evaluate `samples` on `runtime`. `on_image` is called after every image (a prediction
-    or a failure), e.g. to draw progress. Image errors stop the run with --on-error fail."""
+    or a failure), e.g. to draw progress. Image errors stop the run with --on-error fail.
+
+    `unit_starts` (sorted positions in `samples`): a batch never spans two of these work units,
+    so each is scored exactly as if it were evaluated alone (executors.py says why)."""
     result = EvalResult(listed=len(samples), top_k=tuple(config.top_k))
     result.correct = {k: 0 for k in config.top_k}
 
@@ -306,8 +310,12 @@ def evaluate(runtime, samples: Sequence[Sample], config: EvalConfig,
     start = time.perf_counter()
     kind = worker_kind_for(config.worker_kind)
     stream = _crops_in_order(samples, config.preprocessing, config.workers, lookahead, kind)
+    unit = 0
     with contextlib.closing(stream):  # stops the workers at once on an error or Ctrl-C
         for slot, item in stream:
+            if unit_starts and bisect.bisect_right(unit_starts, slot) != unit:
+                scorer.flush()  # the unit before is complete: its last, partial batch
+                unit = bisect.bisect_right(unit_starts, slot)
             sample = samples[slot]
             if isinstance(item, ImageError):
                 if config.on_error == "fail":

@@ -11,6 +11,7 @@ import platform
 from dataclasses import dataclass
 
 from caffezoo.evaluation.classify import EvalResult, Prediction
+from caffezoo.evaluation.executors import SessionStats
 from caffezoo.evaluation.preprocess import Preprocessing
 
 
@@ -40,6 +41,15 @@ class RunInfo:
     data_dir: str | None = None      # an ImageFolder tree instead of val_list + data_root
     param_count: int | None = None   # learned parameters of the net (caffezoo.analysis)
     name: str = ""                   # the model's name in the results CSV
+    session: SessionStats | None = None  # this run's executor and workers
+    unit_size: int | None = None     # images per work unit (executors.py)
+    record: str | None = None        # the per-image record, when kept
+    resumed: int = 0                 # images found in the record when this run started
+    sessions: int = 1                # runs that wrote the record, this one included
+
+    @property
+    def executor(self) -> str:
+        return self.session.executor if self.session else "local"
 
 
 def _fmt_value(v: float) -> str:
@@ -68,12 +78,48 @@ def original_log(result: EvalResult, pre: Preprocessing, info: RunInfo) -> str:
     text += (f"\nBackend: {info.backend}, threads {info.threads or 'default'}, batch size "
              f"{info.batch_size}, workers {info.workers} ({info.worker_kind}): "
              f"{result.images_per_s:.2f} images/s.")
+    text += executor_lines(info)
     if result.failures:
         text += (f"\n{len(result.failures)} of {result.listed} images could not be used and were "
                  "skipped:")
         for f in result.failures:
             text += f"\n  {f.reason}"
     return text + "\n"
+
+
+def executor_lines(info: RunInfo) -> str:
+    """Lines about Ray workers and earlier sessions of a resumed run (none for a plain run)."""
+    text = ""
+    session = info.session
+    if session is not None and session.executor == "ray" and session.workers:
+        rates = ", ".join(f"{w.name} {w.rate:.2f} img/s" + (f" on {w.where}" if w.where else "")
+                          + (f" ({w.restarts} restarts)" if w.restarts else "")
+                          for w in session.workers)
+        text += (f"\nExecutor: Ray ({session.address}), {len(session.workers)} workers of "
+                 f"{info.threads} thread(s), {info.unit_size} images per unit: {rates}.")
+    if info.resumed:
+        text += (f"\nResumed from {info.record}: {info.resumed} images were recorded by "
+                 f"{info.sessions - 1} earlier run(s); images/s counts every run's time.")
+    return text
+
+
+def sweep_table(runs: list[tuple[Preprocessing, EvalResult, RunInfo]]) -> str:
+    """A crop-size sweep summed up in one table (each size's full text goes to --log)."""
+    from caffezoo.table import format_table
+
+    first = runs[0][1]
+    header = ["crop", "base", "crops", *[f"top-{k} %" for k in first.top_k], "images",
+              "img/s", "backend"]
+    rows = []
+    for pre, result, info in runs:
+        rows.append([pre.crop_size, pre.base_size, pre.crop_num,
+                     *[f"{100 * result.accuracy(k):.2f}" for k in result.top_k],
+                     f"{result.evaluated}/{result.listed}", f"{result.images_per_s:.2f}",
+                     info.backend])
+    info = runs[0][2]
+    title = f"{info.name}: {info.val_list}, {runs[0][0].crop_num}-crop"
+    align = "r" * (len(header) - 1)
+    return f"{title}\n{format_table(header, rows, align=align)}\n"
 
 
 def original_image_line(index: int, total: int, item: Prediction, result: EvalResult) -> str:
@@ -112,7 +158,11 @@ def result_dict(result: EvalResult, pre: Preprocessing, info: RunInfo) -> dict:
             "softmax": info.softmax,
             "top_k": list(result.top_k), "label_offset": info.label_offset,
             "class_map": info.class_map, "on_error": info.on_error, "limit": info.limit,
+            "executor": info.executor, "unit_size": info.unit_size,
         },
+        "executor": _executor_dict(info),
+        "record": ({"path": info.record, "sessions": info.sessions,
+                    "resumed_images": info.resumed} if info.record else None),
         "images": {"listed": result.listed, "evaluated": result.evaluated,
                    "failed": len(result.failures)},
         "accuracy": {f"top{k}": result.accuracy(k) for k in result.top_k},
@@ -131,6 +181,16 @@ def result_dict(result: EvalResult, pre: Preprocessing, info: RunInfo) -> dict:
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or None,
                     "python": platform.python_version()},
     }
+
+
+def _executor_dict(info: RunInfo) -> dict:
+    session = info.session
+    if session is None or session.executor != "ray":
+        return {"kind": info.executor}
+    return {"kind": "ray", "address": session.address,
+            "workers": [{"name": w.name, "images": w.images, "busy_s": round(w.busy_s, 3),
+                         "images_per_s": round(w.rate, 3), "restarts": w.restarts,
+                         "node": w.where} for w in session.workers]}
 
 
 def predictions_csv(result: EvalResult) -> str:
@@ -158,11 +218,14 @@ def predictions_csv(result: EvalResult) -> str:
 # millions, img_size the crop fed to the net, crop_pct = crop / resize-before-crop size.
 TIMM_COLUMNS = ("model", "top1", "top1_err", "top5", "top5_err", "param_count", "img_size",
                 "crop_pct", "interpolation")
+# ours after timm's, so that a 1-crop and a 12-crop row (or two backends) never look alike
+RESULTS_COLUMNS = (*TIMM_COLUMNS, "crop_num", "backend")
 INTERPOLATION = "bilinear"  # preprocess.resize_short_side: cv2.resize, INTER_LINEAR by default
 
 
 def timm_row(result: EvalResult, pre: Preprocessing, info: RunInfo) -> dict:
-    """One results row with timm's columns; a top-k that was not computed is left empty."""
+    """One results row: timm's columns, then crop_num and backend; a top-k that was not
+    computed is left empty."""
     row: dict[str, object] = {"model": info.name or info.zoo_name or info.model}
     for k in (1, 5):
         if k in result.top_k:
@@ -175,12 +238,14 @@ def timm_row(result: EvalResult, pre: Preprocessing, info: RunInfo) -> dict:
     row["img_size"] = pre.crop_size
     row["crop_pct"] = round(pre.crop_size / pre.base_size, 4)
     row["interpolation"] = INTERPOLATION
+    row["crop_num"] = pre.crop_num
+    row["backend"] = info.backend
     return row
 
 
 def results_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=TIMM_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=RESULTS_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()

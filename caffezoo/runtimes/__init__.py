@@ -58,6 +58,23 @@ def resolve_backend(backend: str) -> str:
     raise CaffezooError("no runtime is installed (onnxruntime, torch, opencv or pycaffe)")
 
 
+def can_use_gpu(backend: str) -> bool:
+    """Whether `backend` runs on a GPU when one is visible to it: torch built with CUDA
+    (runtimes/torch.py takes CUDA when torch sees a device), onnxruntime with its CUDA provider
+    installed. Caffe and OpenCV run on the CPU here. Used to ask Ray for GPUs per worker."""
+    import importlib.util
+
+    if backend == "torch" and importlib.util.find_spec("torch") is not None:
+        import torch
+
+        return bool(torch.backends.cuda.is_built())
+    if backend == "onnxruntime" and importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime
+
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    return False
+
+
 @dataclass
 class CheckedNet:
     """A net as read and checked by caffezoo, ready to hand to a runtime."""
