@@ -30,6 +30,7 @@ COMMANDS = {
     "validate": "compare a converted model with its source",
     "export": "a Caffe net as ONNX or a PyTorch module, Caffe's semantics exactly",
     "eval": "ImageNet-style accuracy (1/10/12/144-crop)",
+    "table": "the zoo's accuracy table: several models at several crop schemes",
     "time": "speed: `caffe time` and per-backend forward timing",
 }
 
@@ -70,6 +71,11 @@ EXAMPLES = {
       --results-csv rx50.csv
   caffezoo eval --model resnext50_32x4d --weights rx50.caffemodel --data-dir ~/imagenet/val \\
       --crop-num 12 --record rx50.rec --executor ray --ray-address auto   # later: --resume""",
+    "table": """\
+  caffezoo table resnext50_32x4d:rx50.caffemodel wrn50_2:wrn50_2.caffemodel \\
+      --val-list ILSVRC2012_val.txt --data-root ~/ILSVRC2012 -o zoo-table/
+  caffezoo table deploy.prototxt:net.caffemodel --crops 1 --sizes first --val-list val.txt \\
+      -o table/ --executor ray --ray-address auto   # an interrupted table: add --resume""",
     "export": """\
   caffezoo export --to onnx --prototxt deploy.prototxt --weights w.caffemodel -o net.onnx
   caffezoo export --to torch --model resnext50_32x4d --weights rx50.caffemodel -o rx50.pt""",

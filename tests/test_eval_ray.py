@@ -30,7 +30,7 @@ ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
 
 MEAN, BASE, CROP = (104.0, 117.0, 123.0), 256, 227
-SETTINGS = {1: ("100", "16"), 12: ("30", "4")}  # crop_num -> (--limit, --unit-size)
+SETTINGS = {1: ("100", "16"), 12: ("20", "4")}  # crop_num -> (--limit, --unit-size)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_files(cluster, single_pro
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            if record.exists() and record.read_bytes().count(b'{"i":') >= 10:
+            if record.exists() and record.read_bytes().count(b'{"i":') >= 8:
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "the run ended before it could be killed"
@@ -149,7 +149,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_files(cluster, single_pro
     finally:
         proc.wait()
     done = record.read_bytes().count(b'{"i":')
-    assert 10 <= done < 30 and not (tmp_path / "p.csv").exists()
+    assert 8 <= done < 20 and not (tmp_path / "p.csv").exists()
     # resumed on Ray: the record is the same whichever executor writes it
     assert cli.main([*argv, "--resume", "--executor", "ray", "--ray-address", cluster]) == 0
     baseline = single_process[12]
@@ -178,3 +178,29 @@ def test_a_resume_with_another_model_refuses(single_process, squeezenet_dir, ima
     assert "cannot resume" in err and "model weights (sha256:" in err
     assert "model prototxt" not in err and "val list" not in err
     assert record.read_bytes() == before and not (tmp_path / "r.json").exists()
+
+
+def test_the_zoo_table_on_ray_records_what_eval_records(cluster, single_process, squeezenet_dir,
+                                                        imagenet_samples, tmp_path):
+    from test_zoo_table import squeezenet_with_contract
+
+    from caffezoo.evaluation.record import decode_line
+
+    spec = squeezenet_with_contract(squeezenet_dir, tmp_path)
+    out = tmp_path / "table"
+    assert cli.main(["table", spec, "--val-list", str(imagenet_samples / "val.txt"),
+                     "--data-root", str(imagenet_samples), "--crops", "1", "--threads", "1",
+                     "--backend", "onnxruntime", "--unit-size", SETTINGS[1][1], "-o", str(out),
+                     "--executor", "ray", "--ray-address", cluster]) == 0
+    (row,) = list(csv.DictReader((out / "table.csv").open()))
+    assert (row["top1_err"], row["top5_err"], row["executor"]) == ("39.0", "18.0", "ray")
+
+    def results(path: Path) -> tuple[dict, dict]:
+        lines = [decode_line(x) for x in path.read_bytes().splitlines()]
+        return lines[0]["fingerprint"], {o["i"]: (o["top"], o["scores"]) for o in lines
+                                         if "i" in o}
+
+    # the cell's record (Ray, the contract's preprocessing) and eval's in-process one: the same
+    # fingerprint and the same results, score for score
+    table_cell = results(out / "records" / "squeezenet_v1.0_dc_227_1crop.rec")
+    assert table_cell == results(single_process[1] / "run.rec")

@@ -30,3 +30,14 @@ def test_progress_is_tqdm_and_quiet_off_a_terminal(capsys):
     assert not p.enabled and type(p._bar).__module__.startswith("tqdm")
     assert list(steps(range(3), label="x")) == [0, 1, 2]  # stderr is captured: no terminal
     assert capsys.readouterr().err == ""
+
+
+def test_markdown_tables_align_and_escape():
+    text = format_table(("model", "a|b", "n"), [("x", 1, 2.5), ("longer", 22, 3)], align="lrr",
+                        markdown=True)
+    assert text.splitlines() == [
+        "| model  | a\\|b |    n |",
+        "| ------ | ---: | ---: |",
+        "| x      |    1 |  2.5 |",
+        "| longer |   22 |    3 |",
+    ]

@@ -354,8 +354,6 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, label: 
             return " | ".join(t for t in (report.running_note(tally.result),
                                           workers_note["text"]) if t)
 
-        out = sys.stdout  # (Ray's executor silences sys.stdout while it runs)
-
         def on_new(entries) -> None:
             for entry in entries:
                 item = tally.add(entry)
@@ -363,11 +361,10 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, label: 
                 if args.verbose:
                     n = tally.done
                     if isinstance(item, Failure):
-                        print(f"Skipping image: {n}/{len(samples)}  {item.reason}", flush=True,
-                              file=out)
+                        print(f"Skipping image: {n}/{len(samples)}  {item.reason}", flush=True)
                     else:
                         print(report.original_image_line(n, len(samples), item, tally.result),
-                              flush=True, file=out)
+                              flush=True)
 
         def on_state(states) -> None:
             from caffezoo.evaluation.ray_executor import worker_note

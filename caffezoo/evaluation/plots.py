@@ -1,5 +1,5 @@
 """Accuracy against crop size (the curve the original README shows), drawn with matplotlib's
-Agg backend so it works without a display."""
+Agg backend so it works without a display; `pyplot()` for the other plots (the zoo table's)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,24 @@ from caffezoo.errors import DependencyError
 from caffezoo.evaluation.classify import EvalResult
 
 
-def plot_accuracy_vs_crop(points: Sequence[tuple[int, EvalResult]], path: str,
-                          title: str = "") -> None:
-    """One line per top-k: accuracy (%) at each crop size; written atomically as PNG."""
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg", force=True)
         import matplotlib.pyplot as plt
     except ImportError as err:
-        raise DependencyError(f"--plot needs matplotlib ({err}); pip install matplotlib") from None
+        raise DependencyError(f"plots need matplotlib ({err}); pip install matplotlib") from None
+    return plt
+
+
+def plot_accuracy_vs_crop(points: Sequence[tuple[int, EvalResult]], path: str,
+                          title: str = "") -> None:
+    """One line per top-k: accuracy (%) at each crop size; written atomically as PNG."""
     from caffezoo import netio
+
+    plt = pyplot()
 
     points = sorted(points, key=lambda p: p[0])
     sizes = [size for size, _ in points]

@@ -23,8 +23,9 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,34 @@ class EvalWorker:
                 "wall_s": time.perf_counter() - start}
 
 
+class _NotFromRay:
+    """A text stream that passes on what every thread writes but Ray's own: Ray's driver
+    prints cluster events (a worker died, a task is retried) on sys.stdout from threads named
+    `ray_...`; the per-worker state says it in our words, and stdout may carry caffezoo's JSON."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if threading.current_thread().name.startswith("ray_"):
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str):  # flush, isatty, fileno, encoding ...
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def ray_lines_off(verbose: bool = False) -> Iterator[None]:
+    """Ray's own lines off sys.stdout and sys.stderr while connected (kept with `verbose`)."""
+    if verbose:
+        yield
+        return
+    with contextlib.redirect_stdout(_NotFromRay(sys.stdout)), \
+            contextlib.redirect_stderr(_NotFromRay(sys.stderr)):
+        yield
+
+
 def _on_node(err: CaffezooError) -> CaffezooError:
     """The same error, saying which machine met it (a file missing on one node of several)."""
     import ray
@@ -147,15 +176,10 @@ def run_ray(job: EvalJob, record: Record, options: RayOptions,
     from caffezoo.frameworks import import_ray
 
     ray = import_ray()
+    quiet = ray_lines_off(options.verbose)
+    quiet.__enter__()
     ours = connect(options)
     actors: list = []
-    # Ray's driver prints cluster events (a worker died, a task is retried) on sys.stdout from
-    # a thread of its own: the per-worker state says it in our words, so they go nowhere (to
-    # stderr with --debug), and stdout keeps only what caffezoo writes (JSON may be there).
-    quiet = contextlib.ExitStack()
-    lines = sys.stderr if options.verbose else quiet.enter_context(open(os.devnull, "w"))
-    quiet.enter_context(contextlib.redirect_stdout(lines))
-    quiet.enter_context(contextlib.redirect_stderr(lines))
     try:
         stats = SessionStats("ray", address=options.address or "local")
         units = job.pending_units(record)
@@ -214,7 +238,7 @@ def run_ray(job: EvalJob, record: Record, options: RayOptions,
             ray.kill(actor, no_restart=True)
         if ours:
             ray.shutdown()
-        quiet.close()
+        quiet.__exit__(None, None, None)
 
 
 def _first_line(err: BaseException) -> str:
