@@ -1,10 +1,11 @@
 """Accuracy against crop size (the curve the original README shows), drawn with matplotlib's
-Agg backend so it works without a display; `pyplot()` for the other plots (the zoo table's)."""
+Agg backend so it works without a display; `png_figure` for the other plots (the zoo table's)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from caffezoo.errors import DependencyError
 from caffezoo.evaluation.classify import EvalResult
@@ -22,17 +23,29 @@ def pyplot():
     return plt
 
 
-def plot_accuracy_vs_crop(points: Sequence[tuple[int, EvalResult]], path: str,
-                          title: str = "") -> None:
-    """One line per top-k: accuracy (%) at each crop size; written atomically as PNG."""
+@contextlib.contextmanager
+def png_figure(path, figsize: tuple[float, float]) -> Iterator:
+    """The axes of a new figure, written atomically to `path` as PNG when the block ends."""
     from caffezoo import netio
 
     plt = pyplot()
+    fig, ax = plt.subplots(figsize=figsize, dpi=100)
+    try:
+        yield ax
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    netio.atomic_write(path, buf.getvalue())
 
+
+def plot_accuracy_vs_crop(points: Sequence[tuple[int, EvalResult]], path: str,
+                          title: str = "") -> None:
+    """One line per top-k: accuracy (%) at each crop size; written atomically as PNG."""
     points = sorted(points, key=lambda p: p[0])
     sizes = [size for size, _ in points]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    try:
+    with png_figure(path, (6, 4)) as ax:
         for k in points[0][1].top_k:
             accs = [100 * r.accuracy(k) for _, r in points]
             ax.plot(sizes, accs, marker="o", label=f"top-{k}")
@@ -46,9 +59,3 @@ def plot_accuracy_vs_crop(points: Sequence[tuple[int, EvalResult]], path: str,
         ax.set_title(f"{title} ({n} images)" if title else f"{n} images")
         ax.grid(True, alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    netio.atomic_write(path, buf.getvalue())

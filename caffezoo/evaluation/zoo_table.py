@@ -122,11 +122,9 @@ def json_payload(rows: Sequence[Row], columns: Sequence[Column], meta: dict) -> 
 def plot(rows: Sequence[Row], columns: Sequence[Column], path, title: str) -> None:
     """Top-1 accuracy against GMACs per image as evaluated (the net at the crop size, times the
     crops), one marker per crop scheme, each point named; PNG through matplotlib's Agg."""
-    from caffezoo.evaluation.plots import pyplot
+    from caffezoo.evaluation.plots import png_figure
 
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    try:
+    with png_figure(path, (7, 4.5)) as ax:
         for column, marker in zip(columns, "osD^v<>phX*", strict=False):
             points = [(cell.gmacs, cell.top1, row.name) for row in rows for cell in row.cells
                       if cell.column == column.label]
@@ -143,11 +141,3 @@ def plot(rows: Sequence[Row], columns: Sequence[Column], path, title: str) -> No
         ax.set_title(title)
         ax.grid(True, alpha=0.3, which="both")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    from caffezoo import netio
-
-    netio.atomic_write(path, buf.getvalue())
