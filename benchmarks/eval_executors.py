@@ -11,8 +11,9 @@ Each pass runs the same evaluation as separate `caffezoo eval` commands, interle
   ray new    --executor ray with 2 workers on a local Ray the command starts itself (what a user
              without a cluster waits for)
 
-Reported: images/s over the command's whole run (process start to exit) and over the evaluation
-(the record's clock: from handing out the first unit to the last result), medians of the passes.
+Reported: images/s over the command's whole run (process start to exit), over the evaluation
+(the record's clock: from handing out the first unit to the last result), and on Ray per worker
+while it scores units; medians of the passes.
 
     python benchmarks/eval_executors.py --passes 3
     python benchmarks/eval_executors.py --plan-rate 9.5 --plan-model resnext50_32x4d
@@ -50,13 +51,16 @@ def eval_command(net: dict, extra: list[str]) -> list[str]:
             str(net["crop"]), "--backend", "onnxruntime", *extra]
 
 
-def timed(cmd: list[str], out: Path) -> tuple[float, float]:
-    """(images/s over the whole command, images/s over the evaluation)."""
+def timed(cmd: list[str], out: Path) -> tuple[float, float, float]:
+    """(images/s over the whole command, over the evaluation, and per Ray worker while busy:
+    the mean of the workers' images / seconds in units; nan in-process)."""
     t0 = time.perf_counter()
     subprocess.run([*cmd, "--json", str(out)], check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     result = json.loads(out.read_text())
-    return result["images"]["evaluated"] / wall, result["time"]["images_per_s"]
+    workers = result["executor"].get("workers") or []
+    busy = (statistics.mean(w["images_per_s"] for w in workers) if workers else float("nan"))
+    return result["images"]["evaluated"] / wall, result["time"]["images_per_s"], busy
 
 
 def nets(tmp: Path, limit_resnext: int) -> list[dict]:
@@ -102,14 +106,14 @@ def measure(passes: int, limit_resnext: int) -> dict:
     loads = [os.getloadavg()]
     try:
         for net in nets(tmp, limit_resnext):
-            runs: dict[str, list[tuple[float, float]]] = {k: [] for k in configs}
+            runs: dict[str, list[tuple[float, float, float]]] = {k: [] for k in configs}
             for _ in range(passes):
                 for key, extra in configs.items():
                     runs[key].append(timed(eval_command(net, [*net["extra"], *extra]),
                                            tmp / "r.json"))
                 loads.append(os.getloadavg())
             results[net["name"]] = {
-                k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
+                k: tuple(statistics.median(r[i] for r in v) for i in range(3))
                 for k, v in runs.items()}
     finally:
         cluster.shutdown()
@@ -162,14 +166,16 @@ def main() -> int:
     for name, rows in data["results"].items():
         print(f"\n{name}")
         print("| executor | img/s, whole command | img/s, evaluation | of `local 2t` "
-              "(evaluation) |")
-        print("|---|---:|---:|---:|")
+              "(evaluation) | img/s per worker while busy |")
+        print("|---|---:|---:|---:|---:|")
         base = rows["local 2t"][1]
-        for key, (whole, inner) in rows.items():
-            print(f"| {key} | {whole:.2f} | {inner:.2f} | {100 * inner / base:.0f} % |")
+        for key, (whole, inner, busy) in rows.items():
+            per_worker = "" if busy != busy else f"{busy:.2f}"  # nan: in-process
+            print(f"| {key} | {whole:.2f} | {inner:.2f} | {100 * inner / base:.0f} % | "
+                  f"{per_worker} |")
     rx = next(v for k, v in data["results"].items() if k.startswith("ResNeXt"))
     print()
-    plan(rx["ray 1w"][1], "resnext50_32x4d", targets)
+    plan(rx["ray 1w"][2], "resnext50_32x4d", targets)
     return 0
 
 

@@ -157,3 +157,18 @@ def test_the_ray_executor_without_ray_exits_4_with_the_install_hint(tiny, images
     assert not (tmp_path / "r.json").exists()
     assert cli.main(_argv(tiny, images, tmp_path, "--ray-workers", "2")) == 2
     assert "--ray-workers goes with --executor ray" in capsys.readouterr().err
+
+
+def test_a_ray_address_nothing_answers_at_is_refused_before_any_work(tiny, images,  # noqa: F811
+                                                                     tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = _argv(tiny, images, tmp_path, "--executor", "ray", "--ray-address")
+    assert cli.main([*argv, f"127.0.0.1:{port}"]) == 2
+    assert f"nothing answers at --ray-address 127.0.0.1:{port}" in capsys.readouterr().err
+    assert cli.main([*argv, "my-cluster"]) == 2
+    assert "expected auto, HOST:PORT or ray://HOST:PORT" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()

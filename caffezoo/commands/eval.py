@@ -434,6 +434,10 @@ def check_executor(args) -> None:
     from caffezoo.frameworks import import_ray
 
     import_ray()  # exit 4 with the install hint when Ray is missing
+    if args.ray_address not in (None, "auto"):
+        from caffezoo.evaluation.ray_executor import reachable
+
+        reachable(args.ray_address)
 
 
 def check_apart(records, outputs) -> None:

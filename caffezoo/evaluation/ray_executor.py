@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -134,18 +135,35 @@ def connect(options: RayOptions) -> bool:
     ray = import_ray()
     if ray.is_initialized():
         return False
+    if options.address not in (None, "auto"):
+        reachable(options.address)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report, no note about it
     kwargs: dict = {"log_to_driver": options.verbose,
                     "logging_level": logging.INFO if options.verbose else logging.ERROR}
     if options.address is None:
         kwargs["include_dashboard"] = False
     try:
-        ray.init(address=options.address, **kwargs)
+        # "local": a Ray of our own even where `ray start` left one running (None would join it)
+        ray.init(address=options.address or "local", **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = options.address or "a new local Ray"
         text = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise UsageError(f"cannot connect to {where} ({text}); check --ray-address") from None
     return True
+
+
+def reachable(address: str) -> None:
+    """Refuses an address nothing answers at, in seconds (Ray itself would retry for minutes,
+    printing warnings)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray-address {address!r}: expected auto, HOST:PORT or "
+                         "ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as err:
+        raise UsageError(f"nothing answers at --ray-address {address} "
+                         f"({err.strerror or err}): is the Ray cluster up?") from None
 
 
 def gpus_per_worker(ray, backend: str) -> int:
@@ -171,32 +189,39 @@ def run_ray(job: EvalJob, record: Record, options: RayOptions,
             ) -> SessionStats:
     """Evaluates the record's missing units on Ray; `on_new` gets each unit's new entries as
     they are recorded, `on_state` the workers' states (about every second)."""
-    from ray.util import ActorPool
-
     from caffezoo.frameworks import import_ray
 
     ray = import_ray()
-    quiet = ray_lines_off(options.verbose)
-    quiet.__enter__()
-    ours = connect(options)
-    actors: list = []
+    with ray_lines_off(options.verbose):
+        ours = connect(options)
+        try:
+            return _run_units(ray, job, record, options, on_new, on_state)
+        finally:
+            if ours:
+                ray.shutdown()
+
+
+def _run_units(ray, job: EvalJob, record: Record, options: RayOptions, on_new, on_state,
+               ) -> SessionStats:
+    from ray.util import ActorPool
+
+    stats = SessionStats("ray", address=options.address or "local")
+    units = job.pending_units(record)
+    if not units:
+        return stats
+    threads = job.threads or 1
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    if threads > cpus:
+        raise UsageError(f"--threads {threads} per worker is more than the cluster's "
+                         f"{cpus} CPUs")
+    count = min(options.workers or max(1, cpus // threads), len(units))
+    worker = ray.remote(EvalWorker).options(
+        num_cpus=threads, num_gpus=gpus_per_worker(ray, job.backend),
+        max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES)
+    text = job.prototxt.read_text(encoding="utf-8")
+    actors = [worker.remote(f"w{i}", job.prototxt.name, text, str(job.weights), job.backend,
+                            threads, job.config) for i in range(count)]
     try:
-        stats = SessionStats("ray", address=options.address or "local")
-        units = job.pending_units(record)
-        if not units:
-            return stats
-        threads = job.threads or 1
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        if threads > cpus:
-            raise UsageError(f"--threads {threads} per worker is more than the cluster's "
-                             f"{cpus} CPUs")
-        count = min(options.workers or max(1, cpus // threads), len(units))
-        worker = ray.remote(EvalWorker).options(
-            num_cpus=threads, num_gpus=gpus_per_worker(ray, job.backend),
-            max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES)
-        text = job.prototxt.read_text(encoding="utf-8")
-        actors = [worker.remote(f"w{i}", job.prototxt.name, text, str(job.weights),
-                                job.backend, threads, job.config) for i in range(count)]
         states = {f"w{i}": WorkerState(f"w{i}") for i in range(count)}
         stats.workers = list(states.values())
         pool = ActorPool(actors)
@@ -236,9 +261,6 @@ def run_ray(job: EvalJob, record: Record, options: RayOptions,
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)
-        if ours:
-            ray.shutdown()
-        quiet.__exit__(None, None, None)
 
 
 def _first_line(err: BaseException) -> str:

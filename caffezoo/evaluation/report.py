@@ -95,7 +95,8 @@ def executor_lines(info: RunInfo) -> str:
         rates = ", ".join(f"{w.name} {w.rate:.2f} img/s" + (f" on {w.where}" if w.where else "")
                           + (f" ({w.restarts} restarts)" if w.restarts else "")
                           for w in session.workers)
-        text += (f"\nExecutor: Ray ({session.address}), {len(session.workers)} workers of "
+        n = len(session.workers)
+        text += (f"\nExecutor: Ray ({session.address}), {n} worker{'s' if n > 1 else ''} of "
                  f"{info.threads} thread(s), {info.unit_size} images per unit: {rates}.")
     if info.resumed:
         text += (f"\nResumed from {info.record}: {info.resumed} images were recorded by "
