@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Forward-only speed of every runtime side by side, in one run, interleaved pass by pass (the
 machine's load varies between passes): images/s, achieved GFLOP/s, the fraction of this
-machine's measured fp32 sgemm peak (measured before and after), and speed relative to pycaffe
-and OpenCV. Median of the passes; the load average is printed with the results.
+machine's fp32 limit (the best installed engine on a reference GEMM, measured before and after),
+and speed relative to pycaffe and OpenCV. Median of the passes; the load average is printed
+with the results.
 
     python benchmarks/backend_speed.py --model resnext50_32x4d --batch-size 8 --passes 7
 """
@@ -30,7 +31,7 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--passes", type=int, default=7)
-    ap.add_argument("--backends", default="pycaffe,opencv,onnxruntime,torch")
+    ap.add_argument("--backends", default="pycaffe,opencv,onnxruntime,openvino,torch")
     args = ap.parse_args()
     os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
 
@@ -45,11 +46,11 @@ def main() -> int:
     proto, weights = tmp / "net.prototxt", tmp / "net.caffemodel"
     netio.write_prototxt(net, proto)
     timing.write_random_caffemodel(net, weights)
-    peak_before = timing.measure_gemm_peak(args.threads)
+    peak_before = timing.measure_gemm_limit(args.threads)
     backends = args.backends.split(",")
     runtimes = {b: open_runtime(b, proto, weights, threads=args.threads) for b in backends}
     first = next(iter(runtimes.values()))
-    macs = timing.macs_per_image(first)
+    macs = timing.needed_macs(proto, weights)
     c, h, w = first.input_shape[1:]
     x = np.random.default_rng(0).standard_normal((args.batch_size, c, h, w), dtype=np.float32)
     for rt in runtimes.values():  # warm-up
@@ -62,15 +63,15 @@ def main() -> int:
             rt.forward(x)
             seconds[b].append(time.perf_counter() - t0)
         loads.append(os.getloadavg()[0])
-    peak_after = timing.measure_gemm_peak(args.threads)
+    peak_after = timing.measure_gemm_limit(args.threads)
     peak = max(peak_before.gflops, peak_after.gflops)
     rate = {b: args.batch_size / statistics.median(v) for b, v in seconds.items()}
     print(f"{card.name} {h}x{w}, batch {args.batch_size}, {args.threads} threads, "
           f"{macs / 1e9:.3f} GMACs/image, median of {args.passes} interleaved passes; "
-          f"sgemm peak {peak_before.gflops:.1f} GFLOP/s before, {peak_after.gflops:.1f} after "
-          f"(the higher used); 1-min load average during passes {min(loads):.1f}-"
-          f"{max(loads):.1f}")
-    print("| backend | img/s | GFLOP/s | of sgemm peak | x pycaffe | x opencv |")
+          f"fp32 limit {peak_before.gflops:.1f} GFLOP/s before ({peak_before.engine}), "
+          f"{peak_after.gflops:.1f} after ({peak_after.engine}; the higher used); 1-min load "
+          f"average during passes {min(loads):.1f}-{max(loads):.1f}")
+    print("| backend | img/s | GFLOP/s | of limit | x pycaffe | x opencv |")
     print("|---|---:|---:|---:|---:|---:|")
     for b in backends:
         gflops = 2 * macs * rate[b] / 1e9

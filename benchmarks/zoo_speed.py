@@ -4,8 +4,9 @@ values), beside the original README's `caffe time` figures on a Pascal Titan X.
 
 For each model at its default input size: the real `caffe time` (forward + backward, batch 1)
 and forward-only passes on every runtime at two batch sizes, with achieved GFLOP/s against the
-machine's fp32 GEMM peak. Runs are short (few iterations; see --iterations): the figures show
-orders of magnitude and ratios, not three significant digits.
+machine's fp32 limit (the best installed engine on a reference GEMM). Runs are short (few
+iterations; see --iterations): the figures show orders of magnitude and ratios, not three
+significant digits.
 
     python benchmarks/zoo_speed.py --threads 2 --batch-sizes 1,4 --iterations 2 \\
         --json zoo_speed.json
@@ -48,12 +49,12 @@ def main() -> int:
     batches = [int(b) for b in args.batch_sizes.split(",")]
     backends = args.backends.split(",")
     cards = ([get_card(n) for n in args.models.split(",")] if args.models else all_cards())
-    peak = timing.measure_gemm_peak(args.threads)
+    peak = timing.measure_gemm_limit(args.threads)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{args.threads} threads; fp32 GEMM peak {peak.gflops:.0f} GFLOP/s ({peak.method})")
+          f"{args.threads} threads; fp32 limit {peak.gflops:.0f} GFLOP/s ({peak.method})")
     head = ["model", "input", "GMACs", "caffe time F/B ms"]
     head += [f"{be} b{b} ms/img" for be in backends for b in batches]
-    head += ["best GFLOP/s (% peak)", "Titan X F/B ms"]
+    head += ["best GFLOP/s (% of limit)", "Titan X F/B ms"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     rows = []
@@ -77,7 +78,7 @@ def main() -> int:
             row["forward"] = []
             for be in backends:
                 rt = open_runtime(be, proto, weights, threads=args.threads)
-                macs = timing.macs_per_image(rt)
+                macs = timing.needed_macs(proto, weights)
                 row["gmacs"] = macs / 1e9
                 for b in batches:
                     secs = timing.time_forward(rt, b, args.iterations, warmup=1)
@@ -95,7 +96,7 @@ def main() -> int:
         cells = [card.name, str(size), f"{row['gmacs']:.2f}", ct_text]
         cells += [f"{1000 / f['images_per_s']:.0f}" for f in row["forward"]]
         best = max(row["forward"], key=lambda f: f["gflops"])
-        cells.append(f"{best['gflops']:.0f} ({100 * best['peak_fraction']:.0f} %)")
+        cells.append(f"{best['gflops']:.0f} ({100 * best['limit_fraction']:.0f} %)")
         cells.append(f"{ref.forward_ms} / {ref.backward_ms}" if ref else "-")
         print("| " + " | ".join(cells) + " |", flush=True)
         if args.json:

@@ -144,6 +144,13 @@ _torchvision_stub_lib = None  # keeps the registration alive
 
 
 def import_torch() -> ModuleType:
+    if "torch" not in sys.modules:
+        # torch's OpenMP threads otherwise spin at every barrier before they sleep: on a
+        # machine whose cores other processes also use, a spinning thread holds the core the
+        # thread it waits for needs, and a forward pass took 12.6 ms or 2,111 ms per image
+        # from one run to the next (EfficientNet-Lite0; docs/benchmarks.md measures it).
+        # libgomp reads the policy once, when torch loads it; a user's setting wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return _import("torch", "PyTorch (import torch)")
 
 
@@ -226,6 +233,24 @@ RAY_HINT = "pip install caffezoo[ray]"
 def import_ray() -> ModuleType:
     """Ray, the distributed executor of evaluation (an optional extra of the package)."""
     return _import("ray", "Ray (import ray), needed by --executor ray,", fix=RAY_HINT)
+
+
+# --------------------------------------------------------------------------- openvino
+
+OPENVINO_FIX = ("install caffezoo's optional extra 'openvino' (pip install 'caffezoo[openvino]'; "
+                "scripts/setup.sh installs it, pinned)")
+
+
+def import_openvino() -> ModuleType:
+    """OpenVINO, an optional backend: missing, it is a DependencyError naming the extra."""
+    try:
+        import openvino
+    except Exception as err:
+        raise _dependency_error("OpenVINO (import openvino)", err, OPENVINO_FIX) from err
+    if not hasattr(openvino, "Core"):
+        raise _dependency_error("OpenVINO", f"the 'openvino' module at {openvino.__file__} has "
+                                "no Core (a release before 2023.1)", OPENVINO_FIX)
+    return openvino
 
 
 # --------------------------------------------------------------------------- tensorflow
@@ -351,6 +376,10 @@ _CHECKS: dict[str, tuple[str, str | None, bool, str]] = {
     "onnx": ("import_onnx", "onnx", False, "ONNX conversion (onnx:, torchvision:, timm:)"),
     "onnxruntime": ("onnxruntime", "onnxruntime", False,
                     "the onnxruntime backend, ONNX validation"),
+    "onnxslim": ("onnxslim", "onnxslim", False,
+                 "ONNX clean-up of the exported backends' fused nets"),
+    "openvino": ("import_openvino", "openvino", False,
+                 "the openvino backend (optional extra 'openvino')"),
 }
 
 
@@ -399,7 +428,8 @@ def _check_caffe_tool() -> Component:
 # Components checked in one interpreter: each group shares its framework's import (timm and
 # torchvision import torch anyway), groups are isolated from each other.
 _GROUPS = (("numpy", "protobuf"), ("pycaffe",), ("opencv",), ("torch", "torchvision", "timm"),
-           ("torchfile",), ("tensorflow", "tf_slim"), ("mxnet",), ("onnx", "onnxruntime"))
+           ("torchfile",), ("tensorflow", "tf_slim"), ("mxnet",),
+           ("onnx", "onnxruntime", "onnxslim"), ("openvino",))
 
 
 def _check_in_subprocess(names: tuple[str, ...]) -> list[Component]:

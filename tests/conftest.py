@@ -32,6 +32,22 @@ def imagenet_samples() -> Path:
     return IMAGENET_SAMPLES
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _probe_cache(tmp_path_factory):
+    """`--backend auto` caches its probes (runtimes/auto.py): in the session's own folder, never
+    in the user's cache, and inherited by the CLI run in child processes."""
+    import os
+
+    folder = tmp_path_factory.mktemp("backend-probe")
+    old = os.environ.get("CAFFEZOO_PROBE_CACHE")
+    os.environ["CAFFEZOO_PROBE_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("CAFFEZOO_PROBE_CACHE", None)
+    else:
+        os.environ["CAFFEZOO_PROBE_CACHE"] = old
+
+
 def pytest_collection_modifyitems(config, items):
     # marker -> module whose absence skips the test
     needs = {"caffe": "caffe", "opencv": "cv2", "torch": "torch", "tensorflow": "tf_slim",

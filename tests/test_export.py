@@ -1,6 +1,7 @@
 """Caffe -> ONNX / PyTorch export against real Caffe (pycaffe), the independent reference: hand
-made nets for each edge case of Caffe's semantics, run through the onnxruntime and torch
-backends (which export in memory) and compared blob by blob with Caffe's own forward pass.
+made nets for each edge case of Caffe's semantics, run through the onnxruntime, openvino and
+torch backends (which export in memory) and compared blob by blob with Caffe's own forward pass
+(the export that keeps every blob), and output by output (the fused export).
 
 Clip and Swish are BVLC-master layers that the Caffe fork built here does not have: those two
 are checked against numpy formulas instead."""
@@ -18,7 +19,7 @@ from caffezoo.export import plan
 from caffezoo.random_weights import random_weights
 from caffezoo.runtimes import open_runtime
 
-EXPORTED = ("onnxruntime", "torch")
+EXPORTED = ("onnxruntime", "openvino", "torch")
 TOL = 2e-5  # relative to the blob's largest magnitude: float32 noise
 
 
@@ -54,8 +55,10 @@ def compare_with_caffe(proto, model, x, backends=EXPORTED, tol=TOL) -> dict[str,
     worst = {}
     for backend in backends:
         rt = open_runtime(backend, proto, model)
-        got = rt.forward(x, names)
+        got = rt.forward(x, names)  # every blob: the export that keeps every name
         errors = {n: rel_error(got[n], want[n]) for n in names}
+        # the outputs alone: the fused export (export/fuse.py)
+        errors.update({f"{n} (fused)": rel_error(v, want[n]) for n, v in rt.forward(x).items()})
         bad = {n: e for n, e in errors.items() if e > tol}
         assert not bad, f"{backend}: blobs beyond {tol}: {bad}"
         worst[backend] = max(errors.values())

@@ -51,6 +51,7 @@ def conv2d_nchw(x: np.ndarray, w: np.ndarray, pad: int) -> np.ndarray:
     ("cv2", frameworks.import_cv2),
     ("caffe", frameworks.import_caffe),
     ("tensorflow", frameworks.import_tensorflow),
+    ("openvino", frameworks.import_openvino),
 ])
 def test_missing_framework_is_one_line_with_the_fix(monkeypatch, module, importer):
     # sys.modules[name] = None makes `import name` raise ImportError: the framework is absent

@@ -1,5 +1,6 @@
-"""`caffe time` parsing and running, forward-only timing arithmetic, the GEMM peak, random
-weights and `caffezoo time`. No assertion is about how fast anything is."""
+"""`caffe time` parsing and running, forward-only timing arithmetic, the machine's fp32 limit
+(the best engine on a GEMM), random weights and `caffezoo time`. No assertion is about how fast
+anything is."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from caffezoo import analysis, cli, netio
 from caffezoo.evaluation import timing
 from caffezoo.random_weights import random_weights
+from caffezoo.runtimes import BACKENDS
 
 TINY = """
 name: "tiny"
@@ -108,19 +110,27 @@ def test_random_weights_fit_and_macs(tiny):
 
 
 def test_summarize_arithmetic():
-    t = timing.summarize("opencv", 2, 8, [0.5, 0.2, 0.4], macs=1_000_000_000, peak_gflops=160.0)
+    t = timing.summarize("opencv", 2, 8, [0.5, 0.2, 0.4], macs=1_000_000_000, limit_gflops=160.0)
     assert t.ms_per_batch == pytest.approx(400.0)  # the median
-    assert t.ms_min == pytest.approx(200.0)
+    assert (t.ms_min, t.ms_max) == (pytest.approx(200.0), pytest.approx(500.0))
+    assert t.spread == pytest.approx(2.5)
     assert t.images_per_s == pytest.approx(20.0)
     assert t.gflops == pytest.approx(2 * 1e9 * 8 / 0.4 / 1e9)  # 40
-    assert t.peak_fraction == pytest.approx(40 / 160)
+    assert t.limit_fraction == pytest.approx(40 / 160)
 
 
-def test_gemm_peak_measures_a_real_product():
-    p = timing.measure_gemm_peak(threads=1, n=256, repeats=2)
-    assert p.threads == 1 and p.n == 256 and p.seconds > 0
-    assert p.gflops == pytest.approx(2 * 256 ** 3 / p.seconds / 1e9)
-    assert "OPENBLAS_NUM_THREADS" in p.method
+def test_gemm_limit_is_the_best_engine_on_a_real_product():
+    engines = timing.installed_gemm_engines()
+    assert "numpy" in engines and "onnxruntime" in engines  # the set-up installs them all
+    lim = timing.measure_gemm_limit(threads=1, n=192, repeats=2)
+    assert lim.threads == 1 and lim.n == 192 and not lim.failed
+    assert set(lim.by_engine) == set(engines)
+    assert lim.gflops == max(lim.by_engine.values()) == lim.by_engine[lim.engine]
+    # each figure is 2 n^3 FLOPs over a time a 1-thread product can take: finite, positive,
+    # below a bound no CPU core reaches (64 FLOPs/cycle at 10 GHz)
+    assert all(0 < g < 640 for g in lim.by_engine.values())
+    broken = timing.measure_gemm_limit(threads=1, n=64, repeats=1, engines=("numpy", "nope"))
+    assert set(broken.by_engine) == {"numpy"} and "nope" in broken.failed
 
 
 @pytest.mark.opencv
@@ -132,13 +142,15 @@ def test_time_command(tiny, tmp_path, capsys):
     assert cli.main(argv) == 0
     r = json.loads(out.read_text())
     assert r["macs_per_image"] == TINY_MACS
-    # every installed runtime side by side (the set-up installs all four)
+    # every installed runtime side by side (the set-up installs all five)
     assert [(f["backend"], f["batch_size"]) for f in r["forward"]] == [
-        (b, n) for b in ("pycaffe", "opencv", "onnxruntime", "torch") for n in (1, 4)]
+        (b, n) for n in (1, 4) for b in BACKENDS]
     for f in r["forward"]:
         assert f["gflops"] == pytest.approx(
             2 * TINY_MACS * f["batch_size"] / (f["ms_per_batch"] / 1000) / 1e9)
-        assert f["peak_fraction"] is None
+        assert f["limit_fraction"] is None
+        assert f["ms_min"] <= f["ms_per_batch"] <= f["ms_max"]
+        assert f["spread"] == pytest.approx(f["ms_max"] / f["ms_min"])
     assert [la["name"] for la in r["caffe_time"]["layers"]][:2] == ["data", "conv"]
     printed = capsys.readouterr().out
     assert "caffe time (batch 1" in printed and "forward only" in printed
@@ -147,6 +159,18 @@ def test_time_command(tiny, tmp_path, capsys):
     assert cli.main([*argv[:-1], "--batch-size", "2"]) == 0
     captured = capsys.readouterr()
     r = json.loads(captured.out)
-    assert [(f["backend"], f["batch_size"]) for f in r["forward"]] == [
-        (b, 2) for b in ("pycaffe", "opencv", "onnxruntime", "torch")]
+    assert [(f["backend"], f["batch_size"]) for f in r["forward"]] == [(b, 2) for b in BACKENDS]
     assert "forward only" in captured.err
+
+
+def test_a_missing_optional_backend_is_exit_4_naming_its_extra(tiny, monkeypatch, capsys):
+    """OpenVINO is an optional extra: absent (as `import openvino` fails on a machine without
+    it), asking for it is the missing-framework exit with the install hint."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    argv = ["time", "--prototxt", str(tiny), "--backends", "openvino", "--no-limit",
+            "--no-caffe-time", "--iterations", "1"]
+    assert cli.main(argv) == 4
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "OpenVINO" in err and "caffezoo[openvino]" in err

@@ -34,7 +34,7 @@ from caffezoo.errors import CaffezooError, InputFileError, UsageError
 # The original evaluation_cls.py's settings, used when neither --model nor an option says
 # otherwise (its mean is the ResNet-v2 one).
 ORIGINAL_MEAN = (102.9801, 115.9465, 122.7717)
-DEFAULT_BACKEND = "auto"  # the fastest installed runtime (runtimes.AUTO_ORDER, docs/runtimes.md)
+DEFAULT_BACKEND = "auto"  # the fastest exact runtime for the net (runtimes/auto.py)
 DEFAULT_BATCH = 16
 DEFAULT_WORKERS = 2
 
@@ -67,10 +67,12 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def add_runtime_options(g) -> None:
     """How the net runs (eval and table)."""
-    g.add_argument("--backend", choices=("auto", "onnxruntime", "torch", "opencv", "pycaffe"),
+    g.add_argument("--backend",
+                   choices=("auto", "onnxruntime", "openvino", "torch", "opencv", "pycaffe"),
                    default=DEFAULT_BACKEND,
-                   help=f"runtime (default {DEFAULT_BACKEND}: the fastest installed, "
-                        "onnxruntime > opencv > torch > pycaffe)")
+                   help=f"runtime (default {DEFAULT_BACKEND}: the fastest one that is exact on "
+                        "this net, measured by a short probe once per net and machine, then "
+                        "cached; docs/runtimes.md)")
     g.add_argument("--threads", type=int, metavar="N",
                    help="inference threads (default: the library's, all cores; with "
                         "--executor ray: per worker, default 1)")
@@ -312,7 +314,8 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, label: 
     on_ray = args.executor == "ray"
     # Ray workers get one thread each unless told: several workers share a machine's cores.
     threads = args.threads or (1 if on_ray else None)
-    runtime = open_runtime(args.backend, prototxt, source.weights, threads=threads)
+    runtime = open_runtime(args.backend, prototxt, source.weights, threads=threads,
+                           batch_size=args.batch_size)
     blob = args.output_blob
     if blob is None:
         names = runtime.blob_names()

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="N seeded random images (default when --images is not given: 4)")
     parser.add_argument("--limit", type=int, default=None, help="use at most this many images")
     parser.add_argument("--seed", type=int, default=0, help="seed of --random")
-    parser.add_argument("--backend", choices=("pycaffe", "opencv", "onnxruntime", "torch", "auto"),
+    parser.add_argument("--backend",
+                        choices=("pycaffe", "opencv", "onnxruntime", "openvino", "torch", "auto"),
                         default="pycaffe")
     parser.add_argument("--layout", choices=all_layouts(), default=None,
                         help="the checkpoint's naming scheme (default: recognised)")

@@ -5,5 +5,5 @@
 - classify: the loop (decoding workers beside real batches) and its results
 - report: JSON, the original's log wording, per-image CSV
 - plots: accuracy against crop size
-- timing: `caffe time`, forward-only timing, the GEMM peak, random weights
+- timing: `caffe time`, forward-only timing, the machine's fp32 limit, random weights
 """

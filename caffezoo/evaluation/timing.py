@@ -1,5 +1,7 @@
-"""Speed: the real `caffe time` (forward and backward, parsed), forward-only timing of a runtime,
-and this machine's fp32 GEMM peak to compare against.
+"""Speed: the real `caffe time` (forward and backward, parsed), forward-only timing of the
+runtimes (interleaved, with the spread of the passes), and this machine's fp32 limit to compare
+against: the best of the installed engines on a reference GEMM (docs/benchmarks.md says why
+not numpy's sgemm alone, nor a theoretical peak from the clock).
 
 `caffe time` always runs Backward after Forward; a layer with no CPU backward (Threshold, ArgMax,
 ...) makes it abort (SIGABRT, shell exit 134). That is reported as a `CaffeTimeError` naming the
@@ -187,6 +189,11 @@ def _with_batch(net, input_name: str, batch: int):
 # -- forward-only timing ----------------------------------------------------------------------
 
 
+# Runs of one setting that disagree by more than this factor (slowest / fastest pass) make
+# `time` warn: the machine's load changed, or the backend is unstable (docs/benchmarks.md).
+SPREAD_WARN = 1.5
+
+
 @dataclass
 class ForwardTiming:
     backend: str
@@ -195,90 +202,207 @@ class ForwardTiming:
     iterations: int
     ms_per_batch: float  # median over iterations
     ms_min: float
-    images_per_s: float
-    gflops: float  # achieved, from the net's MACs (2 FLOPs per MAC)
-    peak_fraction: float | None  # of the measured GEMM peak at the same thread count
+    ms_max: float
+    images_per_s: float  # at the median
+    gflops: float  # achieved at the median, from the net's MACs (2 FLOPs per MAC)
+    limit_fraction: float | None  # of the machine's fp32 limit at the same thread count
+
+    @property
+    def spread(self) -> float:
+        """Slowest pass / fastest pass."""
+        return self.ms_max / self.ms_min if self.ms_min > 0 else float("inf")
 
 
 def time_forward(runtime, batch_size: int, iterations: int = 5, warmup: int = 1,
                  seed: int = 0) -> list[float]:
     """Seconds per forward pass of a random batch, `iterations` of them after `warmup`."""
-    c, h, w = runtime.input_shape[1:]
+    return time_interleaved({"": runtime}, batch_size, iterations, warmup, seed)[""]
+
+
+def time_interleaved(runtimes: dict, batch_size: int, iterations: int = 5, warmup: int = 1,
+                     seed: int = 0) -> dict[str, list[float]]:
+    """Seconds per forward pass of each runtime on one random batch, passes taken in turns
+    (one of each runtime per round), so that a change in the machine's load hits all alike."""
+    first = next(iter(runtimes.values()))
+    c, h, w = first.input_shape[1:]
     batch = np.random.default_rng(seed).standard_normal((batch_size, c, h, w),
                                                         dtype=np.float32)
-    for _ in range(warmup):
-        runtime.forward(batch)
-    times = []
+    for rt in runtimes.values():
+        for _ in range(warmup):
+            rt.forward(batch)
+    times: dict[str, list[float]] = {name: [] for name in runtimes}
     for _ in range(iterations):
-        t0 = time.perf_counter()
-        runtime.forward(batch)
-        times.append(time.perf_counter() - t0)
+        for name, rt in runtimes.items():
+            t0 = time.perf_counter()
+            rt.forward(batch)
+            times[name].append(time.perf_counter() - t0)
     return times
 
 
 def macs_per_image(runtime) -> int:
+    """The net's multiply-accumulates per image (Convolution, InnerProduct), from its
+    prototxt."""
     from caffezoo import analysis
 
     shape = (1, *runtime.input_shape[1:])
     return analysis.analyze(runtime.checked.net, {runtime.input_name: shape}).total_macs
 
 
+def needed_macs(prototxt, weights) -> int:
+    """The multiply-accumulates per image that computing the net needs: its MACs less those
+    that an exact fused form skips (export/fuse.py): kernel taps that are zero at a kernel's
+    border (padding written as a grown kernel), the permutation of a channel shuffle, and the
+    Scale/BatchNorm folded into convolutions (which count none). The work every backend is
+    credited with, so that GFLOP/s compare."""
+    from caffezoo.export import fuse, plan
+    from caffezoo.export.onnx import _conv_attrs
+
+    ex = plan.from_files(prototxt, weights)
+    input_name, shape = next(iter(ex.inputs.items()))
+    ex = plan.prepare(ex.net, ex.weights, ex.source, {input_name: (1, *shape[1:])})
+    fused = fuse.fuse(ex)
+    total = 0
+    for layer, stats, shapes in fused.steps():
+        macs = stats.macs
+        if layer.type == "Convolution" and macs:
+            weight = fused.weights[layer.name][0]
+            n = weight.ndim - 2
+            a = _conv_attrs(layer, n)
+            trimmed, _, _ = plan.trim_zero_taps(weight, a["pads"][:n], a["strides"],
+                                                a["dilations"], shapes[0][2:],
+                                                stats.out_shapes[0][2:])
+            macs = macs * trimmed[0, 0].size // weight[0, 0].size
+        total += macs
+    return total
+
+
 def summarize(backend: str, threads: int | None, batch_size: int, seconds: list[float],
-              macs: int, peak_gflops: float | None) -> ForwardTiming:
+              macs: int, limit_gflops: float | None) -> ForwardTiming:
     med = statistics.median(seconds)
     gflops = 2 * macs * batch_size / med / 1e9
     return ForwardTiming(backend=backend, threads=threads, batch_size=batch_size,
                          iterations=len(seconds), ms_per_batch=1000 * med,
-                         ms_min=1000 * min(seconds), images_per_s=batch_size / med,
-                         gflops=gflops,
-                         peak_fraction=gflops / peak_gflops if peak_gflops else None)
+                         ms_min=1000 * min(seconds), ms_max=1000 * max(seconds),
+                         images_per_s=batch_size / med, gflops=gflops,
+                         limit_fraction=gflops / limit_gflops if limit_gflops else None)
 
 
-# -- the machine's peak ---------------------------------------------------------------------
+# -- the machine's limit ------------------------------------------------------------------------
 
-GEMM_METHOD = ("numpy float32 matmul (its bundled OpenBLAS sgemm) of two n x n matrices, "
-               "n = {n}, in a fresh process with OPENBLAS_NUM_THREADS = OMP_NUM_THREADS = "
-               "{threads}; best of {repeats} after one warm-up; 2 n^3 FLOPs per product")
+GEMM_ENGINES = ("numpy", "torch", "onnxruntime", "openvino")
+LIMIT_METHOD = ("the best of the installed engines ({engines}) on a float32 product of two "
+                "n x n matrices, n = {n}, in a fresh process at {threads} thread(s); each "
+                "engine's best of {repeats} after one warm-up; 2 n^3 FLOPs per product")
 
+# Runs in a child process: one engine after another, each at `threads` threads, each on the
+# same matrices; prints {engine: seconds or an error}.
 _GEMM_CODE = """
 import json, sys, time
+n, repeats, threads, engines = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 import numpy as np
-n, repeats = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)
 a = rng.standard_normal((n, n), dtype=np.float32)
 b = rng.standard_normal((n, n), dtype=np.float32)
-a @ b
-best = float("inf")
-for _ in range(repeats):
-    t0 = time.perf_counter()
-    a @ b
-    best = min(best, time.perf_counter() - t0)
-print(json.dumps({"seconds": best}))
+
+def onnx_matmul():
+    import onnx
+    from onnx import helper, numpy_helper, TensorProto
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+        [numpy_helper.from_array(b, "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                             ir_version=7).SerializeToString()
+
+def product(engine):
+    if engine == "numpy":
+        return lambda: a @ b
+    if engine == "torch":
+        import torch
+        torch.set_num_threads(threads)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        return lambda: torch.mm(ta, tb)
+    if engine == "onnxruntime":
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        s = ort.InferenceSession(onnx_matmul(), opts, providers=["CPUExecutionProvider"])
+        return lambda: s.run(None, {"a": a})
+    if engine == "openvino":
+        import openvino as ov
+        core = ov.Core()
+        m = core.compile_model(core.read_model(onnx_matmul()), "CPU", {
+            "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
+            "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"})
+        r = m.create_infer_request()
+        return lambda: r.infer({0: a})
+    raise ValueError(engine)
+
+out = {}
+for engine in engines:
+    try:
+        f = product(engine)
+        f()
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            f()
+            best = min(best, time.perf_counter() - t0)
+        out[engine] = best
+    except Exception as err:
+        out[engine] = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+print(json.dumps(out))
 """
 
 
 @dataclass
-class GemmPeak:
+class GemmLimit:
+    """The machine's practical fp32 limit at `threads` threads: the best engine's GEMM."""
+
     threads: int
     n: int
     repeats: int
-    seconds: float
-    gflops: float
+    gflops: float  # the best engine's
+    engine: str
+    by_engine: dict[str, float]  # GFLOP/s of each engine that ran
+    failed: dict[str, str]  # engine -> why it did not run
     method: str
 
 
-def measure_gemm_peak(threads: int, n: int = 4096, repeats: int = 3,
-                      timeout: float = 300) -> GemmPeak:
-    """This machine's achievable fp32 GFLOP/s at `threads` threads (see GEMM_METHOD)."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, "-c", _GEMM_CODE, str(n), str(repeats)],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+def installed_gemm_engines() -> tuple[str, ...]:
+    import importlib.util
+
+    return tuple(e for e in GEMM_ENGINES if importlib.util.find_spec(e) is not None)
+
+
+def measure_gemm_limit(threads: int, n: int = 2048, repeats: int = 5,
+                       engines: tuple[str, ...] | None = None,
+                       timeout: float = 300) -> GemmLimit:
+    """This machine's fp32 limit at `threads` threads (LIMIT_METHOD)."""
+    engines = tuple(engines or installed_gemm_engines())
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+    try:
+        proc = subprocess.run([sys.executable, "-c", _GEMM_CODE, str(n), str(repeats),
+                               str(threads), *engines],
+                              capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise CaffezooError(f"GEMM benchmark ran past {timeout:g} s") from None
     if proc.returncode != 0:
         raise CaffezooError(f"GEMM benchmark failed: {proc.stderr.strip()[-200:]}")
-    seconds = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
-    return GemmPeak(threads=threads, n=n, repeats=repeats, seconds=seconds,
-                    gflops=2 * n ** 3 / seconds / 1e9,
-                    method=GEMM_METHOD.format(n=n, threads=threads, repeats=repeats))
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    by_engine = {e: 2 * n ** 3 / v / 1e9 for e, v in found.items() if isinstance(v, float)}
+    failed = {e: v for e, v in found.items() if not isinstance(v, float)}
+    if not by_engine:
+        raise CaffezooError("GEMM benchmark: no engine ran ("
+                            + "; ".join(f"{e}: {v}" for e, v in failed.items()) + ")")
+    best = max(by_engine, key=by_engine.get)
+    return GemmLimit(threads=threads, n=n, repeats=repeats, gflops=by_engine[best],
+                     engine=best, by_engine=by_engine, failed=failed,
+                     method=LIMIT_METHOD.format(engines=", ".join(engines), n=n,
+                                                threads=threads, repeats=repeats))
 
 
 # -- random weights, for timing nets that have none -------------------------------------------

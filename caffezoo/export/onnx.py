@@ -80,6 +80,21 @@ def to_onnx(ex: ExportNet, opset: int = DEFAULT_OPSET, dynamic_batch: bool = Fal
     return model
 
 
+def optimise(model):
+    """`model` after onnxslim's generic clean-up (one Split for slices of one value, dead
+    nodes and identities removed, constants folded), when onnxslim is installed; the fusions
+    it does not know are export/fuse.py's. Its output names stay, its values are the same."""
+    try:
+        import onnxslim
+    except ImportError:
+        return model
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return onnxslim.slim(model)
+
+
 def blob_value_names(model) -> dict[str, str]:
     """Blob -> the ONNX value holding its final value, as recorded by `to_onnx`."""
     return {p.key[len("caffezoo.blob:"):]: p.value for p in model.metadata_props
@@ -114,6 +129,7 @@ class _Emitter:
         self.initializers: list = []
         self.used: set[str] = set()
         self.current: dict[str, str] = {}  # blob -> value name of its current version
+        self.flattened: dict[str, tuple[str, tuple]] = {}  # Flatten output -> (input, shape)
 
     # names and constants
 
@@ -261,10 +277,18 @@ def _conv_attrs(layer, n: int) -> dict:
 
 def _convolution(e, layer, stats, shapes, x, y, op="Conv"):
     blobs = _weights(e, layer)
-    inputs = [x[0], e.const(f"{layer.name}.weight", blobs[0])]
+    attrs = _conv_attrs(layer, len(shapes[0]) - 2)
+    weight = blobs[0]
+    if e.ex.fused and op == "Conv":
+        n = len(attrs["strides"])
+        weight, begin, end = plan.trim_zero_taps(
+            weight, attrs["pads"][:n], attrs["strides"], attrs["dilations"], shapes[0][2:],
+            stats.out_shapes[0][2:])
+        attrs.update(kernel_shape=list(weight.shape[2:]), pads=[*begin, *end])
+    inputs = [x[0], e.const(f"{layer.name}.weight", weight)]
     if layer.convolution_param.bias_term:
         inputs.append(e.const(f"{layer.name}.bias", blobs[1]))
-    e.node(op, inputs, y, layer.name, **_conv_attrs(layer, len(shapes[0]) - 2))
+    e.node(op, inputs, y, layer.name, **attrs)
 
 
 def _deconvolution(e, layer, stats, shapes, x, y):
@@ -375,7 +399,12 @@ def _affine(e, layer, shapes, x, y, op: str, param) -> None:
     if len(x) == 2:
         other = shapes[1]
         factor = x[1]
-        if other and plan.canonical_axis(param.axis, len(shape)) == 0:
+        unflat = e.flattened.get(x[1]) if e.ex.fused else None
+        if unflat and unflat[1] == plan.affine_blob_shape(shape, param.axis, other):
+            # a fused net: the (N, C, 1, 1) value that was flattened for Caffe's Scale
+            # broadcasts as it is (numpy rules), at any batch size
+            factor, other = unflat[0], ()
+        elif other and plan.canonical_axis(param.axis, len(shape)) == 0:
             e.no_dynamic(layer, "its second bottom spans the batch axis")
         trailing = len(plan.affine_blob_shape(shape, param.axis, other)) - len(other)
         if other and trailing:
@@ -482,6 +511,7 @@ def _flatten(e, layer, stats, shapes, x, y):
     start, end = plan.canonical_axis(p.axis, ndim), plan.canonical_axis(p.end_axis, ndim)
     if start == 1 and end == ndim - 1:
         e.node("Flatten", x, y, layer.name, axis=1)
+        e.flattened[y[0]] = (x[0], tuple(shapes[0]))
         return
     target = _reshape_to(e, layer, stats.out_shapes[0], keeps_batch=start > 0, infer_at=0)
     e.node("Reshape", [x[0], target], y, layer.name)
@@ -673,7 +703,10 @@ def _permute(e, layer, stats, shapes, x, y):
 
 
 def _hard_swish(e, layer, stats, shapes, x, y):
-    # the fork's HardSwish: x * max(0, min(1, x / 6 + 0.5)); HardSigmoid exists in every opset
+    # the fork's HardSwish: x * max(0, min(1, x / 6 + 0.5)), ONNX's HardSwish (opset 14)
+    if e.opset >= 14:
+        e.node("HardSwish", x, y, layer.name)
+        return
     gate = e.tmp(layer, "gate")
     e.node("HardSigmoid", x, [gate], f"{layer.name}/gate", alpha=1.0 / 6.0, beta=0.5)
     e.node("Mul", [x[0], gate], y, layer.name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,10 @@ class ExportNet:
     analysis: _analysis.NetAnalysis
     source: str  # the file (or net name) named in error messages
     folded: list[str]  # BatchNorm/Scale layers folded into a convolution (fold_bn)
+    # rewritten by export.fuse: blob names inside fused chains are gone, and the exporters
+    # also trim zero kernel taps and broadcast flattened products (export/fuse.py)
+    fused: bool = False
+    fusions: dict[str, int] = field(default_factory=dict)  # what fuse rewrote, by kind
 
     def steps(self) -> Iterator[tuple[object, _analysis.LayerStats, list[Shape]]]:
         """(layer, its stats, its bottoms' shapes) in net order."""
@@ -128,9 +132,10 @@ def fold_batch_norm(net: netio.NetParameter, weights: dict[str, list[np.ndarray]
                     keep_blobs: bool = False, shapes: Mapping[str, Shape] | None = None
                     ) -> tuple[netio.NetParameter, dict[str, list[np.ndarray]], list[str]]:
     """Folds each BatchNorm (global statistics) that reads a Convolution's output, and the
-    per-channel Scale that reads the BatchNorm's output, into the convolution's weights and
-    bias, computed in float64 and rounded to float32 once: the outputs differ from the unfolded
-    net by float32 rounding only (docs/export.md states the measured difference).
+    per-channel Scale that reads the BatchNorm's output (or the convolution's, when there is no
+    BatchNorm), into the convolution's weights and bias, computed in float64 and rounded to
+    float32 once: the outputs differ from the unfolded net by float32 rounding only
+    (docs/export.md states the measured difference).
 
     A step is folded only when the value it reads has no other reader. With `keep_blobs`, only
     in-place BatchNorm/Scale are folded (their blob keeps its final value); otherwise the
@@ -159,35 +164,34 @@ def fold_batch_norm(net: netio.NetParameter, weights: dict[str, list[np.ndarray]
     for i, conv in enumerate(layers):
         if conv.type != "Convolution" or len(conv.top) != 1:
             continue
+        chain, a, shift = [], np.float64(1.0), np.float64(0.0)
         j = sole_reader(i, conv.top[0])
-        if j is None or layers[j].type != "BatchNorm" or len(layers[j].bottom) != 1:
-            continue
-        bn = layers[j]
-        if bn.batch_norm_param.HasField("use_global_stats") and \
-                not bn.batch_norm_param.use_global_stats:
-            continue
-        if keep_blobs and bn.top[0] != conv.top[0]:
-            continue
-        chain = [j]
-        m = sole_reader(j, bn.top[0])
-        if m is not None and _per_channel_scale(layers[m], len(shapes[bn.top[0]])) and \
-                (not keep_blobs or layers[m].top[0] == bn.top[0]):
-            chain.append(m)
-        mean, var, factor = (b.astype(np.float64) for b in weights[bn.name])
-        f = 0.0 if factor[0] == 0 else 1.0 / factor[0]
-        a = 1.0 / np.sqrt(var * f + np.float64(np.float32(bn.batch_norm_param.eps)))
-        shift = -mean * f * a
-        if len(chain) == 2:
-            sc = layers[chain[1]]
+        if j is not None and _global_batch_norm(layers[j]) and \
+                (not keep_blobs or layers[j].top[0] == conv.top[0]):
+            bn = layers[j]
+            mean, var, factor = (b.astype(np.float64) for b in weights[bn.name])
+            f = 0.0 if factor[0] == 0 else 1.0 / factor[0]
+            a = 1.0 / np.sqrt(var * f + np.float64(np.float32(bn.batch_norm_param.eps)))
+            shift = -mean * f * a
+            chain.append(j)
+            j = sole_reader(j, bn.top[0])
+        if j is not None and _per_channel_scale(layers[j], len(shapes[conv.top[0]])) and \
+                (not keep_blobs or layers[j].top[0] == conv.top[0]):
+            sc = layers[j]
             blobs = weights[sc.name]
             gamma = blobs[0].astype(np.float64)
             beta = blobs[1].astype(np.float64) if sc.scale_param.bias_term else 0.0
             a, shift = a * gamma, shift * gamma + beta
+            chain.append(j)
+        if not chain:
+            continue
         blobs = weights[conv.name]
         w = blobs[0].astype(np.float64)
         b = blobs[1].astype(np.float64) if conv.convolution_param.bias_term else 0.0
+        a = np.broadcast_to(a, (w.shape[0],))
         w = w * a.reshape((-1,) + (1,) * (w.ndim - 1))
-        weights[conv.name] = [w.astype(np.float32), (b * a + shift).astype(np.float32)]
+        weights[conv.name] = [w.astype(np.float32),
+                              np.broadcast_to(b * a + shift, (w.shape[0],)).astype(np.float32)]
         for k in chain:
             removed.add(k)
             weights.pop(layers[k].name, None)
@@ -211,6 +215,54 @@ def _per_channel_scale(layer, ndim: int) -> bool:
     p = layer.scale_param
     return (layer.type == "Scale" and len(layer.bottom) == 1 and p.axis in (1, 1 - ndim)
             and p.num_axes == 1)
+
+
+def _global_batch_norm(layer) -> bool:
+    """A BatchNorm that normalises with its stored statistics (Caffe's TEST phase default)."""
+    p = layer.batch_norm_param
+    return (layer.type == "BatchNorm" and len(layer.bottom) == 1
+            and not (p.HasField("use_global_stats") and not p.use_global_stats))
+
+
+# -- convolution -----------------------------------------------------------------------------
+
+
+def trim_zero_taps(weight: np.ndarray, pads: Sequence[int], stride: Sequence[int],
+                   dilation: Sequence[int], in_sizes: Sequence[int], out_sizes: Sequence[int]
+                   ) -> tuple[np.ndarray, tuple[int, ...], tuple[int, ...]]:
+    """(weight, pads at the start, pads at the end) of the same convolution without the
+    all-zero rows/columns at the borders of its kernel, for a fused export (export/fuse.py).
+
+    Caffe pads symmetrically, so an asymmetric padding (TF's SAME, stride 2) is written as a
+    kernel grown by zero taps on the side with less padding (graph/ops_nn.py). Each tap removed
+    at the start of an axis moves the windows' start by the dilation (one pad less there); at
+    the end, the padding is what the last window still needs. A tap is removed only where the
+    windows and the output size stay the same, so the result is the convolution's, less terms
+    that were 0 * x."""
+    spatial = weight.ndim - 2
+    begin, end = list(pads), list(pads)
+    for ax in range(spatial):
+        axis = 2 + ax
+        taps = weight.shape[axis]
+        others = tuple(a for a in range(weight.ndim) if a != axis)
+        live = np.flatnonzero(np.any(weight != 0, axis=others))
+        if live.size == 0:
+            continue
+        d, s, n, o = dilation[ax], stride[ax], in_sizes[ax], out_sizes[ax]
+        lead = min(int(live[0]), pads[ax] // d)
+        keep = int(live[-1]) + 1 - lead  # taps left after the leading and trailing zeros
+        if lead == 0 and keep == taps:
+            continue
+        b = pads[ax] - lead * d
+        need = (o - 1) * s - b + (keep - 1) * d - n + 1  # end pad the last window reads
+        e = max(need, 0)
+        if (n + b + e - (keep - 1) * d - 1) // s + 1 != o:
+            continue  # the output would grow: keep this axis as it is
+        index = [slice(None)] * weight.ndim
+        index[axis] = slice(lead, lead + keep)
+        weight = weight[tuple(index)]
+        begin[ax], end[ax] = b, e
+    return np.ascontiguousarray(weight), tuple(begin), tuple(end)
 
 
 # -- pooling ---------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ def _define():  # noqa: C901 - one closure holding the torch-dependent classes
             return f"'{self.caffe_name}' ({self.caffe_type})"
 
     class Conv(Layer):
-        def __init__(self, layer, stats, shapes, blobs) -> None:
+        def __init__(self, layer, stats, shapes, blobs, fused: bool = False) -> None:
             super().__init__(layer, stats, shapes, blobs)
             n = len(shapes[0]) - 2
             from caffezoo.export.onnx import _conv_attrs
@@ -122,7 +122,19 @@ def _define():  # noqa: C901 - one closure holding the torch-dependent classes
             a = _conv_attrs(layer, n)
             self.stride, self.padding = tuple(a["strides"]), tuple(a["pads"][:n])
             self.dilation, self.groups = tuple(a["dilations"]), a["group"]
-            self.weight = nn.Parameter(tensor(blobs[0]), requires_grad=False)
+            weight = blobs[0]
+            self.explicit = None  # F.pad's (left, right, top, bottom, ...) when asymmetric
+            if fused and layer.type == "Convolution":
+                weight, begin, end = plan.trim_zero_taps(
+                    weight, self.padding, self.stride, self.dilation, shapes[0][2:],
+                    stats.out_shapes[0][2:])
+                if begin == end:
+                    self.padding = begin
+                else:
+                    self.padding = (0,) * n
+                    self.explicit = tuple(p for b, e in zip(begin[::-1], end[::-1], strict=True)
+                                          for p in (b, e))
+            self.weight = nn.Parameter(tensor(weight), requires_grad=False)
             self.bias = (nn.Parameter(tensor(blobs[1]), requires_grad=False)
                          if layer.convolution_param.bias_term else None)
             transposed = layer.type == "Deconvolution"
@@ -137,6 +149,8 @@ def _define():  # noqa: C901 - one closure holding the torch-dependent classes
             if self.transposed:
                 return [self.fn(x, self.weight, self.bias, self.stride, self.padding, 0,
                                 self.groups, self.dilation)]
+            if self.explicit is not None:
+                x = F.pad(x, self.explicit)
             return [self.fn(x, self.weight, self.bias, self.stride, self.padding,
                             self.dilation, self.groups)]
 
@@ -408,20 +422,23 @@ def _define():  # noqa: C901 - one closure holding the torch-dependent classes
             return F.relu(x) if s == 0 else F.leaky_relu(x, s)
         if t == "ReLU6":
             p = layer.relu6_param
-            y = F.relu(x) if p.negative_slope == 0 else F.leaky_relu(x, p.negative_slope)
-            return torch.clamp(y, max=p.threshold)
+            if p.negative_slope == 0:
+                return F.hardtanh(x, 0.0, p.threshold)
+            return torch.clamp(F.leaky_relu(x, p.negative_slope), max=p.threshold)
         if t == "Clip":
             return torch.clamp(x, layer.clip_param.min, layer.clip_param.max)
         if t == "Swish":
             beta = layer.swish_param.beta
-            return x * torch.sigmoid(x if beta == 1 else x * beta)
+            return F.silu(x) if beta == 1 else x * torch.sigmoid(x * beta)
         if t == "Sigmoid":
             return torch.sigmoid(x)
         if t == "HardSigmoid":  # the fork's: max(0, min(1, alpha x + beta))
             p = layer.hardsigmoid_param
+            if p.alpha == np.float32(1 / 6) and p.beta == 0.5:
+                return F.hardsigmoid(x)  # the same formula in one kernel
             return torch.clamp(x * p.alpha + p.beta, 0.0, 1.0)
-        if t == "HardSwish":  # the fork's: x * max(0, min(1, x / 6 + 0.5))
-            return x * torch.clamp(x / 6.0 + 0.5, 0.0, 1.0)
+        if t == "HardSwish":  # the fork's: x * max(0, min(1, x / 6 + 0.5)), torch's hardswish
+            return F.hardswish(x)
         if t == "TanH":
             return torch.tanh(x)
         if t == "AbsVal":
@@ -493,7 +510,9 @@ def _define():  # noqa: C901 - one closure holding the torch-dependent classes
                 if cls is None:
                     raise ex.fail(layer, "layer type not supported for export")
                 key = _module_key(layer.name, self.layers)
-                self.layers[key] = cls(layer, stats, shapes, ex.weights.get(layer.name, []))
+                extra = {"fused": ex.fused} if cls is Conv else {}
+                self.layers[key] = cls(layer, stats, shapes, ex.weights.get(layer.name, []),
+                                       **extra)
                 self.steps.append((key, list(layer.bottom), list(layer.top)))
                 self.blob_order += [t for t in layer.top if t not in self.blob_order]
             # after step i, blobs read for the last time there can be freed

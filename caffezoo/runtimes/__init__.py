@@ -6,8 +6,11 @@
 
 - ``pycaffe``: real Caffe through its Python module (`caffe.Net`, TEST phase).
 - ``opencv``: OpenCV's DNN module (`cv2.dnn.readNetFromCaffe`, OpenCV backend, CPU target).
-- ``onnxruntime``, ``torch``: the net exported in memory by caffezoo.export (Caffe's semantics
-  exactly), run by ONNX Runtime or PyTorch; ``auto`` picks the fastest installed (AUTO_ORDER).
+- ``onnxruntime``, ``openvino``, ``torch``: the net exported in memory by caffezoo.export
+  (Caffe's semantics exactly; fused for the net's outputs, runtimes/exported.py), run by ONNX
+  Runtime, OpenVINO or PyTorch.
+- ``auto``: the fastest of them that is exact on this net, by a short measured probe cached per
+  net and machine (runtimes/auto.py).
 
 All take an NCHW float32 batch (any batch size; channels, height and width as declared by the
 net's one input) and return float32 copies. Blob semantics are Caffe's: the value of a blob
@@ -39,39 +42,39 @@ from caffezoo import analysis as _analysis
 from caffezoo import netio
 from caffezoo.errors import CaffezooError, NetDefinitionError, WeightMismatchError
 
-BACKENDS = ("pycaffe", "opencv", "onnxruntime", "torch")
-# `auto` takes the first usable one: fastest first on CPU (docs/runtimes.md, docs/benchmarks.md)
-AUTO_ORDER = ("onnxruntime", "opencv", "torch", "pycaffe")
-_IMPORTS = {"pycaffe": "caffe", "opencv": "cv2", "onnxruntime": "onnxruntime", "torch": "torch"}
+BACKENDS = ("pycaffe", "opencv", "onnxruntime", "openvino", "torch")
+# `auto` is not a fixed order: the fastest exact one for the net, by a measured probe (auto.py)
+_IMPORTS = {"pycaffe": "caffe", "opencv": "cv2", "onnxruntime": "onnxruntime",
+            "openvino": "openvino", "torch": "torch"}
 
 
-def resolve_backend(backend: str) -> str:
-    """`backend` itself, or for "auto" the first of AUTO_ORDER whose framework is installed
-    (found without importing it)."""
-    if backend != "auto":
-        return backend
+def installed_backends() -> tuple[str, ...]:
+    """Every runtime whose framework is installed (found without importing it)."""
     import importlib.util
 
-    for name in AUTO_ORDER:
-        if importlib.util.find_spec(_IMPORTS[name]) is not None:
-            return name
-    raise CaffezooError("no runtime is installed (onnxruntime, torch, opencv or pycaffe)")
+    return tuple(b for b in BACKENDS if importlib.util.find_spec(_IMPORTS[b]) is not None)
 
 
 def can_use_gpu(backend: str) -> bool:
     """Whether `backend` runs on a GPU when one is visible to it: torch built with CUDA
     (runtimes/torch.py takes CUDA when torch sees a device), onnxruntime with its CUDA provider
-    installed. Caffe and OpenCV run on the CPU here. Used to ask Ray for GPUs per worker."""
+    installed, OpenVINO when it sees a GPU (its GPU plugin). Caffe and OpenCV run on the CPU
+    here. Used to ask Ray for GPUs per worker."""
     import importlib.util
 
     if backend == "torch" and importlib.util.find_spec("torch") is not None:
-        import torch
+        from caffezoo.frameworks import import_torch
 
-        return bool(torch.backends.cuda.is_built())
+        return bool(import_torch().backends.cuda.is_built())
     if backend == "onnxruntime" and importlib.util.find_spec("onnxruntime") is not None:
         import onnxruntime
 
         return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    if backend == "openvino" and importlib.util.find_spec("openvino") is not None:
+        from caffezoo.frameworks import import_openvino
+        from caffezoo.runtimes.openvino import device
+
+        return device(import_openvino().Core()) == "GPU"
     return False
 
 
@@ -247,13 +250,20 @@ class Runtime(ABC):
 
 
 def open_runtime(backend: str, prototxt: str | Path, weights: str | Path | None = None,
-                 threads: int | None = None) -> Runtime:
-    """Loads `prototxt` (+ `weights`) into the runtime `backend` (one of BACKENDS, or "auto").
+                 threads: int | None = None, batch_size: int | None = None) -> Runtime:
+    """Loads `prototxt` (+ `weights`) into the runtime `backend` (one of BACKENDS, or "auto":
+    the fastest exact one for this net, measured at `batch_size` (default: the net's declared
+    batch) by a short probe the first time, then cached: runtimes/auto.py).
 
     `threads` sets the backend's worker threads (OpenBLAS of pycaffe's child process;
     process-wide for opencv and torch: cv::setNumThreads, torch.set_num_threads; per session
-    for onnxruntime); None leaves the library default."""
-    backend = resolve_backend(backend)
+    for onnxruntime; per compiled model for openvino); None leaves the library default."""
+    if backend == "auto":
+        from caffezoo.runtimes import auto
+
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        return auto.open_fastest(prototxt, weights, threads, batch_size)
     if backend not in BACKENDS:
         raise ValueError(f"unknown runtime {backend!r}; choose one of {', '.join(BACKENDS)}")
     if threads is not None and threads < 1:
@@ -272,6 +282,10 @@ def open_runtime(backend: str, prototxt: str | Path, weights: str | Path | None 
         from caffezoo.runtimes.torch import TorchRuntime
 
         return TorchRuntime(checked, threads)
+    if backend == "openvino":
+        from caffezoo.runtimes.openvino import OpenVINORuntime
+
+        return OpenVINORuntime(checked, threads)
     from caffezoo.runtimes.opencv import OpenCVRuntime
 
     return OpenCVRuntime(checked, threads)

@@ -1,12 +1,12 @@
 """The ONNX Runtime backend: the net exported to ONNX in memory (caffezoo.export.onnx, Caffe's
 semantics exactly), run by an `onnxruntime.InferenceSession` with all graph optimisations.
 
-- BatchNorm and the Scale after it are folded into the convolution where they work in place
-  (no blob name disappears); ONNX Runtime fuses the rest itself.
+- The net's outputs come from the fused export (runtimes/exported.py: decompositions rewritten
+  into the ops they stand for, BatchNorm folded, onnxslim's clean-up); other blobs from the
+  export that keeps every blob name, made graph outputs on demand (one session per set of
+  requested blobs, cached).
 - The model takes any batch size (a dynamic batch axis); a net whose layers fix the batch
   (a Reshape to a fixed leading size) gets one exported model per batch size instead.
-- Blobs other than the net's outputs are made graph outputs on demand (one session per set of
-  requested blobs, cached), so asking for `prob` alone lets every fusion happen.
 - Threads: `threads=` sets the session's intra-op threads (default: one per core). The CUDA
   execution provider is used when this onnxruntime build has it (it does not here: CPU only).
 """
@@ -16,10 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from caffezoo import frameworks
-from caffezoo.errors import ConversionError, DependencyError, NetDefinitionError
-from caffezoo.export import onnx as export_onnx
-from caffezoo.export import plan
+from caffezoo.errors import DependencyError, NetDefinitionError
 from caffezoo.runtimes import CheckedNet, Runtime
+from caffezoo.runtimes.exported import ExportedNets
 
 
 def import_onnxruntime():
@@ -36,44 +35,18 @@ class OnnxRuntimeRuntime(Runtime):
     def __init__(self, checked: CheckedNet, threads: int | None = None) -> None:
         super().__init__(checked, threads)
         self._ort = import_onnxruntime()
-        self._ex = plan.prepare(checked.net, checked.weights, str(checked.prototxt),
-                                fold_bn=True, keep_blobs=True)
-        checked.weights = None
-        try:
-            self._models = {None: export_onnx.to_onnx(self._ex, dynamic_batch=True,
-                                                      check=False)}
-            self._ex.weights = {}  # the model holds them now
-        except ConversionError:  # the batch size is fixed by a layer: one model per size
-            self._models = {}
+        self._nets = ExportedNets(checked)
         self._sessions: dict[tuple, object] = {}
         providers = self._ort.get_available_providers()
         self._providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                            if p in providers]
 
-    def _model(self, n: int):
-        if None in self._models:
-            return None, self._models[None]
-        if n not in self._models:
-            ex = self._ex if n == self.input_shape[0] else plan.prepare(
-                self._ex.net, self._ex.weights, self._ex.source,
-                {self.input_name: (n, *self.input_shape[1:])})
-            self._models[n] = export_onnx.to_onnx(ex, check=False)
-        return n, self._models[n]
-
     def _session(self, n: int, names: tuple[str, ...]):
-        key, model = self._model(n)
-        if (key, names) in self._sessions:
-            return self._sessions[(key, names)]
-        blob_values = export_onnx.blob_value_names(model)
-        values = [blob_values[b] for b in names]
-        if tuple(o.name for o in model.graph.output) != tuple(values):
-            onnx = export_onnx.import_onnx()
-            edited = onnx.ModelProto()
-            edited.CopyFrom(model)
-            del edited.graph.output[:]
-            edited.graph.output.extend(
-                onnx.helper.make_empty_tensor_value_info(v) for v in values)
-            model = edited
+        fused = self._nets.pick(names).fused
+        for key in (None, n):  # the dynamic-batch model's session, or this batch size's
+            if (fused, key, names) in self._sessions:
+                return self._sessions[(fused, key, names)]
+        fused, key, model, values = self._nets.onnx_for(names, n)
         opts = self._ort.SessionOptions()
         opts.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
@@ -90,7 +63,7 @@ class OnnxRuntimeRuntime(Runtime):
         except Exception as err:
             raise NetDefinitionError(f"{self.checked.prototxt}: ONNX Runtime cannot load the "
                                      f"exported net: {str(err).splitlines()[0]}") from None
-        self._sessions[(key, names)] = (session, values)
+        self._sessions[(fused, key, names)] = (session, values)
         return session, values
 
     def _forward(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:

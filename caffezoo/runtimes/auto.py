@@ -1,0 +1,288 @@
+"""`--backend auto`: the fastest exact runtime for the net at hand, found by a short measured
+probe and remembered per net and machine.
+
+The probe:
+1. Every installed candidate (CANDIDATES: onnxruntime, openvino, torch, opencv) loads the net
+   and runs one seeded random batch of 1. Real Caffe (pycaffe; OpenCV when pycaffe is not
+   installed) runs the same batch as the reference: a candidate that fails to load or run, or
+   whose outputs differ from the reference's by more than TOLERANCE (relative to the largest
+   |value|), is out, with the reason recorded.
+2. The others run the caller's batch size: one warm-up pass each, then ROUNDS round-robin
+   rounds of one pass each (a change in the machine's load hits all alike), candidates slower
+   than DROP x the fastest leaving after the first round, and no new round once BUDGET_S
+   seconds of passes are spent. A candidate's figure is its best pass (what it can do; slower
+   passes are other processes' doing); the lowest wins. No candidate left: pycaffe.
+
+The cache: one small JSON file per probe under `$CAFFEZOO_PROBE_CACHE`, default
+`$CAFFEZOO_CACHE/backend-probe` (`~/.cache/caffezoo/backend-probe`), named by the SHA-256 of
+what the choice depends on: caffezoo's version, the net as caffezoo checked it (its prototxt
+text), the SHA-256 of the weights file, the batch size and threads, the machine (CPU model,
+flags and core count, GPUs torch or OpenVINO see) and the installed versions of the candidate
+frameworks. A change to any of them is a new key, so nothing goes stale; deleting the folder
+forces new probes. The file holds the choice and every candidate's figure or reason; the
+runtime returned carries it as `.probe` (docs/runtimes.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from caffezoo import __version__
+from caffezoo.errors import CaffezooError, DependencyError
+
+CANDIDATES = ("onnxruntime", "openvino", "torch", "opencv")
+REFERENCES = ("pycaffe", "opencv")
+TOLERANCE = 1e-4
+ROUNDS = 3
+BUDGET_S = 3.0
+DROP = 1.5
+_DISTRIBUTIONS = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch",
+                  "opencv": "opencv-python-headless", "pycaffe": None}
+
+
+@dataclass
+class Probe:
+    """What a probe found (also what the cache file holds)."""
+
+    backend: str
+    batch_size: int
+    threads: int | None
+    reference: str | None  # the runtime the candidates were checked against
+    ms_per_image: dict[str, float] = field(default_factory=dict)  # best pass, per candidate
+    excluded: dict[str, str] = field(default_factory=dict)  # candidate -> why it is out
+    seconds: float = 0.0  # how long the probe took
+    cached: bool = False  # read from the cache in this run
+
+    def summary(self) -> str:
+        timed = ", ".join(f"{b} {ms:.2f}" for b, ms in sorted(self.ms_per_image.items(),
+                                                            key=lambda kv: kv[1]))
+        out = f"auto: {self.backend}"
+        if timed:
+            out += f" (ms/image at batch {self.batch_size}: {timed})"
+        if self.excluded:
+            out += "; not used: " + "; ".join(f"{b}: {why}" for b, why in self.excluded.items())
+        return out
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("CAFFEZOO_PROBE_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    root = os.environ.get("CAFFEZOO_CACHE") or Path.home() / ".cache" / "caffezoo"
+    return Path(root).expanduser() / "backend-probe"
+
+
+def installed(backend: str) -> bool:
+    from caffezoo.runtimes import _IMPORTS
+
+    return importlib.util.find_spec(_IMPORTS[backend]) is not None
+
+
+def open_fastest(prototxt, weights=None, threads: int | None = None,
+                 batch_size: int | None = None):
+    """The runtime `--backend auto` gives for this net: the probe's choice, from the cache
+    when this net and machine were probed before. The runtime's `probe` attribute says why."""
+    from caffezoo.runtimes import check_net, open_runtime
+
+    checked = check_net(prototxt)  # the weights are read by the runtime(s) opened below
+    if weights is not None and not Path(weights).is_file():
+        check_net(prototxt, weights)  # one clear line for a missing or unreadable file
+    batch = int(batch_size or checked.input_shape[0])
+    key = _key(checked, weights, batch, threads)
+    path = cache_dir() / f"{key}.json"
+    found = _read(path)
+    if found is not None and (found.backend == "pycaffe" or installed(found.backend)):
+        try:
+            runtime = open_runtime(found.backend, prototxt, weights, threads)
+        except DependencyError:
+            pass  # installed but broken since: probe again
+        else:
+            found.cached = True
+            runtime.probe = found
+            return runtime
+    probe, runtime = _probe(prototxt, weights, threads, batch, checked.input_shape)
+    _write(path, probe)
+    runtime.probe = probe
+    return runtime
+
+
+def _probe(prototxt, weights, threads, batch, shape):
+    from caffezoo.runtimes import open_runtime
+
+    start = time.perf_counter()
+    probe = Probe("pycaffe", batch, threads, None)
+    runtimes = {}
+    for backend in CANDIDATES:
+        if not installed(backend):
+            continue
+        try:
+            runtimes[backend] = open_runtime(backend, prototxt, weights, threads)
+        except Exception as err:  # noqa: BLE001 - any failure rules the backend out
+            probe.excluded[backend] = _short(err)
+    x1 = np.random.default_rng(0).standard_normal((1, *shape[1:]), dtype=np.float32)
+    want = _reference_outputs(runtimes, prototxt, weights, threads, x1, probe)
+    if not runtimes and probe.reference is None:
+        raise CaffezooError(f"{prototxt}: no runtime runs this net ("
+                            + "; ".join(f"{b}: {why}" for b, why in probe.excluded.items())
+                            + ")" if probe.excluded else "no runtime is installed")
+    for backend, rt in list(runtimes.items()):
+        why = _mismatch(rt, x1, want)
+        if why:
+            probe.excluded[backend] = why
+            del runtimes[backend]
+    if runtimes:
+        probe.ms_per_image = _race(runtimes, batch, shape)
+        probe.backend = min(probe.ms_per_image, key=probe.ms_per_image.get)
+    else:  # no candidate is exact here: the reference itself
+        probe.backend = probe.reference
+    probe.seconds = round(time.perf_counter() - start, 2)
+    print(f"{probe.summary()} [probe {probe.seconds:.1f} s, cached]", file=sys.stderr)
+    if probe.backend in runtimes:
+        return probe, runtimes[probe.backend]
+    return probe, open_runtime(probe.backend, prototxt, weights, threads)
+
+
+def _reference_outputs(runtimes, prototxt, weights, threads, x, probe):
+    """The outputs on x of the first reference runtime (REFERENCES) that runs this net, or
+    None when none does (the candidates are then not checked)."""
+    from caffezoo.runtimes import open_runtime
+
+    for reference in REFERENCES:
+        if not installed(reference):
+            continue
+        rt = None
+        try:
+            rt = runtimes.get(reference) or open_runtime(reference, prototxt, weights, threads)
+            probe.reference = reference
+            return rt.forward(x)
+        except CaffezooError as err:
+            probe.excluded[f"{reference} (reference)"] = _short(err)
+        finally:
+            if rt is not None and reference not in runtimes and hasattr(rt, "close"):
+                rt.close()
+    probe.reference = None
+    return None
+
+
+def _mismatch(rt, x, want) -> str | None:
+    """Why `rt` is out: it fails on x, or differs from `want` beyond TOLERANCE."""
+    try:
+        got = rt.forward(x)
+    except Exception as err:  # noqa: BLE001 - any failure rules the backend out
+        return _short(err)
+    if want is None:
+        return None
+    for name, ref in want.items():
+        scale = float(np.abs(ref).max()) or 1.0
+        err = float(np.abs(got[name] - ref).max()) / scale
+        if not err <= TOLERANCE:  # NaN too
+            return f"output '{name}' differs from the reference by {err:.1e} (relative)"
+    return None
+
+
+def _race(runtimes: dict, batch: int, shape) -> dict[str, float]:
+    """Best ms per image of each runtime at `batch` (module docstring, step 2)."""
+    x = np.random.default_rng(1).standard_normal((batch, *shape[1:]), dtype=np.float32)
+    for rt in runtimes.values():
+        rt.forward(x)  # warm-up: first-pass compilation and allocation
+    best = {b: float("inf") for b in runtimes}
+    racing = list(runtimes)
+    spent = 0.0
+    for round_ in range(ROUNDS):
+        for backend in racing:
+            t0 = time.perf_counter()
+            runtimes[backend].forward(x)
+            took = time.perf_counter() - t0
+            spent += took
+            best[backend] = min(best[backend], took)
+        if round_ == 0:  # the clearly slower ones stop here
+            racing = [b for b in racing if best[b] <= DROP * min(best.values())]
+        if spent > BUDGET_S:
+            break
+    return {b: round(1000 * t / batch, 3) for b, t in best.items()}
+
+
+def _short(err: Exception) -> str:
+    text = str(err).splitlines()[0] if str(err).strip() else ""
+    if not isinstance(err, CaffezooError):
+        text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text[:200]
+
+
+# -- the key ------------------------------------------------------------------------------------
+
+
+def _file_digest(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def machine() -> dict:
+    """What identifies this machine's speed: CPU model, flags, cores, visible GPUs."""
+    cpu, flags = platform.processor(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == "model name" and cpu in ("", platform.machine()):
+                cpu = value.strip()
+            elif name.strip() == "flags" and not flags:
+                flags = hashlib.sha256(value.strip().encode()).hexdigest()[:16]
+    except OSError:
+        pass
+    gpus = [f"nvidia:{p.name}" for p in _listdir("/proc/driver/nvidia/gpus")]
+    gpus += [p.name for p in _listdir("/dev/dri") if p.name.startswith("renderD")]
+    return {"cpu": cpu or platform.machine(), "cpu_flags": flags, "cores": os.cpu_count(),
+            "gpus": sorted(gpus)}
+
+
+def _listdir(folder: str) -> list[Path]:
+    try:
+        return list(Path(folder).iterdir())
+    except OSError:
+        return []
+
+
+def _key(checked, weights, batch: int, threads: int | None) -> str:
+    versions = {}
+    for backend, dist in _DISTRIBUTIONS.items():
+        if dist is not None and installed(backend):
+            try:
+                versions[backend] = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                versions[backend] = "?"
+    parts = {"caffezoo": __version__, "net": hashlib.sha256(checked.text().encode()).hexdigest(),
+             "weights": _file_digest(weights) if weights is not None else None,
+             "batch": batch, "threads": threads, "machine": machine(), "versions": versions}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _read(path: Path) -> Probe | None:
+    try:
+        data = json.loads(path.read_text())
+        return Probe(**data)
+    except (OSError, ValueError, TypeError):
+        return None  # absent, or written by another version: probe again
+
+
+def _write(path: Path, probe: Probe) -> None:
+    from caffezoo import netio
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        netio.atomic_write(path, json.dumps(asdict(probe), indent=1) + "\n")
+    except OSError as err:  # a read-only home: the choice still holds for this run
+        print(f"auto: cannot cache the probe in {path.parent}: {err.strerror}", file=sys.stderr)
