@@ -204,3 +204,36 @@ def test_the_zoo_table_on_ray_records_what_eval_records(cluster, single_process,
     # fingerprint and the same results, score for score
     table_cell = results(out / "records" / "squeezenet_v1.0_dc_227_1crop.rec")
     assert table_cell == results(single_process[1] / "run.rec")
+
+
+def test_ctrl_c_on_ray_stops_at_once_and_leaves_stdout_to_caffezoo(squeezenet_dir,
+                                                                 imagenet_samples, tmp_path):
+    """On a local Ray the command starts itself (no --ray-address). Ray prints cluster events
+    (the tasks of the workers stopped) on stdout, some as Ray shuts down; with the JSON there,
+    none may get through. The child gets SIGINT's default action (a background shell ignores
+    it)."""
+    record = tmp_path / "run.rec"
+    argv = _argv(squeezenet_dir, imagenet_samples, tmp_path, 12, "--record", str(record),
+                 "--executor", "ray")
+    argv[argv.index("--json") + 1] = "-"  # the JSON on stdout
+    proc = subprocess.Popen([sys.executable, "-m", "caffezoo", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if record.exists() and record.read_bytes().count(b'{"i":') >= 4:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert out == "" and err == "interrupted\n"
+    from caffezoo.evaluation.record import decode_line
+
+    lines = record.read_bytes().splitlines()
+    assert all(decode_line(line) for line in lines)  # whole lines only
+    assert 4 <= sum(b'"i":' in line for line in lines) < 20

@@ -262,9 +262,9 @@ def run(args) -> int:
             outputs.commit()
     finally:
         if ours:
-            from caffezoo.frameworks import import_ray
+            from caffezoo.evaluation.ray_executor import disconnect
 
-            import_ray().shutdown()
+            disconnect(args.debug)
         quiet.close()
     print(text, end="")
     print(f"wrote {', '.join(str(out / name) for name in FILES)}", file=sys.stderr)

@@ -152,6 +152,19 @@ def connect(options: RayOptions) -> bool:
     return True
 
 
+def disconnect(verbose: bool = False) -> None:
+    """ray.shutdown(), without the lines Ray still holds back (repeated events): it prints them
+    from this thread as it shuts down."""
+    from caffezoo.frameworks import import_ray
+
+    if verbose:
+        import_ray().shutdown()
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), \
+            contextlib.redirect_stderr(sink):
+        import_ray().shutdown()
+
+
 def reachable(address: str) -> None:
     """Refuses an address nothing answers at, in seconds (Ray itself would retry for minutes,
     printing warnings)."""
@@ -198,7 +211,7 @@ def run_ray(job: EvalJob, record: Record, options: RayOptions,
             return _run_units(ray, job, record, options, on_new, on_state)
         finally:
             if ours:
-                ray.shutdown()
+                disconnect(options.verbose)
 
 
 def _run_units(ray, job: EvalJob, record: Record, options: RayOptions, on_new, on_state,
