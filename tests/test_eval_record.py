@@ -106,6 +106,21 @@ def test_a_run_stopped_by_a_bad_image_resumes_where_it_stopped(tiny, images,  # 
     assert second == [4, 5, 6, 7, 8]  # only what the first run had not recorded
 
 
+def test_backend_auto_resumes_with_the_records_backend(tiny, images, tmp_path,  # noqa: F811
+                                                       capsys):
+    record = tmp_path / "run.rec"
+    lines = _argv(tiny, images, tmp_path, "--record", str(record))
+    assert cli.main(lines) == 0  # made with --backend opencv
+    record.write_bytes(b"".join(record.read_bytes().splitlines(keepends=True)[:5]))
+    auto = [*lines, "--resume"]
+    auto[auto.index("--backend") + 1] = "auto"  # the default; a probe might pick another
+    capsys.readouterr()
+    assert cli.main(auto) == 0
+    err = capsys.readouterr().err
+    assert "--backend auto: opencv, the record's" in err
+    assert json.loads((tmp_path / "r.json").read_text())["settings"]["backend"] == "opencv"
+
+
 def test_resume_refuses_a_changed_setting_by_name(tiny, images, tmp_path, capsys):  # noqa: F811
     record = tmp_path / "run.rec"
     assert cli.main(_argv(tiny, images, tmp_path, "--record", str(record))) == 0

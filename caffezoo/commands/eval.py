@@ -314,7 +314,18 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, label: 
     on_ray = args.executor == "ray"
     # Ray workers get one thread each unless told: several workers share a machine's cores.
     threads = args.threads or (1 if on_ray else None)
-    runtime = open_runtime(args.backend, prototxt, source.weights, threads=threads,
+    backend = args.backend
+    if backend == "auto" and args.resume and record_path:
+        # the backend the record was made with, not a new probe's choice (another machine's
+        # may differ, and the resume would be refused)
+        from caffezoo.evaluation.record import recorded_fingerprint
+        from caffezoo.runtimes import BACKENDS
+
+        recorded = (recorded_fingerprint(record_path) or {}).get("backend")
+        backend = recorded if recorded in BACKENDS else "auto"
+        if backend != "auto":
+            print(f"--backend auto: {backend}, the record's", file=sys.stderr)
+    runtime = open_runtime(backend, prototxt, source.weights, threads=threads,
                            batch_size=args.batch_size)
     blob = args.output_blob
     if blob is None:

@@ -124,6 +124,19 @@ def _show(value) -> str:
     return str(value)
 
 
+def recorded_fingerprint(path: str | os.PathLike) -> dict | None:
+    """The fingerprint in a record's header, or None (no file, or not a record)."""
+    try:
+        with open(path, "rb") as f:
+            header = decode_line(f.readline().rstrip(b"\n"))
+    except OSError:
+        return None
+    if header is None or header.get("record") != FORMAT:
+        return None
+    fingerprint = header.get("fingerprint")
+    return fingerprint if isinstance(fingerprint, dict) else None
+
+
 class Record:
     """The record of one evaluation, in memory and (with a path) in its file. `add` keeps the
     first result of every image and ignores repeats (a unit redone after an interruption)."""
