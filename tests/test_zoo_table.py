@@ -23,7 +23,9 @@ SQUEEZENET_CONTRACT = InputContract(
 
 
 def _data(imagenet_samples: Path) -> list[str]:
-    return ["--val-list", str(imagenet_samples / "val.txt"), "--data-root", str(imagenet_samples)]
+    # a named backend: --backend auto would probe every backend on each new net first
+    return ["--val-list", str(imagenet_samples / "val.txt"), "--data-root", str(imagenet_samples),
+            "--backend", "onnxruntime"]
 
 
 def squeezenet_with_contract(squeezenet_dir: Path, folder: Path) -> str:
