@@ -55,6 +55,14 @@ class NetAnalysis:
     blob_shapes: dict[str, Shape]  # every top blob (the last shape of an in-place blob)
     inputs: dict[str, Shape]
     outputs: list[str]  # blobs no later layer consumes
+    # blobs whose last value only Silence layers read (a deploy net may end in Silence)
+    silenced: list[str] = field(default_factory=list)
+
+    @property
+    def results(self) -> list[str]:
+        """What the net computes for its user: its outputs, then the blobs only a Silence
+        layer reads (Caffe counts those as consumed; an export or a runtime exposes them)."""
+        return [*self.outputs, *(b for b in self.silenced if b not in self.outputs)]
 
     @property
     def total_params(self) -> int:
@@ -80,6 +88,7 @@ class NetAnalysis:
             "name": self.name,
             "inputs": {k: list(v) for k, v in self.inputs.items()},
             "outputs": {k: list(self.blob_shapes[k]) for k in self.outputs},
+            "silenced": {k: list(self.blob_shapes[k]) for k in self.silenced},
             "layers": [
                 {"name": s.name, "type": s.type, "bottoms": s.bottoms, "tops": s.tops,
                  "out_shapes": [list(x) for x in s.out_shapes], "params": s.params,
@@ -103,6 +112,7 @@ def analyze(net, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Net
     overrides = {k: _shape(v) for k, v in (input_shapes or {}).items()}
     shapes: dict[str, Shape] = {}
     available: dict[str, None] = {}  # ordered set: blobs not consumed yet
+    silenced: dict[str, None] = {}  # ordered set: blobs consumed by Silence layers only
     inputs: dict[str, Shape] = {}
     layers: list[LayerStats] = []
     names: set[str] = set()
@@ -161,9 +171,13 @@ def analyze(net, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Net
         for top, shape in zip(layer.top, result.out_shapes, strict=True):
             shapes[top] = shape
         for bottom in layer.bottom:
-            available.pop(bottom, None)
+            if available.pop(bottom, 0) is None and type_ == "Silence":
+                silenced[bottom] = None
+            elif type_ != "Silence":
+                silenced.pop(bottom, None)
         for top in layer.top:
             available[top] = None
+            silenced.pop(top, None)
         learnable = [s for s, is_stat in zip(result.param_shapes, result.stat_mask(),
                                              strict=True) if not is_stat]
         stat = [s for s, is_stat in zip(result.param_shapes, result.stat_mask(), strict=True)
@@ -180,7 +194,8 @@ def analyze(net, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Net
                                  f"{', '.join(sorted(unknown))} (inputs: "
                                  f"{', '.join(inputs) or 'none'})")
     return NetAnalysis(name=net.name, layers=layers, blob_shapes=shapes, inputs=inputs,
-                       outputs=list(available))
+                       outputs=list(available),
+                       silenced=[b for b in silenced if b not in inputs])
 
 
 def test_phase_net(net, analysis: NetAnalysis):

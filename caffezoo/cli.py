@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import os
 import sys
@@ -18,6 +19,17 @@ from caffezoo.errors import (
     EXIT_INTERRUPTED,
     CaffezooError,
 )
+
+# OS errors that a user's system or paths cause, reported as bad input (3), not as a bug.
+USER_ERRNOS = frozenset({
+    errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
+    errno.ENAMETOOLONG, errno.ELOOP, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EEXIST,
+    errno.ENXIO, errno.ETXTBSY})
+
+DESCRIPTION = """\
+Generate, convert and verify Caffe image classifiers: the deploy prototxts of a model zoo,
+weights ported from PyTorch, TensorFlow, MXNet and ONNX, validation against the source,
+ImageNet accuracy and speed. `caffezoo COMMAND --help` shows a command's options and examples."""
 
 # name -> one-line help; the module caffezoo.commands.<name with - as _> implements it.
 COMMANDS = {
@@ -99,7 +111,7 @@ def _command_module(name: str):
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="caffezoo", description=__doc__.splitlines()[0],
+        prog="caffezoo", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_STATUS)
     parser.add_argument("--version", action="version", version=f"caffezoo {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -117,13 +129,22 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from caffezoo.cliargs import split_json_argument
-    from caffezoo.outputs import install_signal_handlers
+    from caffezoo.cliargs import STDOUT, split_json_argument
+    from caffezoo.outputs import check_target, install_signal_handlers
 
     argv = split_json_argument(sys.argv[1:] if argv is None else list(argv))
+    for stream in (sys.stdout, sys.stderr):
+        # file names are any bytes (Python holds the non-UTF-8 ones as surrogates): print
+        # them as they are rather than fail on them
+        if getattr(stream, "errors", None) == "strict":
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                stream.reconfigure(errors="surrogateescape")
     args = build_parser(argv).parse_args(argv)
     install_signal_handlers()  # SIGTERM/SIGHUP unwind like Ctrl-C: staged files are removed
     try:
+        json_file = getattr(args, "json", None)
+        if json_file is not None and json_file != STDOUT:
+            check_target(json_file)  # every command's --json FILE, before any work
         return _command_module(args.command).run(args) or 0
     except CaffezooError as err:
         if args.debug:
@@ -139,24 +160,36 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except OSError as err:
+        # what the user's system refuses (a full disk, a name too long, no permission) is a
+        # bad input; anything else falls through to the internal error below
+        if args.debug or err.errno not in USER_ERRNOS:
+            return _internal_error(args, err)
+        where = f"{os.fsdecode(err.filename)}: " if err.filename is not None else ""
+        print(f"caffezoo {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except MemoryError:
         if args.debug:
             raise
         print(f"caffezoo {args.command}: error: out of memory", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as err:  # a bug: say so in one line, not a traceback
-        if args.debug:
-            raise
-        where = ""
-        tb = err.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        if tb is not None:
-            where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
-        text = (str(err).splitlines() or [""])[0]
-        print(f"caffezoo {args.command}: internal error: {type(err).__name__}: {text}{where} "
-              "(a bug; run with --debug for the traceback)", file=sys.stderr)
-        return EXIT_INTERNAL
+        return _internal_error(args, err)
+
+
+def _internal_error(args: argparse.Namespace, err: Exception) -> int:
+    if args.debug:
+        raise err
+    where = ""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+    text = (str(err).splitlines() or [""])[0]
+    print(f"caffezoo {args.command}: internal error: {type(err).__name__}: {text}{where} "
+          "(a bug; run with --debug for the traceback)", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -82,3 +82,11 @@ class ValidationFailed(CaffezooError):
     """A converted model disagrees with its source beyond the tolerance."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+def problem_list(problems: list[str], shown: int = 5) -> str:
+    """"N problem(s): " and the first `shown` of them, then how many more: one readable line
+    however many problems a file has (a caffemodel of another net has hundreds)."""
+    head = "; ".join(problems[:shown])
+    rest = len(problems) - shown
+    return f"{len(problems)} problem(s): {head}" + (f"; and {rest} more" if rest > 0 else "")

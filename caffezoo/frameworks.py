@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,6 +256,23 @@ def import_openvino() -> ModuleType:
 
 # --------------------------------------------------------------------------- tensorflow
 
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 goes to /dev/null for the block: what native libraries log there
+    (MXNet's INFO lines on every bind, TensorFlow's oneDNN notice on import, written before
+    its logging honours TF_CPP_MIN_LOG_LEVEL) would come before caffezoo's one line. Python
+    exceptions pass through unchanged."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def import_tensorflow() -> ModuleType:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" not in sys.modules:
@@ -262,7 +280,11 @@ def import_tensorflow() -> ModuleType:
         # protobuf runtimes clash. Loaded first, both work; so load it first when present.
         with contextlib.suppress(DependencyError):
             import_caffe()
-    return _import("tensorflow", "TensorFlow (import tensorflow)")
+    with native_stderr_silenced():
+        tf = _import("tensorflow", "TensorFlow (import tensorflow)")
+    # its Python logger's deprecation notices (Variable.load, ...) are not the user's concern
+    tf.get_logger().setLevel("ERROR")
+    return tf
 
 
 def import_tf_slim() -> ModuleType:
@@ -273,6 +295,9 @@ def import_tf_slim() -> ModuleType:
         raise _dependency_error("TensorFlow", err) from err
     if not hasattr(ops, "Tensor"):
         ops.Tensor = tf.Tensor  # removed in TF 2.21; tf_slim still refers to it
+    # tf_slim builds its layers with the deprecated `layer.apply`: Keras warns on every call
+    warnings.filterwarnings("ignore", message="`layer.apply` is deprecated",
+                            category=UserWarning)
     return _import("tf_slim", "tf_slim (import tf_slim)")
 
 
@@ -455,11 +480,13 @@ def _check_in_subprocess(names: tuple[str, ...]) -> list[Component]:
 
 
 def components(names: list[str] | None = None, isolated: bool = True,
-               jobs: int = 2) -> list[Component]:
+               jobs: int = 2, on_checked=None) -> list[Component]:
     """The doctor's table: the caffe tool, then `names` (default: all of COMPONENTS). With
     `isolated` each framework is imported in its own interpreter (`jobs` at a time), so one that
     crashes the process (a compiled module, a Caffe abort) cannot take the others along, and one
-    framework's patch cannot make another look usable."""
+    framework's patch cannot make another look usable. `on_checked(rows)` is called as each
+    check ends (a progress bar)."""
+    done = on_checked or (lambda rows: None)
     names = list(COMPONENTS if names is None else names)
     unknown = [n for n in names if n not in _CHECKS]
     if unknown:
@@ -467,10 +494,15 @@ def components(names: list[str] | None = None, isolated: bool = True,
     if isolated:
         groups = [tuple(n for n in g if n in names) for g in _GROUPS]
         groups += [(n,) for n in names if not any(n in g for g in _GROUPS)]
+        def check(group: tuple[str, ...]) -> list[Component]:
+            rows = _check_in_subprocess(group)
+            done(rows)
+            return rows
+
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            found = {r.name: r for rows in pool.map(_check_in_subprocess, filter(None, groups))
-                     for r in rows}
+            found = {r.name: r for rows in pool.map(check, filter(None, groups)) for r in rows}
         rows = [found[n] for n in names]
     else:
         rows = [check_component(n) for n in names]
+        done(rows)
     return [_check_caffe_tool()] + rows

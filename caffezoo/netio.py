@@ -26,7 +26,7 @@ from google.protobuf import message as pb_message
 from google.protobuf import text_format
 from google.protobuf.internal.encoder import _VarintBytes
 
-from caffezoo.errors import FormatError, InputFileError, WeightMismatchError
+from caffezoo.errors import FormatError, InputFileError, WeightMismatchError, problem_list
 from caffezoo.proto import caffe_pb2, caffe_round_mode_pb2
 
 NetParameter = caffe_pb2.NetParameter
@@ -65,13 +65,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file object whose contents replace `path` only when the block completes: the
     data goes to a temporary file in the same folder, then a rename. An interrupted or failed
     write leaves the old file (or none), never a half-written one."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise InputFileError(f"{path}: is a folder, expected an output file name")
-    if not path.parent.is_dir():
-        raise InputFileError(f"{path}: output folder {path.parent} does not exist")
-    from caffezoo.outputs import sweep, temp_name
+    from caffezoo.outputs import check_target, sweep, temp_name
 
+    path = check_target(path)  # the one output check (never a device or FIFO: docs/cli.md)
     sweep(path.parent)  # what killed runs left here (docs/reliability.md)
     tmp = temp_name(path)  # named so that a later run sweeps it after a kill -9
     try:
@@ -85,6 +81,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, a file size limit, an I/O error: the user's
+        Path(tmp).unlink(missing_ok=True)
+        raise InputFileError(f"{path}: cannot write: {err.strerror or err}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -93,7 +92,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write all of `data` to `path` atomically (see atomic_output)."""
     with atomic_output(path) as f:
-        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        # surrogateescape: a file name that is not UTF-8 is written back as its bytes
+        f.write(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
 
 
 def read_bytes(path: str | os.PathLike, what: str = "file") -> bytes:
@@ -126,7 +126,41 @@ def parse_prototxt(text: str, source: str = "<string>") -> NetParameter:
         except text_format.ParseError as err2:
             raise _prototxt_error(err2, source) from None
         net = _from_round_mode(rm_net)
+    _check_text_fields(net, source)
     return upgrade(net, source)
+
+
+def _check_text_fields(net: NetParameter, source: str) -> None:
+    """Refuses a net whose names are not UTF-8 text (protobuf then hands out bytes, which no
+    name in caffezoo can be): one line naming the field and the bytes."""
+    for i, layer in enumerate([*net.layer, *net.layers]):
+        found = _bytes_field(layer)
+        if found:
+            field, value = found
+            name = f" ({layer.name!r})" if isinstance(layer.name, str) else ""
+            raise FormatError(f"{source}: layer {i}{name}: {field} {value!r} is not UTF-8 "
+                              "text")
+    found = _bytes_field(net, skip=("layer", "layers"))
+    if found:
+        raise FormatError(f"{source}: {found[0]} {found[1]!r} is not UTF-8 text")
+
+
+def _bytes_field(msg, skip: tuple[str, ...] = ()) -> tuple[str, bytes] | None:
+    """(field, value) of the first `string` field, at any depth, that holds invalid UTF-8."""
+    for fd, value in msg.ListFields():
+        if fd.name in skip:
+            continue
+        repeated = fd.is_repeated
+        if fd.type == fd.TYPE_STRING:
+            for v in value if repeated else (value,):
+                if isinstance(v, bytes):
+                    return fd.name, v
+        elif fd.type == fd.TYPE_MESSAGE and fd.name != "blobs":
+            for sub in value if repeated else (value,):
+                found = _bytes_field(sub)
+                if found:
+                    return found
+    return None
 
 
 def read_prototxt(path: str | os.PathLike) -> NetParameter:
@@ -191,6 +225,7 @@ def read_caffemodel(path: str | os.PathLike) -> NetParameter:
             f"{path}: not a Caffe model (truncated or not a binary NetParameter)") from None
     if not net.layer and not net.layers:
         raise FormatError(f"{path}: not a Caffe model (no layers in {len(raw)} bytes)")
+    _check_text_fields(net, str(path))
     return upgrade(net, str(path))
 
 
@@ -292,7 +327,7 @@ def attach_weights(net: NetParameter, weights: Mapping[str, Sequence[np.ndarray]
         weights, misfits = _fit(analyze(net), weights)
         problems += misfits
     if problems:
-        raise WeightMismatchError(f"{len(problems)} problem(s): " + "; ".join(problems))
+        raise WeightMismatchError(problem_list(problems))
     for name, blobs in weights.items():
         layer = by_name.get(name)
         if layer is None:
@@ -311,7 +346,7 @@ def fit_weights(analysis, weights: Mapping[str, Sequence[np.ndarray]]
     in one WeightMismatchError; layers the net does not have are left as they are."""
     fitted, problems = _fit(analysis, weights)
     if problems:
-        raise WeightMismatchError(f"{len(problems)} problem(s): " + "; ".join(problems))
+        raise WeightMismatchError(problem_list(problems))
     return fitted
 
 

@@ -30,11 +30,12 @@ import os
 import re
 import secrets
 import signal
-from collections.abc import Iterable, Iterator
+import stat
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from caffezoo.errors import InputFileError
+from caffezoo.errors import InputFileError, UsageError
 
 PREFIX = ".caffezoo-"
 _TEMP = re.compile(r"^\.caffezoo-(\d+)-[0-9a-f]+(?:-.*)?\.(?:tmp|journal)$")
@@ -48,7 +49,16 @@ def temp_name(target: Path) -> Path:
 
 def check_target(path: str | os.PathLike, create_dirs: bool = False) -> Path:
     """`path` as an output file: not a folder, in a folder that exists (or is created with
-    `create_dirs`) and that we may write into. Raises InputFileError (one line) otherwise."""
+    `create_dirs`) and that we may write into, and not an existing device, FIFO or socket (an
+    output is renamed onto its path, which would replace them). Raises InputFileError (one
+    line) otherwise."""
+    try:
+        return _check_target(path, create_dirs)
+    except OSError as err:  # a name too long, a loop of links...
+        raise InputFileError(f"{path}: unusable output path: {err.strerror or err}") from None
+
+
+def _check_target(path: str | os.PathLike, create_dirs: bool) -> Path:
     target = Path(path).expanduser()
     if str(path).endswith(os.sep) or target.is_dir():
         raise InputFileError(f"{path}: is a folder, expected an output file name")
@@ -64,9 +74,61 @@ def check_target(path: str | os.PathLike, create_dirs: bool = False) -> Path:
         raise InputFileError(f"{path}: output folder {folder} {what}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputFileError(f"{path}: output folder {folder} is not writable")
-    if target.exists() and not target.is_file():
-        raise InputFileError(f"{path}: exists and is not a regular file")
+    kind = _special_kind(target)
+    if kind:
+        # an output is replaced by a rename: the device or FIFO itself would be replaced
+        raise InputFileError(f"{path}: exists and is not a regular file ({kind}); caffezoo "
+                             "writes a new file and renames it onto the path, which would "
+                             "replace it")
     return target
+
+
+def _special_kind(path: Path) -> str | None:
+    """What `path` is when it exists and is not a regular file (nor a link to one)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    for test, kind in ((stat.S_ISREG, None), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return kind
+    return "not a file"
+
+
+def distinct(outputs: Mapping[str, str | os.PathLike | None]
+             | Iterable[tuple[str, str | os.PathLike | None]],
+             inputs: Mapping[str, str | os.PathLike | None] | None = None) -> None:
+    """Refuses (UsageError, exit 2) two outputs on one file, and an output that is one of the
+    run's inputs: one would silently replace the other. Labels are what the user wrote (the
+    option), values the paths (None: not given); links and `..` are resolved first."""
+    seen: dict[str, str] = {}
+    for label, path in (inputs or {}).items():
+        if path is not None:
+            seen.setdefault(_same_file_key(path), label)
+    given_inputs = dict(seen)
+    pairs = outputs.items() if isinstance(outputs, Mapping) else outputs
+    for label, path in pairs:
+        if path is None:
+            continue
+        key = _same_file_key(path)
+        if key in seen:
+            what = "an input of the run" if key in given_inputs else "another output"
+            raise UsageError(f"{label} {path}: the same file as {seen[key]} ({what}); give "
+                             "each output its own path")
+        seen[key] = label
+
+
+def _same_file_key(path: str | os.PathLike) -> str:
+    """One key per file: its device and inode when it exists (hard links too), else the
+    resolved path."""
+    resolved = os.path.realpath(os.path.expanduser(os.fspath(path)))
+    try:
+        st = os.stat(resolved)
+    except (OSError, ValueError):
+        return resolved
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -159,13 +221,21 @@ class OutputSet:
     module docstring). Use as a context manager so that an error or an interrupt removes the
     staged files."""
 
-    def __init__(self, targets: Iterable[str | os.PathLike | None] = (),
-                 create_dirs: bool = False) -> None:
+    def __init__(self, targets: Mapping[str, str | os.PathLike | None]
+                 | Iterable[str | os.PathLike | tuple[str, str | os.PathLike | None] | None]
+                 = (), create_dirs: bool = False,
+                 inputs: Mapping[str, str | os.PathLike | None] | None = None) -> None:
+        """`targets`: paths, or (option, path) pairs or {option: path} so that errors name
+        the option; None paths are skipped. Two targets on one file, or a target that is one
+        of `inputs` ({option: path}), is a UsageError."""
         self.create_dirs = create_dirs
         self._targets: dict[Path, Path | None] = {}  # target -> staged temp (None: not yet)
         self._swept: set[Path] = set()
         self.committed = False
-        for t in targets:
+        named = list(targets.items()) if isinstance(targets, Mapping) else \
+            [t if isinstance(t, tuple) else (str(t), t) for t in targets]
+        distinct(named, inputs)
+        for _, t in named:
             if t is not None:
                 self.add(t)
 
@@ -199,7 +269,8 @@ class OutputSet:
 
     def write(self, target: str | os.PathLike, data: bytes | str) -> None:
         with self.open(target) as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            # surrogateescape: a file name that is not UTF-8 is written back as its bytes
+            f.write(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
 
     def commit(self) -> None:
         """Renames every staged file onto its target (targets never staged are left alone)."""

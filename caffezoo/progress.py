@@ -1,4 +1,5 @@
-"""Progress bars on long work (eval, convert, export, time), drawn by tqdm on stderr.
+"""Progress bars on long work (eval, convert, export, time, validate, doctor), drawn by tqdm
+on stderr.
 
 A bar draws only when stderr is a terminal, so pipes, CI logs and files stay clean; the same
 object is used either way, so callers never branch on it."""
@@ -22,10 +23,13 @@ class Progress:
     def __init__(self, total: int | None, label: str = "", unit: str = "img",
                  stream: TextIO | None = None, enabled: bool | None = None,
                  min_interval: float = 0.1, delay: float = 0.0, initial: int = 0):
-        from tqdm import tqdm  # pinned in pyproject.toml; imported only when a bar is made
-
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = on_terminal(self.stream) if enabled is None else enabled
+        try:
+            from tqdm import tqdm  # pinned in pyproject.toml; imported only when a bar is made
+        except ImportError:  # `doctor` runs where nothing is installed: no bar then
+            self.enabled, self._bar = False, None
+            return
         self._bar = tqdm(total=total, desc=label or None, unit=unit, file=self.stream,
                          disable=not self.enabled, mininterval=min_interval, leave=True,
                          dynamic_ncols=True, delay=delay, initial=initial)
@@ -43,7 +47,8 @@ class Progress:
             self._bar.set_postfix_str(text, refresh=True)
 
     def close(self) -> None:
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
 
     def __enter__(self) -> Progress:
         return self
@@ -52,11 +57,12 @@ class Progress:
         self.close()
 
 
-def steps(items, total: int | None = None, label: str = "", unit: str = "it"):
-    """Iterate over `items` with a bar (quiet off a terminal)."""
+def steps(items, total: int | None = None, label: str = "", unit: str = "it",
+          delay: float = 0.0):
+    """Iterate over `items` with a bar (quiet off a terminal; after `delay` seconds)."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)
-    with Progress(total, label=label, unit=unit) as bar:
+    with Progress(total, label=label, unit=unit, delay=delay) as bar:
         for item in items:
             yield item
             bar.update(1)

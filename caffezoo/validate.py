@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,10 @@ def image_pixels(folder: str | Path, size: int, base: int, limit: int | None = N
     if not files:
         raise InputFileError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
     input_memory(len(files), (3, size, size))
-    crops = [center_crop(resize_short_side(load_image(str(f)), base), size) for f in files]
+    from caffezoo.progress import steps
+
+    crops = [center_crop(resize_short_side(load_image(str(f)), base), size)
+             for f in steps(files, label="reading images", unit="img", delay=1.0)]
     batch = np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2)
     return np.ascontiguousarray(batch), [f.name for f in files]
 
@@ -118,6 +122,26 @@ class OutOfPlace:
     producer: dict[str, str]  # new blob -> layer
     reads: list[tuple[int, str, str, bool]]  # (layer index, original blob, version, in place)
     types: dict[str, str]  # layer -> type
+    final: dict[str, str]  # original blob -> the version holding its final value
+    versions: dict[tuple[str, str], str]  # (original blob, layer writing it) -> version
+
+    def value_names(self, source_names: Iterable[str] = (), final: bool = False
+                    ) -> dict[str, str]:
+        """The names a source may give the values of the original net -> the blob holding
+        that value here. Every blob of this net by its own name (an in-place blob's first
+        value keeps the original name, later ones are named after their layer), and
+        `BLOB@LAYER` for the value LAYER wrote into BLOB: how `caffezoo export` names the
+        values an in-place layer overwrites, giving BLOB itself to the final value (what
+        Caffe's in-place blob holds after the forward pass). So an original name means the
+        final value where `source_names` hold such a `BLOB@LAYER` for it, or with `final`
+        (a source's outputs are final values)."""
+        names = {blob: blob for blob in self.producer}
+        given = set(source_names)
+        for (blob, layer), version in self.versions.items():
+            names[f"{blob}@{layer}"] = version
+            if final or f"{blob}@{layer}" in given:
+                names[blob] = self.final[blob]
+        return names
 
     def consumed(self, blob: str, after: str) -> str | None:
         """The version of the original blob `blob` seen by the first layer after `after` that
@@ -138,6 +162,7 @@ def out_of_place(net) -> OutOfPlace:
     index: dict[str, int] = {}
     producer: dict[str, str] = {}
     reads: list[tuple[int, str, str, bool]] = []
+    versions: dict[tuple[str, str], str] = {}
     for i, layer in enumerate(out.layer):
         index[layer.name] = i
         new_bottoms = [current.get(b, b) for b in layer.bottom]
@@ -154,6 +179,7 @@ def out_of_place(net) -> OutOfPlace:
                     name, k = f"{layer.name}_out{k}", k + 1
             used.add(name)
             current[t] = name
+            versions[(t, layer.name)] = name
             producer[name] = layer.name
             new_tops.append(name)
         del layer.top[:]
@@ -161,7 +187,7 @@ def out_of_place(net) -> OutOfPlace:
         tops[layer.name] = new_tops
         bottoms[layer.name] = new_bottoms
     return OutOfPlace(out, tops, bottoms, index, producer, reads,
-                      {layer.name: layer.type for layer in out.layer})
+                      {layer.name: layer.type for layer in out.layer}, dict(current), versions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,11 +235,11 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def lines(self) -> list[str]:
-        verdict = "PASS" if self.passed else "FAIL"
+    def lines(self, all_layers: bool = False) -> list[str]:
         out = [
             f"validate {self.model} ({self.input_size}x{self.input_size}) with "
-            f"{self.backend} against {self.source} ({self.layout} layout)",
+            f"{self.backend} against {self.source} ({self.layout} layout): "
+            f"{verdict(self, 'layer')}",
             f"  inputs: {self.inputs}",
             f"  Caffe input:  {self.caffe_preprocessing} (zoo card)",
             f"  source input: {self.source_preprocessing}",
@@ -222,30 +248,56 @@ class Report:
             f"(largest |logit| {self.max_logit:.4g}), min cosine {self.min_cosine:.9f}",
             f"  top-1 agreement {self.top1_agree}/{self.count}, top-5 agreement "
             f"{self.top5_agree}/{self.count}",
-            f"  tolerance: relative error <= {self.tolerance:g}: {verdict}",
+            f"  tolerance: relative error <= {self.tolerance:g}: "
+            f"{'pass' if self.max_rel <= self.tolerance else 'FAIL'}",
         ]
         if self.layers is not None:
             out += comparison_lines("layers", self.layers, self.first_divergence,
                                     ("layer", "part", "source module"),
-                                    lambda d: (d.layer, d.what, d.module))
+                                    lambda d: (d.layer, d.what, d.module), all_layers)
         return out
 
 
+def verdict(report, unit: str) -> str:
+    """PASS, or FAIL and why: the outputs over the tolerance, or the first divergent `unit`
+    (a layer, a value) while the outputs agree."""
+    if report.passed:
+        return "PASS"
+    if report.max_rel > report.tolerance or report.first_divergence is None:
+        return "FAIL (the outputs differ)"
+    return f"FAIL (the outputs agree, {unit} {report.first_divergence!r} does not)"
+
+
+WORST_SHOWN = 5  # rows of a layer report without `--layers all`
+
+
 def comparison_lines(label: str, items, first: str | None, header: tuple[str, ...],
-                     columns) -> list[str]:
+                     columns, all_rows: bool = False) -> list[str]:
     """The layer-by-layer part of a report (a card's layers, a graph's values): how many were
-    compared and where they first diverge, then a table (caffezoo.table) with a row per item:
+    compared and where they first diverge, then a table (caffezoo.table) of the first
+    divergent item and the WORST_SHOWN worst, in net order (every item with `all_rows`):
     `columns(item)` gives its leading cells (named by `header`), the item (`max_abs`, `rel`,
     `ok`, `caffe_shape`, `source_shape`) the error."""
     from caffezoo.table import format_table
 
     bad = sum(1 for d in items if not d.ok)
+    shown = list(items)
+    if not all_rows:
+        # a shape mismatch (rel None) counts as the worst
+        worst = sorted(items, key=lambda d: -math.inf if d.rel is None else -d.rel)
+        keep = {id(d) for d in worst[:WORST_SHOWN]}
+        first_bad = next((d for d in items if not d.ok), None)
+        if first_bad is not None:
+            keep.add(id(first_bad))
+        shown = [d for d in items if id(d) in keep]
     out = [f"  {label}: {len(items)} compared, {bad} beyond the tolerance; first divergence: "
-           f"{first or 'none'}"]
+           f"{first or 'none'}"
+           + ("" if all_rows or len(shown) == len(items) else
+              f"; the worst {len(shown)} below (`--layers all` lists every one)")]
     rows = [(*columns(d),
              *(("shape", f"{d.caffe_shape} vs source {d.source_shape}") if d.max_abs is None
                else (f"{d.max_abs:.3g}", f"{d.rel:.3g}")),
-             "" if d.ok else "<-- differs") for d in items]
+             "" if d.ok else "<-- differs") for d in shown]
     align = "l" * len(header) + "rr"
     out.append(format_table((*header, "max abs", "max rel", ""), rows, align=align,
                             indent="    "))
@@ -365,10 +417,14 @@ def validate(source: SourceModel, card, zoo_net, prototxt: str | Path, weights: 
     classifier = next(a.layers[0] for a in source.plan.assigns if a.op == Op.LINEAR)
     caffe_logits, src_logits = [], []
     rt.check_batch_size(min(batch_size, len(pixels)))  # before the source runs such a batch
+    from caffezoo.progress import Progress
+
+    bar = Progress(len(pixels), label="validate", unit="img", delay=1.0)
     for start in range(0, len(pixels), batch_size):
         chunk = pixels[start:start + batch_size]
         caffe_logits.append(rt.forward(card_norm.apply(chunk), [classifier])[classifier])
         src_logits.append(source.run(source.input_norm.apply(chunk)).logits)
+        bar.update(len(chunk))
     m = logit_metrics(np.concatenate(caffe_logits), np.concatenate(src_logits),
                       f"{prototxt}: layer {classifier!r}")
     report = Report(
@@ -382,12 +438,14 @@ def validate(source: SourceModel, card, zoo_net, prototxt: str | Path, weights: 
         min_cosine=m["min_cosine"], top1_agree=m["top1"], top5_agree=m["top5"],
         tolerance=tolerance, passed=m["max_rel"] <= tolerance)
     if layers:
+        bar.note("layer by layer")
         chunk = pixels[:batch_size]
         report.layers, report.first_divergence = compare_layers(
             source, zoo_net, prototxt, weights, backend, card_norm.apply(chunk),
             source.input_norm.apply(chunk), tolerance)
         if report.first_divergence is not None:
             report.passed = False
+    bar.close()
     return report
 
 

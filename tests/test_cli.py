@@ -132,6 +132,29 @@ def test_one_spelling_per_idea(name):
             assert action.nargs == "?" and action.const == "-", name
 
 
+@pytest.mark.parametrize("name", UNIFIED)
+def test_every_value_has_a_metavar_of_the_grammar(name):
+    """No argparse default (`--input-size INPUT_SIZE`, `--limit LIMIT`): a value is named as
+    the grammar names it (N, FILE, DIR, ZOO_NAME, ...), the same for the same idea."""
+    same = {"--threads": ("N", "N1,N2"), "--seed": ("S",), "--model": ("ZOO_NAME",),
+            "--weights": ("W",), "--prototxt": ("P",), "--limit": ("N",),
+            "--input-size": ("N",)}
+    for action in _visible_options(name):
+        if action.nargs == 0:
+            continue
+        assert action.metavar is not None or action.choices is not None, \
+            (name, action.option_strings)
+        for option in action.option_strings:
+            if option in same and action.metavar is not None:
+                assert action.metavar in same[option], (name, option, action.metavar)
+
+
+def test_top_level_help_is_for_users():
+    text = _run("--help").stdout
+    assert "Generate, convert and verify Caffe image classifiers" in text
+    assert "caffezoo/commands" not in text and "imported only when used" not in text
+
+
 def test_json_to_stdout_or_to_a_file(tmp_path, capsys):
     net = REPO / "prototxt" / "wrn50_2.prototxt"
     assert cli.main(["info", "--json", str(net)]) == 0  # the prototxt is not the JSON file

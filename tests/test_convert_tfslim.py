@@ -336,3 +336,21 @@ def test_missing_and_misshapen_variables_are_all_listed_and_nothing_is_written(
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     with pytest.raises(WeightMismatchError):
         tfslim.convert(tmp_path / "bad.ckpt", zoo.get_card("resnet101_v2_tfslim"), 64)
+
+
+def test_tensorflow_says_nothing_before_caffezoos_line(tmp_path):
+    """TensorFlow's native log (the oneDNN notice, twice, each after an absl warning) came
+    before caffezoo's one line; in a subprocess, where file descriptor 2 is the user's."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "caffezoo", "convert", "--source",
+         f"tf-slim:{tmp_path / 'missing.ckpt'}", "--model", "inception_v3_tfslim", "-o",
+         str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    assert proc.returncode == 3
+    assert proc.stderr.splitlines() == [
+        f"caffezoo convert: error: {tmp_path / 'missing.ckpt'}: no such TF checkpoint "
+        f"({tmp_path / 'missing.ckpt'}.index not found)"]

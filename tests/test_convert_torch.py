@@ -123,6 +123,26 @@ def test_mismatched_checkpoint_lists_every_problem_and_writes_nothing(tmp_path, 
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_random_init_never_replaces_a_checkpoint_unless_asked(tmp_path, capsys):
+    """`--random-init` writes to the source path: a file already there (a trained .pth) is
+    refused, naming it, before anything is written; --overwrite-source replaces it."""
+    ckpt = tmp_path / "trained.pth"
+    ckpt.write_bytes(b"the user's trained weights")
+    argv = ["convert", "--source", f"torch:{ckpt}", "--random-init", "--model",
+            "resnext50_32x4d", "--input-size", "64", "-o", str(tmp_path / "out" / "rx")]
+    assert cli.main(argv) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{ckpt}: exists; --random-init would replace it" in err
+    assert ckpt.read_bytes() == b"the user's trained weights"
+    assert not (tmp_path / "out").exists()
+    assert cli.main([*argv, "--overwrite-source"]) == 0
+    assert "NOT trained weights" in capsys.readouterr().out
+    assert ct.load_pytorch(ckpt).tensors  # a state_dict now
+    assert (tmp_path / "out" / "rx.caffemodel").is_file()
+    assert cli.main(["convert", "--source", f"torch:{ckpt}", "--overwrite-source", "--model",
+                     "resnext50_32x4d", "-o", str(tmp_path / "x")]) == 2  # only with it
+
+
 def test_deeper_checkpoint_into_shallower_net_names_the_extra_blocks():
     model = ct.source_arch("resnext101_32x4d", "timm").build()
     ckpt = common.Checkpoint("r101.pth", "pytorch",

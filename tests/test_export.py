@@ -497,3 +497,146 @@ def test_torch_load_refuses_other_files(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a zip")
     with pytest.raises(FormatError, match="junk.pt"):
         load(tmp_path / "junk.pt")
+
+
+def test_export_input_size_below_one_is_a_usage_error(tmp_path, capsys):
+    """It used to be ignored silently (0 read as "not given")."""
+    from caffezoo import cli
+
+    proto, model = small_net_files(tmp_path)
+    for source in (["--prototxt", str(proto)], ["--model", "wrn50_2"]):
+        for size in ("0", "-3"):
+            assert cli.main(["export", "--to", "onnx", *source, "--weights", str(model),
+                             "--input-size", size, "-o", str(tmp_path / "n.onnx")]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and f"--input-size must be at least 1, got {size}" in err
+    assert not (tmp_path / "n.onnx").exists()
+
+
+# Rich Zhang's colorization deploy prototxt ends so: its result, class8_ab, is read only by a
+# Silence layer (Caffe then counts no output at all).
+SILENCED = header((1, 1, 8, 8)) + '''
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "class8_ab" type: "Convolution" bottom: "conv1" top: "class8_ab"
+  convolution_param { num_output: 2 kernel_size: 1 } }
+layer { name: "Silence" type: "Silence" bottom: "class8_ab" }'''
+
+
+@pytest.mark.caffe
+@pytest.mark.torch
+def test_a_net_ending_in_silence_exports_what_silence_reads(tmp_path, capsys):
+    """It used to export an ONNX graph without outputs and a torch module returning {}."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from caffezoo import cli
+    from caffezoo.export.torch import load
+
+    proto, model = files(tmp_path, SILENCED)
+    x = data((2, 1, 8, 8))
+    want = open_runtime("pycaffe", proto, model).forward(x, ["class8_ab"])["class8_ab"]
+    assert cli.main(["export", "--to", "onnx", "--prototxt", str(proto), "--weights",
+                     str(model), "-o", str(tmp_path / "n.onnx"), "--dynamic-batch"]) == 0
+    assert "outputs class8_ab" in capsys.readouterr().out
+    graph = onnx.load(tmp_path / "n.onnx").graph
+    assert [o.name for o in graph.output] == ["class8_ab"]
+    s = ort.InferenceSession(str(tmp_path / "n.onnx"), providers=["CPUExecutionProvider"])
+    assert rel_error(s.run(None, {"data": x})[0], want) < TOL
+    assert cli.main(["export", "--to", "torch", "--prototxt", str(proto), "--weights",
+                     str(model), "-o", str(tmp_path / "n.pt")]) == 0
+    with torch.inference_mode():
+        got = load(tmp_path / "n.pt", device="cpu")(torch.from_numpy(x)).numpy()
+    assert rel_error(got, want) < TOL
+    for backend in EXPORTED:  # and the runtimes built on the exports return it by default
+        assert rel_error(open_runtime(backend, proto, model).forward(x)["class8_ab"],
+                         want) < TOL
+    assert cli.main(["info", str(proto)]) == 0
+    assert "outputs:    none (read only by Silence: class8_ab 1x2x8x8" in \
+        capsys.readouterr().out
+
+
+def _squeezenet() -> tuple[Path, Path] | None:
+    folder = Path(__file__).resolve().parents[2] / "shared" / "data" / "squeezenet_v1.0_dc"
+    models = sorted(folder.glob("*.caffemodel"))
+    return (folder / "deploy.prototxt", models[0]) if models else None
+
+
+@pytest.mark.caffe
+@pytest.mark.parametrize("net", ["in_place", "squeezenet"])
+def test_an_export_validates_against_its_own_caffe_net_layer_by_layer(tmp_path, capsys, net):
+    """export --to onnx, then validate --source onnx:THAT --layers against the same prototxt
+    and caffemodel: every value compared passes, those an in-place layer overwrites included
+    (the export names them BLOB@LAYER; BLOB is the blob's final value, as in Caffe). It used to
+    report 26 of 37 SqueezeNet values as differing, and a FAIL whose error line gave the outputs'
+    passing error."""
+    import json
+
+    from caffezoo import cli
+
+    if net == "squeezenet":
+        found = _squeezenet()
+        if found is None:
+            pytest.skip("shared SqueezeNet not found beside the checkout")
+        proto, model = found
+    else:
+        proto, model = small_net_files(tmp_path)
+    onnx_path = tmp_path / "exported.onnx"
+    assert cli.main(["export", "--to", "onnx", "--prototxt", str(proto), "--weights",
+                     str(model), "-o", str(onnx_path)]) == 0
+    capsys.readouterr()
+    code = cli.main(["validate", "--source", f"onnx:{onnx_path}", "--prototxt", str(proto),
+                     "--weights", str(model), "--layers", "--random", "2", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["passed"] and report["first_divergence"] is None
+    values = {d["value"]: d for d in report["layers"]}
+    assert all(d["ok"] for d in values.values())
+    in_place = "conv1@conv1" if net == "in_place" else "fire2/conv1x1_1@fire2/conv1x1_1"
+    final = in_place.split("@")[0]
+    # the convolution's own output, and the blob's final value after the ReLU
+    assert values[in_place]["layer"] != values[final]["layer"]
+    assert len(values) >= (37 if net == "squeezenet" else 5)
+
+
+@pytest.mark.caffe
+def test_validate_layers_leads_with_the_verdict_and_the_worst(tmp_path, capsys):
+    """`--layers` prints the verdict first and the five worst values, `--layers all` every
+    value (the JSON always has them all)."""
+    from caffezoo import cli
+
+    proto, model = small_net_files(tmp_path)
+    onnx_path = tmp_path / "exported.onnx"
+    assert cli.main(["export", "--to", "onnx", "--prototxt", str(proto), "--weights",
+                     str(model), "-o", str(onnx_path)]) == 0
+    argv = ["validate", "--source", f"onnx:{onnx_path}", "--prototxt", str(proto),
+            "--weights", str(model), "--random", "2", "--layers"]
+    capsys.readouterr()
+    rows = {}
+    for extra in ([], ["all"]):
+        assert cli.main([*argv, *extra]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].endswith(": PASS")
+        table = lines[lines.index(next(ln for ln in lines if ln.startswith("    ---"))) + 1:]
+        rows[bool(extra)] = table
+    compared = int(next(ln for ln in lines if "compared" in ln).split(":")[1].split()[0])
+    assert compared > 5 and len(rows[False]) == 5 and len(rows[True]) == compared
+
+
+def test_the_failure_line_agrees_with_the_verdict():
+    from caffezoo.commands.validate import failure_line
+    from caffezoo.graph.validate import GraphReport, OutputDiff, ValueDiff
+
+    out = OutputDiff("y", "y", 1e-6, 1e-6, 1.0, 1.0, 2, 2, True)
+    bad = ValueDiff("conv1", "conv1", "conv1", [1], [1], 8.5, 0.96, False)
+    report = GraphReport("onnx:x.onnx", "pycaffe", "n.prototxt", "n.caffemodel", "2", 2, [3],
+                         "", [out], 1e-4, False, [bad], "conv1")
+    line = failure_line("n.caffemodel", report, "value")
+    assert line == ("n.caffemodel: the outputs agree (relative error 1e-06, tolerance 0.0001) "
+                    "but value 'conv1' does not (relative error 0.96)")
+    assert report.lines()[0].endswith("FAIL (the outputs agree, value 'conv1' does not)")
+    report.outputs[0] = OutputDiff("y", "y", 0.5, 0.2, 1.0, 0.9, 1, 2, False)
+    assert failure_line("n.caffemodel", report, "value") == (
+        "n.caffemodel: relative error 0.2 of the outputs (tolerance 0.0001); first divergence "
+        "at value 'conv1'")

@@ -268,6 +268,111 @@ def test_mutated_nets_through_the_time_command(base_nets, tmp_path):
             assert proc.stderr.count("\n") <= 2, proc.stderr  # caffe time's line + the error
 
 
+# -- outputs that are not files: every output option of every command --------------------------
+
+def _output_cases(d: Path) -> dict[str, list[str]]:
+    """argv per output option, OUT standing for the path; small real inputs in `d`."""
+    net = small_net()
+    proto, model = d / "small.prototxt", d / "small.caffemodel"
+    proto.write_text(netio.format_prototxt(net))
+    model.write_bytes(_caffemodel_bytes(net))
+    (d / "val.txt").write_text("a.png 0\n")
+    P, W = str(proto), str(model)
+    ev = ["eval", "--prototxt", P, "--weights", W, "--val-list", str(d / "val.txt")]
+    return {
+        "export -o (onnx)": ["export", "--to", "onnx", "--prototxt", P, "--weights", W, "-o",
+                             "OUT"],
+        "export -o (torch)": ["export", "--to", "torch", "--prototxt", P, "--weights", W,
+                              "-o", "OUT"],
+        "info --json": ["info", P, "--json=OUT"],
+        "zoo --json": ["zoo", "--json=OUT"],
+        "zoo --write-docs": ["zoo", "--write-docs", "OUT"],
+        "doctor --json": ["doctor", "--json=OUT"],
+        "time --json": ["time", "--prototxt", P, "--json=OUT"],
+        "validate --json": ["validate", "--source", "onnx:x.onnx", "--weights", W,
+                            "--json=OUT"],
+        "demo --json": ["demo", "--json=OUT"],
+        "eval --json": [*ev, "--json=OUT"],
+        "eval --log": [*ev, "--log", "OUT"],
+        "eval --predictions": [*ev, "--predictions", "OUT"],
+        "eval --results-csv": [*ev, "--results-csv", "OUT"],
+        "eval --plot": [*ev, "--crop-sizes", "12", "--plot", "OUT"],
+        "convert -o": ["convert", "--source", "onnx:x.onnx", "-o", "OUT_STEM"],
+        "convert --random-init": ["convert", "--source", "torch:OUT", "--random-init",
+                                  "--overwrite-source", "--model", "wrn50_2", "-o",
+                                  str(d / "rx")],
+        "generate -o": ["generate", "wrn50_2", "-o", "OUT"],
+    }
+
+
+def test_outputs_that_are_devices_or_fifos_are_refused(tmp_path, capfd):
+    """A FIFO and (as root) a character device like /dev/null, made in tmp: every output
+    option of every command refuses them (exit 3, one line), and they stay what they were. They
+    used to be replaced by a regular file (as root, `-o /dev/null` would destroy /dev/null)."""
+    from tests.test_outputs import special_files
+
+    cases = _output_cases(tmp_path)
+    for kind, special in special_files(tmp_path).items():
+        reader = os.open(special, os.O_RDONLY | os.O_NONBLOCK) if kind == "fifo" else None
+        before = os.stat(special)
+        for label, argv in cases.items():
+            stem = tmp_path / f"{kind}-stem"
+            link = stem.with_suffix(".caffemodel")  # convert -o STEM writes STEM.caffemodel
+            link.unlink(missing_ok=True)
+            link.symlink_to(special)
+            argv = [a.replace("OUT_STEM", str(stem)).replace("OUT", str(special)) for a in argv]
+            code = cli.main(argv)
+            err = capfd.readouterr().err
+            assert code == EXIT_BAD_INPUT, f"{label} ({kind}): {code} {err}"
+            assert err.count("\n") == 1 and ("not a regular file" in err
+                                             or "not a folder" in err), f"{label}: {err}"
+            after = os.stat(special)
+            assert (after.st_mode, after.st_ino, after.st_rdev) == \
+                (before.st_mode, before.st_ino, before.st_rdev), f"{label} replaced {kind}"
+        if reader is not None:
+            assert os.read(reader, 1) == b""  # nothing was written into the FIFO either
+            os.close(reader)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".caffezoo-")]
+
+
+# -- names that are not UTF-8 ------------------------------------------------------------------
+
+def test_names_that_are_not_utf8(base_nets, tmp_path, capfd):
+    """Layer names, tops and types of a caffemodel or prototxt with bytes that are not UTF-8
+    (protobuf hands them out as bytes), and file names that are not (Python holds them as
+    surrogates): info, info --json and export answer with a result or one line."""
+    rng = random.Random(18)
+    text, model = base_nets["small"]
+    proto = tmp_path / "small.prototxt"
+    proto.write_text(text)
+    codes: dict[int, int] = {}
+    names = sorted({n.encode() for n in re.findall(r'(?:name|top|type): "(\w\w+)"', text)})
+    for k in range(12 * SCALE):
+        name = rng.choice(names)
+        bad = name[:1] + bytes([rng.choice([0xff, 0xfe, 0xc3, 0x80])]) + name[2:]
+        mutant = tmp_path / f"m{k}.caffemodel"
+        mutant.write_bytes(model.replace(name, bad, rng.choice([1, -1])))
+        for argv in (["info", str(proto), "--weights", str(mutant)],
+                     ["info", str(proto), "--weights", str(mutant), "--json"],
+                     ["export", "--to", "onnx", "--prototxt", str(proto), "--weights",
+                      str(mutant), "-o", str(tmp_path / f"e{k}.onnx")]):
+            code = assert_clean_answer(argv, capfd, tmp_path / "nothing")
+            codes[code] = codes.get(code, 0) + 1
+    for k, raw in enumerate([b"n\xffet", b"\xc3(", b"caf\xe9", b"\x80\x80"]):
+        odd = Path(os.fsdecode(bytes(tmp_path) + b"/" + raw + b".prototxt"))
+        odd.write_text(text)
+        weights = tmp_path / "small.caffemodel"
+        weights.write_bytes(model)
+        for argv in (["info", str(odd)], ["info", str(odd), "--json"],
+                     ["export", "--to", "onnx", "--prototxt", str(odd), "--weights",
+                      str(weights), "-o", os.fsdecode(bytes(tmp_path) + b"/o" + raw + b".onnx")],
+                     ["export", "--to", "torch", "--prototxt", str(odd), "--weights",
+                      str(weights), "-o", str(tmp_path / f"t{k}.pt")]):
+            code = assert_clean_answer(argv, capfd, tmp_path / "nothing")
+            assert code == 0, argv
+    assert codes.get(3), codes
+
+
 # -- every crash the fuzzing found, kept --------------------------------------------------------
 
 _IN = 'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: %s } } }\n'
@@ -449,6 +554,41 @@ def test_mutated_onnx_files_through_convert(onnx_file, tmp_path, capfd):
         if rng.random() < 0.3:
             argv += ["--input-shape", rng.choice(["1,3,8,8", "2,3,16,16", "1,3,100000,100000"])]
         code = assert_clean_answer(argv, capfd, out)
+        codes[code] = codes.get(code, 0) + 1
+    assert codes.get(0) and codes.get(3), codes
+
+
+# Conv attributes, valid and not: what a hand-edited or foreign exporter's file may hold
+CONV_ATTRS = [("group", [0, -1, 1, 2, 3, 8, 100000, 2**31]),
+              ("dilations", [[0, 0], [-1, 1], [1, 1], [2, 2], [100000, 1], [1], [1, 1, 1]]),
+              ("strides", [[0, 1], [-2, 2], [1, 1], [3, 1], [2**31, 1], [2]]),
+              ("pads", [[-1, 0, 0, 0], [1, 1], [0, 0, 0, 0], [2, 1, 0, 3], [2**31, 0, 0, 0],
+                        [100000] * 4]),
+              ("kernel_shape", [[0, 0], [3, 3], [5, 5], [3], [3, 3, 3], [-3, 3]]),
+              ("auto_pad", ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID", "bogus", ""])]
+
+
+def test_onnx_conv_attributes_through_convert(onnx_file, tmp_path, capfd):
+    """Every Conv node's attributes set, one to three at a time, to values from CONV_ATTRS
+    (group 0 divided by zero: exit 70); the answer is a net or one line naming the node."""
+    from onnx import helper
+
+    model, _ = onnx_file
+    rng = random.Random(17)
+    codes: dict[int, int] = {}
+    convs = [i for i, n in enumerate(model.graph.node) if n.op_type == "Conv"]
+    for k in range(60 * SCALE):
+        m = type(model).FromString(model.SerializeToString())
+        node = m.graph.node[rng.choice(convs)]
+        for name, values in rng.sample(CONV_ATTRS, rng.randint(1, 3)):
+            kept = [a for a in node.attribute if a.name != name]
+            del node.attribute[:]
+            node.attribute.extend([*kept, helper.make_attribute(name, rng.choice(values))])
+        path = tmp_path / f"c{k}.onnx"
+        path.write_bytes(m.SerializeToString())
+        out = tmp_path / f"out{k}"
+        code = assert_clean_answer(["convert", "--source", f"onnx:{path}", "-o", f"{out}/n"],
+                                   capfd, out)
         codes[code] = codes.get(code, 0) + 1
     assert codes.get(0) and codes.get(3), codes
 
@@ -755,12 +895,42 @@ GRAPH_REGRESSIONS = {
         ["convert", "--source", "mxnet:" + _mxnet_case(d, lambda doc, n: None), "-o",
          f"{d}/out/n", "--input-shape", "1,3,100000,100000"],
         r"--input-shape '1,3,100000,100000': 30,000,000,000 values"),
+    "onnx_conv_group_zero": lambda d: (
+        ["convert", "--source", "onnx:" + _onnx_case(
+            d, lambda m: _set_attr(m.graph.node[0], "group", 0)), "-o", f"{d}/out/n"],
+        r"node 'conv1' \(Conv\): group 0: must be at least 1"),
+    "mxnet_symbol_of_too_many_nodes": lambda d: (  # 10^6 nodes ran past 300 s at 3.6 GB
+        ["convert", "--source", f"mxnet:{_mxnet_chain(d, 60_000)}", "-o", f"{d}/out/n",
+         "--input-shape", "1,3,8,8"],
+        r"chain-symbol.json: 60,000 nodes; refused above 50,000"),
     "validate_net_of_two_inputs": lambda d: (
         ["validate", "--source", "onnx:" + _onnx_case(d, lambda m: None), "--weights",
          f"{d}/two.caffemodel", "--prototxt", str(_write(
              d / "two.prototxt", _IN % _C + _IN.replace('"data"', '"more"') % _C))],
         r"two.prototxt: expected one NCHW input, found data \(1, 3, 8, 8\), more"),
 }
+
+
+def _set_attr(node, name, value) -> None:
+    from onnx import helper
+
+    kept = [a for a in node.attribute if a.name != name]
+    del node.attribute[:]
+    node.attribute.extend([*kept, helper.make_attribute(name, value)])
+
+
+def _mxnet_chain(folder: Path, n: int) -> str:
+    """An MXNet symbol of `n` ReLUs in a chain: refused by its node count before it is
+    parsed, not after minutes of conversion."""
+    import json
+
+    nodes = [{"op": "null", "name": "data", "inputs": []}] + [
+        {"op": "Activation", "name": f"r{i}", "attrs": {"act_type": "relu"},
+         "inputs": [[i - 1, 0, 0]]} for i in range(1, n)]
+    Path(f"{folder}/chain-symbol.json").write_text(
+        json.dumps({"nodes": nodes, "arg_nodes": [0], "heads": [[n - 1, 0, 0]]}))
+    Path(f"{folder}/chain-0000.params").write_bytes(b"")
+    return f"{folder}/chain"
 
 
 def _write(path: Path, data: str | bytes) -> Path:

@@ -74,11 +74,59 @@ def test_validate_names_the_first_divergent_value(tmp_path, capsys):
     netio.write_caffemodel(net, tmp_path / "out.caffemodel")
     capsys.readouterr()
     code = main(["validate", "--source", "testgraph:tiny", "--weights",
-                 str(tmp_path / "out.caffemodel"), "--layers"])
+                 str(tmp_path / "out.caffemodel"), "--layers", "all"])
     captured = capsys.readouterr()
     assert code == 1
     assert "first divergence at value 'bn1:0'" in captured.err
     assert "conv1:0" in captured.out  # compared, and fine
+
+
+class SpyProgress:
+    """Records what a progress bar was told (a real bar draws only on a terminal)."""
+
+    made: list = []
+
+    def __init__(self, total=None, label="", unit="img", **_):
+        self.total, self.label, self.unit, self.done, self.notes = total, label, unit, 0, []
+        SpyProgress.made.append(self)
+
+    def update(self, n=1, note=None):
+        self.done += n
+
+    def note(self, text):
+        self.notes.append(text)
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+@pytest.mark.caffe
+@pytest.mark.opencv
+def test_validate_shows_progress(tmp_path, capsys, monkeypatch):
+    """validate ran up to four minutes without a word: a bar over the images read, the inputs
+    run on both sides and the value-by-value pass."""
+    import cv2
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(images / f"{i}.png"), np.full((30, 40, 3), 40 * i, np.uint8))
+    assert _convert(tmp_path, "--input-shape", "1,3,28,28") == 0
+    monkeypatch.setattr("caffezoo.progress.Progress", SpyProgress)
+    SpyProgress.made = []
+    assert main(["validate", "--source", "testgraph:tiny", "--weights",
+                 str(tmp_path / "out.caffemodel"), "--images", str(images), "-b", "2",
+                 "--layers"]) == 0
+    bars = {bar.label: bar for bar in SpyProgress.made}
+    assert bars["reading images"].total == bars["reading images"].done == 5
+    assert bars["validate"].total == bars["validate"].done == 5
+    assert bars["validate"].notes == ["value by value"]
 
 
 def test_unsupported_op_writes_nothing(tmp_path, capsys):

@@ -398,7 +398,8 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(OSError):
+    # one line naming the file, a bad input (exit 3), not an OSError (exit 70)
+    with pytest.raises(InputFileError, match="out.prototxt: cannot write: No space left"):
         netio.atomic_write(target, "new contents")
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["out.prototxt"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from caffezoo import cli
-from caffezoo.errors import InputFileError
+from caffezoo import cli, netio
+from caffezoo.errors import InputFileError, UsageError
 from caffezoo.outputs import OutputSet, sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,5 +174,112 @@ def test_time_json_into_a_folder_is_refused_before_timing(tmp_path, capsys):
 
 def test_generate_into_a_file_path_is_one_line(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
-    assert cli.main(["generate", "resnext50_32x4d", "-o", str(tmp_path / "f")]) == 2
+    assert cli.main(["generate", "resnext50_32x4d", "-o", str(tmp_path / "f")]) == 3
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def special_files(folder: Path) -> dict[str, Path]:
+    """A FIFO, and (as root) a character device like /dev/null made in `folder`: outputs that
+    a rename would replace. Made here, so a bug replaces a copy, never the system's."""
+    out = {"fifo": folder / "fifo"}
+    os.mkfifo(out["fifo"])
+    if os.geteuid() == 0:
+        out["chardev"] = folder / "null"
+        os.mknod(out["chardev"], 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    return out
+
+
+def test_devices_and_fifos_are_refused_never_replaced(tmp_path):
+    for kind, path in special_files(tmp_path).items():
+        before = os.stat(path)
+        with pytest.raises(InputFileError, match="exists and is not a regular file"):
+            OutputSet([path])
+        link = tmp_path / f"link-to-{kind}"
+        link.symlink_to(path)  # a link to one is refused as well
+        with pytest.raises(InputFileError, match="not a regular file"):
+            netio.atomic_write(link, "x")
+        after = os.stat(path)
+        assert (after.st_mode, after.st_ino, after.st_rdev) == \
+            (before.st_mode, before.st_ino, before.st_rdev)
+    assert _leftovers(tmp_path) == []
+
+
+def test_two_outputs_on_one_file_are_a_usage_error(tmp_path):
+    a = tmp_path / "a.txt"
+    a.write_text("mine")
+    (tmp_path / "hard.txt").hardlink_to(a)
+    (tmp_path / "soft.txt").symlink_to(a)
+    for other in ("a.txt", "hard.txt", "soft.txt", "sub/../a.txt"):
+        with pytest.raises(UsageError, match=r"--log .*\.txt: the same file as --predictions"):
+            OutputSet([("--predictions", a), ("--log", tmp_path / other)])
+    with pytest.raises(UsageError, match="the same file as --weights .an input of the run."):
+        OutputSet({"-o": tmp_path / "soft.txt"}, inputs={"--weights": a})
+    assert a.read_text() == "mine"
+    OutputSet({"--log": tmp_path / "b.txt"}, inputs={"--weights": a, "--prototxt": None})
+
+
+@pytest.mark.opencv
+def test_eval_log_and_predictions_on_one_path_exit_2_before_evaluating(tmp_path, capsys):
+    """Both used to be written to it, the log last: exit 0 and the predictions lost."""
+    from caffezoo.random_weights import random_weights
+
+    net = netio.parse_prototxt(_TINY)
+    netio.write_prototxt(net, tmp_path / "n.prototxt")
+    netio.write_caffemodel(netio.attach_weights(net, random_weights(net)),
+                           tmp_path / "n.caffemodel")
+    (tmp_path / "val.txt").write_text("missing.png 0\n")
+    argv = ["eval", "--prototxt", str(tmp_path / "n.prototxt"), "--weights",
+            str(tmp_path / "n.caffemodel"), "--val-list", str(tmp_path / "val.txt"),
+            "--log", str(tmp_path / "out.txt"), "--predictions", str(tmp_path / "out.txt")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the same file as --log" in err
+    assert not (tmp_path / "out.txt").exists()
+    # an output on an input: the val list would be replaced by the log
+    assert cli.main([*argv[:-4], "--log", str(tmp_path / "val.txt")]) == 2
+    assert "--log" in capsys.readouterr().err
+    assert (tmp_path / "val.txt").read_text() == "missing.png 0\n"
+
+
+_TINY = """
+layer { name: "data" type: "Input" top: "data"
+  input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc"
+  inner_product_param { num_output: 3 } }
+layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+"""
+
+_FILE_SIZE_LIMITED = """
+import resource, signal, sys
+from caffezoo import cli
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("to", ["torch", "onnx"])
+def test_a_full_disk_is_a_bad_input_naming_the_file(tmp_path, to):
+    """A write that the system refuses half way (a full disk, a file size limit: here
+    RLIMIT_FSIZE, EFBIG, as a full disk gives ENOSPC) is one line naming the file, exit 3, and
+    leaves nothing; torch.save alone reported it as "unexpected pos" (exit 70)."""
+    from caffezoo.random_weights import random_weights
+
+    net = netio.parse_prototxt(_TINY)
+    netio.write_prototxt(net, tmp_path / "n.prototxt")
+    netio.write_caffemodel(netio.attach_weights(net, random_weights(net)),
+                           tmp_path / "n.caffemodel")
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", _FILE_SIZE_LIMITED, "1000", "export", "--to", to, "--prototxt",
+         str(tmp_path / "n.prototxt"), "--weights", str(tmp_path / "n.caffemodel"), "-o",
+         str(out / "net.bin")], capture_output=True, text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "cannot write: File too large" in proc.stderr
+    assert list(out.iterdir()) == []

@@ -5,6 +5,7 @@ refusals and the small CLI cases."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -316,6 +317,9 @@ def _eval(tiny, *extra: str) -> list[str]:
     (("--limit", "0"), EXIT_USAGE, "--limit must be at least 1, got 0"),
     (("--limit", "-1"), EXIT_USAGE, "--limit must be at least 1, got -1"),
     (("--threads", "0"), EXIT_USAGE, "--threads must be at least 1, got 0"),
+    # 100000 threads hung past 300 s at 3.5 GB
+    (("--threads", "100000"), EXIT_USAGE, r"--threads 100000: at most \d+ on this machine"),
+    (("--workers", "100000"), EXIT_USAGE, r"--workers 100000: at most \d+ on this machine"),
     (("--base-size", "0"), EXIT_USAGE, "--base-size must be at least 1, got 0"),
     (("--batch-size", "0"), EXIT_USAGE, "--batch-size must be at least 1, got 0"),
     (("--json", "FOLDER.json"), EXIT_BAD_INPUT, "is a folder, expected an output file name"),
@@ -372,6 +376,51 @@ def test_zero_counts_are_one_line_errors(argv, message, capsys):
     assert err.count("\n") == 1 and message in err
 
 
+@pytest.mark.parametrize("argv", [
+    ["time", "--model", "resnext50_32x4d", "--threads", "1,100000"],
+    ["demo", "--threads", "100000"],
+    ["doctor", "-j", "100000"],
+    ["validate", "--source", "torch:x.pth", "--model", "resnext50_32x4d", "--weights",
+     "w.caffemodel", "--seed", "-1"],  # numpy's ValueError was exit 70
+    ["convert", "--source", "torch:x.pth", "--model", "resnext50_32x4d", "--random-init",
+     "--seed", "-1", "-o", "out"],
+    ["demo", "--seed", "-1"],
+])
+def test_counts_beyond_the_machine_and_negative_seeds_are_usage_errors(argv, capsys):
+    from caffezoo.limits import max_parallel
+
+    assert cli.main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert (f"at most {max_parallel()} on this machine" in err
+            or "--seed must be at least 0, got -1" in err), err
+
+
+def test_the_runtime_bounds_threads_too(tmp_path):
+    from caffezoo.errors import UsageError
+
+    path = _write(tmp_path, HEAD % SMALL + RELU)
+    with pytest.raises(UsageError, match="threads 100000: at most"):
+        open_runtime("opencv", path, threads=100000)
+
+
+def test_names_over_the_system_limits_are_bad_input(tmp_path, capsys):
+    """A path component over 255 bytes, or a path over 4096 (ENAMETOOLONG), as an input or an
+    output: one line, exit 3 (was 70)."""
+    long_name = tmp_path / ("a" * 300 + ".prototxt")
+    long_path = Path("/".join([str(tmp_path)] + ["b" * 200] * 25) + ".prototxt")
+    net = _write(tmp_path, HEAD % SMALL + RELU)
+    for argv in (["info", str(long_name)], ["info", str(long_path)],
+                 ["info", str(net), f"--json={long_name}.json"],
+                 ["info", str(net), f"--json={long_path}.json"],
+                 ["generate", "wrn50_2", "-o", str(long_name)],
+                 ["export", "--to", "onnx", "--prototxt", str(net), "--weights",
+                  str(tmp_path / "w.caffemodel"), "-o", str(long_path)]):
+        assert cli.main(argv) == EXIT_BAD_INPUT, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "too long" in err, err
+
+
 def test_a_closed_stdout_pipe_ends_quietly(tmp_path):
     path = _write(tmp_path, HEAD % SMALL + RELU * 1)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
@@ -418,3 +467,86 @@ def test_a_nul_byte_in_a_listed_path_is_a_bad_image(tiny, capsys, on_error, code
     assert "internal error" not in err
     if code:
         assert err.count("\n") == 1
+
+
+def _png_of_zeros(path: Path, width: int, height: int, rows: int | None = None) -> Path:
+    """A greyscale PNG of zeros written row by row, never held whole in memory (12000 x 12000:
+    140 KB on disk, 144 MB decoded); with `rows`, only that many rows of data follow the
+    header (a file whose header is all a reader sees before refusing it)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    z = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte 0, then the pixels
+    idat = b"".join(z.compress(row) for _ in range(height if rows is None else rows))
+    idat += z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.opencv
+@pytest.mark.parametrize("on_error, code", [("fail", EXIT_BAD_INPUT), ("skip", 0)])
+def test_an_image_over_the_pixel_cap_is_refused_before_decoding(tiny, capsys, on_error, code):
+    """A 30000 x 30000 PNG (875 KB) decoded to 5.4 GB per worker: the size is read from the
+    header and the image refused (or skipped) by name before anything is decoded."""
+    from caffezoo.evaluation.dataset import ImageError, load_image
+    from caffezoo.limits import MAX_IMAGE_PIXELS
+
+    folder = tiny[0]
+    big = _png_of_zeros(folder / "big.png", 12000, 12000)
+    assert 12000 * 12000 > MAX_IMAGE_PIXELS
+    with pytest.raises(ImageError, match=r"big.png: image of 12000 x 12000 pixels; refused "
+                                         r"above 134,217,728 pixels"):
+        load_image(str(big))
+    (folder / "val.txt").write_text("im0.png 1\nbig.png 2\n")
+    results = folder / "r.json"
+    assert cli.main(_eval(tiny, "--top-k", "1", "--on-error", on_error, "--json",
+                          str(results))) == code
+    err = capsys.readouterr().err
+    if code:
+        assert err.count("\n") == 1 and "big.png: image of 12000 x 12000 pixels" in err, err
+    else:
+        failures = json.loads(results.read_text())["failures"]
+        assert [Path(f["path"]).name for f in failures] == ["big.png"]
+        assert "refused above" in failures[0]["reason"]
+    # a header over Pillow's own decompression-bomb limit (the issue's 30000 x 30000)
+    huge = _png_of_zeros(folder / "huge.png", 30000, 30000, rows=1)
+    with pytest.raises(ImageError, match="huge.png: image of 900,000,000 pixels"):
+        load_image(str(huge))
+
+
+@pytest.mark.opencv
+def test_eval_hints_at_the_data_root_and_at_0_1_means(tiny, capsys):
+    folder, path, weights = tiny
+    argv = ["eval", "--prototxt", str(path), "--weights", str(weights), "--val-list",
+            str(folder / "val.txt"), "--base-size", "16", "--workers", "0"]
+    assert cli.main(argv) == EXIT_BAD_INPUT  # every listed image missing: no --data-root
+    err = capsys.readouterr().err
+    assert "2 of 2 listed images are missing; --data-root DIR names the folder" in err
+    assert cli.main([*argv, "--data-root", str(folder), "--mean", "0.485,0.456,0.406",
+                     "--top-k", "1"]) == 0
+    err = capsys.readouterr().err
+    assert ("note: --mean 0.485,0.456,0.406 looks like one for 0-1 pixels; eval's pixels are "
+            "0-255 (times 255: 123.675,116.28,103.53)") in err
+
+
+def test_a_layer_name_that_is_not_utf8_is_named_not_a_crash(tmp_path, capsys):
+    """protobuf hands such a name out as bytes: info's table and JSON failed on it (exit 70)."""
+    path = _write(tmp_path, HEAD % SMALL + 'layer { name: "conv" type: "Convolution" '
+                  'bottom: "data" top: "conv" convolution_param { num_output: 2 kernel_size: 1 '
+                  '} }')
+    net = netio.read_prototxt(path)
+    data = netio.attach_weights(net, random_weights(net)).SerializeToString()
+    bad = tmp_path / "bad.caffemodel"
+    bad.write_bytes(data.replace(b"conv", b"c\xffnv"))
+    for extra in ([], ["--json"]):
+        assert cli.main(["info", str(path), "--weights", str(bad), *extra]) == EXIT_BAD_INPUT
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "bad.caffemodel: layer 1: name b'c\\xffnv' is not UTF-8 text" in err, err

@@ -174,3 +174,25 @@ def test_a_missing_optional_backend_is_exit_4_naming_its_extra(tiny, monkeypatch
     assert cli.main(argv) == 4
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "OpenVINO" in err and "caffezoo[openvino]" in err
+
+
+@pytest.mark.opencv
+@pytest.mark.caffe
+def test_time_shows_progress_in_its_silent_phases(tiny, capsys, monkeypatch):
+    """The fp32 limit and `caffe time` ran for seconds to minutes without a word: each has a
+    bar (drawn on a terminal; recorded here)."""
+    from caffezoo.commands import time as time_command
+    from tests.test_graph_cli import SpyProgress
+
+    real_limit = timing.measure_gemm_limit
+    monkeypatch.setattr(timing, "measure_gemm_limit",
+                        lambda t: real_limit(t, n=128, repeats=1))  # the real one, smaller
+    monkeypatch.setattr(time_command, "Progress", SpyProgress)
+    SpyProgress.made = []
+    assert cli.main(["time", "--prototxt", str(tiny), "--threads", "1", "--iterations", "1",
+                     "--backends", "opencv"]) == 0
+    bars = {bar.label: bar for bar in SpyProgress.made}
+    assert bars["fp32 limit"].done == bars["fp32 limit"].total == 1
+    assert bars["caffe time"].done == 1 and bars["caffe time"].notes == [
+        "1 forward-backward iterations, batch 1"]
+    assert "fp32 limit, 1 thread(s)" in capsys.readouterr().out

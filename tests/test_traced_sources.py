@@ -110,3 +110,42 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
     with pytest.raises(ConversionError, match=r"wrong.pth: does not load into "
                        r"torchvision:squeezenet1_1: .*Missing key"):
         torchvision.read_graph(f"squeezenet1_1={path}", SHAPE)
+
+
+def test_a_trace_that_cannot_fit_is_refused_before_tracing(tmp_path, capsys, monkeypatch):
+    """resnet18 at 1x3x20000x20000 traced for 159 s at 9.8 GB before torch refused: the size of
+    every value is estimated from a 128 px forward and refused up front, naming the shape (here
+    SqueezeNet 1.1, quicker to build)."""
+    from caffezoo import cli
+
+    out = tmp_path / "out"
+    argv = ["convert", "--source", "torchvision:squeezenet1_1", "-o", f"{out}/sq"]
+    # its first convolution alone: 64 x 9999 x 9999 values, over Caffe's 2^31 per blob;
+    # estimated from 64 x 63 x 63 at 128 px, scaled by the area
+    assert cli.main([*argv, "--input-shape", "1,3,20000,20000"]) == 3
+    err = capsys.readouterr().err
+    estimate = 64 * 63 * 63 * (20000 / 128) ** 2
+    assert err.count("\n") == 1 and ("torchvision:squeezenet1_1 at 1x3x20000x20000: its "
+                                     f"largest value would hold about {estimate:.2g} "
+                                     "numbers") in err
+    # within Caffe's limit but not the memory available (1 GiB here)
+    monkeypatch.setenv("CAFFEZOO_MEMORY_LIMIT", str(2**30))
+    assert cli.main([*argv, "--input-shape", "1,3,2000,2000"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("tracing torchvision:squeezenet1_1 at 1x3x2000x2000 "
+                                     "(every value of its forward pass") in err
+    assert "1.0 GiB available" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_vision_transformer_is_refused_by_name(tmp_path, capsys):
+    """timm's ViT asserts its input size, and the random BatchNorm calibration ran it at 128 px:
+    an AssertionError, exit 70. It has no BatchNorm to calibrate; its ops have no Caffe layer."""
+    from caffezoo import cli
+
+    pytest.importorskip("timm")
+    assert cli.main(["convert", "--source", "timm:vit_tiny_patch16_224", "-o",
+                     str(tmp_path / "vit")]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "(LayerNormalization) has no Caffe translation" in err

@@ -94,7 +94,8 @@ def test_cli_exit_status_json_and_layer_report(source, tmp_path, capsys):
     args = ["validate", "--source", f"torch:{path}", "--model", MODEL, "--random", "2"]
     assert cli.main([*args, "--weights", f"{good}.caffemodel"]) == 0
     out = capsys.readouterr().out
-    assert "tolerance: relative error <= 0.0001: PASS" in out
+    assert out.splitlines()[0].endswith("(torchvision layout): PASS")  # the verdict first
+    assert "tolerance: relative error <= 0.0001: pass" in out
 
     code = cli.main([*args, "--weights", f"{bad}.caffemodel", "--layers", "--json"])
     captured = capsys.readouterr()

@@ -231,10 +231,22 @@ def test_generate_errors(argv, message, code, capsys):
 
 
 def test_generate_refuses_a_file_as_folder(tmp_path, capsys):
+    """A bad output path is a bad input (3), as for every other command."""
     target = tmp_path / "file"
     target.write_text("x")
-    assert main(["generate", "wrn50_2", "-o", str(target)]) == 2
+    assert main(["generate", "wrn50_2", "-o", str(target)]) == 3
     assert "not a folder" in capsys.readouterr().err
+    assert target.read_text() == "x"
+
+
+def test_generate_one_model_to_a_prototxt_file(tmp_path, capsys):
+    target = tmp_path / "my.prototxt"
+    assert main(["generate", "wrn50_2", "--input-size", "160", "-o", str(target)]) == 0
+    assert target.is_file() and str(target) in capsys.readouterr().out
+    net = netio.read_prototxt(target)
+    assert list(net.layer[0].input_param.shape[0].dim) == [1, 3, 160, 160]
+    assert main(["generate", "--all", "-o", str(tmp_path / "all.prototxt")]) == 2
+    assert not (tmp_path / "all.prototxt").exists()
 
 
 # -- docs -------------------------------------------------------------------------------------

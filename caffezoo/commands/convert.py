@@ -17,7 +17,7 @@ import math
 import os
 from pathlib import Path
 
-from caffezoo.cliargs import add_output
+from caffezoo.cliargs import add_input_size, add_output
 from caffezoo.errors import InputFileError, UsageError
 from caffezoo.progress import Progress
 
@@ -30,12 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--source", required=True, metavar="KIND:SPEC",
                         help=f"the source; kinds: {known()}")
-    parser.add_argument("--model", default=None,
+    parser.add_argument("--model", default=None, metavar="ZOO_NAME",
                         help="zoo model to fill (see `caffezoo zoo`); required for card sources")
     add_output(parser, metavar="OUT", required=True, old=("--out",),
                help="output path without suffix: OUT.caffemodel and OUT.prototxt")
-    parser.add_argument("--input-size", type=int, default=None,
-                        help="input size of the written prototxt (default: the card's)")
+    add_input_size(parser, help="input size of the written prototxt (default: the card's)")
     parser.add_argument("--dialect", choices=DIALECTS, default=None,
                         help="how floor pooling is written (default ceil_mode; portable for a "
                         "free conversion with --target caffe; docs/formats.md)")
@@ -45,8 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep a TF-slim checkpoint's background class (1001 outputs; "
                         "default: dropped, 1000 outputs)")
     parser.add_argument("--random-init", action="store_true",
-                        help="first write seeded random weights to the source path")
-    parser.add_argument("--seed", type=int, default=0, help="seed for --random-init")
+                        help="first write seeded random weights to the source path (refused "
+                        "when a file is there, unless --overwrite-source)")
+    parser.add_argument("--overwrite-source", action="store_true",
+                        help="with --random-init: replace the checkpoint at the source path")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed for --random-init")
     free = parser.add_argument_group("free conversions (graph sources, without --model)")
     free.add_argument("--input-shape", default=None, metavar="N,C,H,W",
                       help="input shape of the converted graph (default: the source's)")
@@ -91,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     from caffezoo.converters.registry import SOURCE_KINDS, parse_source
 
     source = parse_source(args.source)
+    if args.seed < 0:
+        raise UsageError(f"--seed must be at least 0, got {args.seed}")
     if args.input_shape is not None:
         parse_input_shape(args.input_shape)
     if args.model is None and source.kind.graph:
@@ -125,6 +129,10 @@ def convert_into_card(args: argparse.Namespace, source) -> int:
     card = zoo.get_card(args.model)
     if args.input_size is not None and args.input_size < 1:
         raise UsageError(f"--input-size must be at least 1, got {args.input_size}")
+    if args.random_init:
+        check_random_init_target(plugin, source, args.overwrite_source)
+    elif args.overwrite_source:
+        raise UsageError("--overwrite-source goes with --random-init")
     caffemodel, prototxt, outputs = checked_outputs(args.output, card.name)
     # a bar over the phases when they take more than a second (large nets), on a terminal
     with Progress(2 + bool(args.random_init), label="convert", unit="step", delay=1.0) as bar:
@@ -154,6 +162,19 @@ def convert_into_card(args: argparse.Namespace, source) -> int:
     return 0
 
 
+def check_random_init_target(plugin, source, overwrite: bool) -> None:
+    """--random-init writes to the source path: never over a checkpoint that is already there
+    (it may be trained weights) unless --overwrite-source says so."""
+    from caffezoo.outputs import check_target
+
+    for path in plugin.random_checkpoint_files(source.spec):
+        if os.path.lexists(path) and not overwrite:
+            raise InputFileError(f"{path}: exists; --random-init would replace it with random "
+                                 "weights (add --overwrite-source to replace it, or give "
+                                 "another path)")
+        check_target(path, create_dirs=True)
+
+
 def convert_graph(args: argparse.Namespace, source) -> int:
     """A free conversion: the source's graph -> the emitter -> OUT.caffemodel + OUT.prototxt."""
     from caffezoo.errors import UsageError
@@ -161,7 +182,8 @@ def convert_graph(args: argparse.Namespace, source) -> int:
 
     card_only = [opt for opt, value in (("--input-size", args.input_size),
                                         ("--layout", args.layout),
-                                        ("--random-init", args.random_init or None))
+                                        ("--random-init", args.random_init or None),
+                                        ("--overwrite-source", args.overwrite_source or None))
                  if value is not None]
     if card_only:
         raise UsageError(f"{' and '.join(card_only)}: only for conversions into a zoo card "

@@ -49,7 +49,7 @@ SHARED_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL,
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="ZOO_NAME",
                         help=f"zoo model to generate (default {DEFAULT_MODEL}; see `caffezoo zoo`)")
     add_input_size(parser, default=DEFAULT_SIZE,
                    help=f"input size in pixels (default {DEFAULT_SIZE}, small to be quick)",
@@ -59,18 +59,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_output(parser, metavar="DIR", default="out/demo",
                help="output folder for the prototxt and caffemodel (default out/demo)",
                old=("--out",))
-    parser.add_argument("--images", type=Path, default=None,
+    parser.add_argument("--images", type=Path, default=None, metavar="DIR",
                         help="folder with val.txt (`file label`) for the evaluation (default: "
                         "the project's test data ../shared/data/imagenet_samples beside a "
                         "checkout, else generated images)")
-    parser.add_argument("--eval-images", type=int, default=10,
+    parser.add_argument("--eval-images", type=int, default=10, metavar="N",
                         help="images to evaluate (default 10)")
     add_batch_size(parser, default=2, help="images per batch (default 2)", old=("--batch",))
-    parser.add_argument("--repeat", type=int, default=3,
+    parser.add_argument("--repeat", type=int, default=3, metavar="N",
                         help="timed forward passes per runtime; the median is shown (default 3)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="worker threads for both runtimes (default: the libraries' own)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights and input")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="worker threads for both runtimes, at most 4 per CPU (default: "
+                        "the libraries' own)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="seed of weights and input")
     add_json(parser, "the summary (steps, results, seconds)")
 
 
@@ -144,6 +146,11 @@ def _demo(args: argparse.Namespace) -> tuple[int, dict]:
                             "least 1")
     if args.threads is not None and args.threads < 1:
         raise CaffezooError(f"--threads must be at least 1, got {args.threads}")
+    if args.seed < 0:
+        raise CaffezooError(f"--seed must be at least 0, got {args.seed}")
+    from caffezoo.limits import check_parallel
+
+    check_parallel("--threads", args.threads)
     args.output = Path(args.output)
     card = zoo.get_card(args.model)
     if args.images is not None and not (args.images / "val.txt").is_file():

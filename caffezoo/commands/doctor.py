@@ -15,6 +15,7 @@ import sys
 
 from caffezoo import __version__, frameworks
 from caffezoo.cliargs import add_json, add_workers, json_to_stdout, write_json
+from caffezoo.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +25,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = frameworks.components(isolated=True, jobs=args.workers)
+    from caffezoo.limits import check_parallel
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    check_parallel("--workers", args.workers)
+    from caffezoo.progress import Progress
+
+    # each framework is imported in a process of its own: seconds each, half a minute in all
+    with Progress(len(frameworks.COMPONENTS), label="doctor", unit="component",
+                  delay=1.0) as bar:
+        rows = frameworks.components(
+            isolated=True, jobs=args.workers,
+            on_checked=lambda done: bar.update(len(done), ", ".join(r.name for r in done)))
     core_ok = all(r.ok for r in rows if r.core)
     if args.json:
         write_json(args.json, {

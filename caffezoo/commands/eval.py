@@ -74,8 +74,8 @@ def add_runtime_options(g) -> None:
                         "this net, measured by a short probe once per net and machine, then "
                         "cached; docs/runtimes.md)")
     g.add_argument("--threads", type=int, metavar="N",
-                   help="inference threads (default: the library's, all cores; with "
-                        "--executor ray: per worker, default 1)")
+                   help="inference threads, at most 4 per CPU (default: the library's, all "
+                        "cores; with --executor ray: per worker, default 1)")
     g.add_argument("--output-blob", metavar="NAME",
                    help="blob whose scores are averaged (default 'prob', else the net's output)")
     g.add_argument("--softmax", choices=("auto", "yes", "no"), default="auto",
@@ -110,8 +110,9 @@ def add_batch_options(r) -> None:
     add_workers(r, default=DEFAULT_WORKERS,
                 help=f"image decoding threads (default {DEFAULT_WORKERS}; 0 = in line)")
     r.add_argument("--worker-kind", choices=("auto", "thread", "process"), default="auto",
-                   help="decoders as threads or processes; auto (default): threads, processes "
-                        "for pycaffe, whose forward pass holds Python's GIL")
+                   help="decoders as threads or processes; auto (default): threads, for every "
+                        "backend (processes only compete with the forward pass on few cores; "
+                        "docs/benchmarks.md)")
 
 
 def add_executor_options(p: argparse.ArgumentParser) -> None:
@@ -343,9 +344,14 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, label: 
     missing = dataset.check_files_exist(samples)
     if missing and args.on_error == "fail":
         first = missing[0][0]
+        if len(missing) == len(samples):  # every one: the list is relative to another folder
+            hint = ("--data-root DIR names the folder the listed paths are relative to"
+                    + (f", not {args.data_root}" if args.data_root else ""))
+        else:
+            hint = "--on-error skip evaluates the rest"
         raise InputFileError(f"{first.path}: missing file ({data_name}:{first.line}; "
                              f"{len(missing)} of {len(samples)} listed images are missing; "
-                             "--on-error skip evaluates the rest)")
+                             f"{hint})")
 
     config = EvalConfig(preprocessing=pre, output_blob=blob, num_classes=num_classes,
                         batch_size=args.batch_size, workers=args.workers, top_k=args.top_k,
@@ -436,6 +442,23 @@ def check_numbers(args) -> None:
         value = getattr(args, flag, None)
         if value is not None and value < low:
             raise UsageError(f"--{flag.replace('_', '-')} must be at least {low}, got {value}")
+    from caffezoo.limits import check_parallel
+
+    check_parallel("--threads", args.threads)
+    check_parallel("--workers", args.workers)
+
+
+def scale_notes(args) -> list[str]:
+    """A --mean or --std that looks like one for 0-1 pixels (torchvision's 0.485, 0.229...):
+    the pixels here are 0-255, so it would normalise almost nothing."""
+    notes = []
+    for flag, values in (("--mean", args.mean), ("--std", args.std)):
+        if values and 0 < max(abs(v) for v in values) < 1:
+            scaled = ",".join(f"{v * 255:g}" for v in values)
+            notes.append(f"note: {flag} {','.join(f'{v:g}' for v in values)} looks like one "
+                         f"for 0-1 pixels; eval's pixels are 0-255 (times 255: {scaled}), in "
+                         "B,G,R order")
+    return notes
 
 
 def check_executor(args) -> None:
@@ -471,6 +494,8 @@ def run(args) -> int:
     check_executor(args)
     if args.resume and not args.record:
         raise UsageError("--resume continues a --record FILE: give the file")
+    for note in scale_notes(args):
+        print(note, file=sys.stderr)
     source = resolve_model(args)
     pre = resolve_preprocessing(args, source)
     settings = sweep_settings(args, pre, source.card)
@@ -484,7 +509,13 @@ def run(args) -> int:
         if args.predictions else []
     records = [_suffixed(args.record, p.crop_size, many) for p in settings] \
         if args.record else [None] * len(settings)
-    outputs = OutputSet([json_file, csv_path, args.log, args.plot, *predictions])
+    outputs = OutputSet(
+        [("--json", json_file),
+         ("--results-csv" if args.results_csv else "--results-csv (from --json)", csv_path),
+         ("--log", args.log), ("--plot", args.plot),
+         *(("--predictions", path) for path in predictions)],
+        inputs={"--weights": args.weights, "--prototxt": args.prototxt,
+                "--val-list": args.val_list, "--class-map": args.class_map})
     check_apart(records, [json_file, csv_path, args.log, args.plot, *predictions])
     if args.data_dir:
         samples_raw, _ = dataset.read_image_folder(args.data_dir, args.limit)

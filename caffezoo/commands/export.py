@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from caffezoo.errors import CaffezooError
+from caffezoo.errors import CaffezooError, UsageError
 from caffezoo.progress import Progress
 
 
@@ -41,7 +41,13 @@ def run(args) -> int:
     from caffezoo import netio
     from caffezoo.analysis import analyze, input_names
     from caffezoo.export import plan
+    from caffezoo.outputs import OutputSet
 
+    if args.input_size is not None and args.input_size < 1:
+        raise UsageError(f"--input-size must be at least 1, got {args.input_size}")
+    # checked before the weights are read: a usable file path, not one of the inputs
+    outputs = OutputSet({"-o": args.output},
+                        inputs={"--weights": args.weights, "--prototxt": args.prototxt})
     if args.model:
         from caffezoo.zoo import get_card
 
@@ -52,7 +58,7 @@ def run(args) -> int:
         net = netio.read_prototxt(args.prototxt)
         source = args.prototxt
         shapes = None
-        if args.input_size:
+        if args.input_size is not None:
             names = input_names(net)
             stats = analyze(net)
             if len(names) != 1 or len(stats.inputs[names[0]]) != 4:
@@ -60,18 +66,19 @@ def run(args) -> int:
             n, c = stats.inputs[names[0]][:2]
             shapes = {names[0]: (n, c, args.input_size, args.input_size)}
     # a bar only when the export takes more than a second (large nets), on a terminal
-    with Progress(2, label="export", unit="step", delay=1.0) as bar:
+    with Progress(2, label="export", unit="step", delay=1.0) as bar, outputs:
         bar.note("reading the weights")
         ex = plan.prepare(net, netio.read_weights(args.weights), source, shapes, args.fold_bn)
         bar.update(1, f"writing {args.output}")
         if args.to == "onnx":
             from caffezoo.export.onnx import write_onnx
 
-            write_onnx(ex, args.output, args.opset, args.dynamic_batch)
+            write_onnx(ex, outputs.stage(args.output), args.opset, args.dynamic_batch)
         else:
             from caffezoo.export import torch as export_torch
 
-            export_torch.save(export_torch.to_torch(ex), args.output)
+            export_torch.save(export_torch.to_torch(ex), outputs.stage(args.output))
+        outputs.commit()
         bar.update(1)
     inputs = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in ex.inputs.items())
     folded = f", {len(ex.folded)} BatchNorm/Scale layers folded" if ex.folded else ""

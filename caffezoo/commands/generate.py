@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from caffezoo.errors import CaffezooError, UsageError
+from caffezoo.errors import CaffezooError, InputFileError, UsageError
 
 DIALECTS = ("ceil_mode", "round_mode", "portable")  # netio.DIALECTS, without importing netio
 
@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "OpenCV and PR-3057 Caffe forks), `round_mode: FLOOR` (BVLC master), "
                         "or portable stock layers")
     parser.add_argument("-o", "--output", default=".", metavar="DIR",
-                        help="output folder (default: the current one); `-` prints one model "
-                        "to stdout")
+                        help="output folder (default: the current one); for one model also "
+                        "FILE.prototxt, or `-` to print it to stdout")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,13 +43,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     out_dir = Path(args.output).expanduser()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CaffezooError(f"{out_dir}: not a folder")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise CaffezooError(f"{out_dir}: cannot create the folder: {err.strerror or err}"
-                            ) from None
+    one_file = out_dir.suffix == ".prototxt" and not out_dir.is_dir()
+    if one_file and len(cards) != 1:
+        raise CaffezooError(f"-o {args.output}: a file holds a single model; give a folder "
+                            "with --all")
+    if out_dir.exists() and not out_dir.is_dir() and not one_file:
+        raise InputFileError(f"{out_dir}: not a folder (-o names a folder, or FILE.prototxt "
+                             "for one model)")
+    if not one_file:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputFileError(f"{out_dir}: cannot create the folder: "
+                                 f"{err.strerror or err}") from None
     failed = 0
     written = []
     with OutputSet() as outputs:  # all prototxts of the run land together
@@ -62,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{card.name}: error: {err}", file=sys.stderr)
                 failed += 1
                 continue
-            path = out_dir / zoo.output_filename(card, args.input_size, args.dialect)
+            path = out_dir if one_file else \
+                out_dir / zoo.output_filename(card, args.input_size, args.dialect)
             netio.write_prototxt(net, outputs.stage(path), args.dialect)
             size = args.input_size or card.input_size
             stats = zoo.compute_stats(net, size)

@@ -87,7 +87,11 @@ def format_table(analysis: NetAnalysis) -> str:
     lines = [text_table(header, rows, align="lllrr"), ""]
     lines.append(f"net:        {analysis.name or '(unnamed)'}, {len(analysis.layers)} layers")
     lines.append(f"inputs:     {inputs or 'none'}")
-    lines.append(f"outputs:    {outputs or 'none'}")
+    silenced = ", ".join(f"{k} {format_shape(analysis.blob_shapes[k])}"
+                         for k in analysis.silenced)
+    lines.append(f"outputs:    {outputs or 'none'}"
+                 + (f" (read only by Silence: {silenced}; export and the runtimes return them)"
+                    if silenced else ""))
     lines.append(f"parameters: {analysis.total_params:,} ({analysis.total_params / 1e6:.2f} M, "
                  "learnable weights)")
     if analysis.total_stats:
@@ -106,10 +110,17 @@ def format_weight_report(report: WeightReport, path: str) -> str:
         lines += [f"    {m.describe()}" for m in report.mismatches]
     if report.missing:
         lines.append(f"  layers without weights ({len(report.missing)}; Caffe keeps their "
-                     f"initial values): {', '.join(report.missing)}")
+                     f"initial values): {_first_names(report.missing)}")
     else:
         lines.append("  layers without weights: none")
     if report.unused:
         lines.append(f"  weights for layers not in the net ({len(report.unused)}; Caffe ignores "
-                     f"them): {', '.join(report.unused)}")
+                     f"them): {_first_names(report.unused)}")
     return "\n".join(lines)
+
+
+def _first_names(names: list[str], shown: int = 8) -> str:
+    """The first names of a long list (--json lists them all)."""
+    rest = len(names) - shown
+    return ", ".join(names[:shown]) + (f", ... ({rest} more; --json lists all)" if rest > 0
+                                        else "")

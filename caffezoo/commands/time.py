@@ -59,8 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_batch_size(p, type=_ints, default=(1,), metavar="N1,N2",
                    help="forward-only batch size(s), comma-separated (default 1)",
                    old=("--batch-sizes",))
-    p.add_argument("--threads", type=_ints, default=None, metavar="T1,T2",
-                   help="thread counts (default: all cores)")
+    p.add_argument("--threads", type=_ints, default=None, metavar="N1,N2",
+                   help="thread count(s), comma-separated, at most 4 per CPU (default: all "
+                        "cores)")
     p.add_argument("--iterations", type=int, default=5, metavar="N",
                    help="timed passes per setting, taken in turns across the runtimes "
                         "(median, fastest and slowest reported; default 5)")
@@ -114,6 +115,10 @@ def run(args) -> int:
         value = getattr(args, flag, None)
         if value is not None and value < low:
             raise UsageError(f"--{flag.replace('_', '-')} must be at least {low}, got {value}")
+    from caffezoo.limits import check_parallel
+
+    for t in args.threads or ():
+        check_parallel("--threads", t)
     to_file = args.json is not None and not json_to_stdout(args)
     outputs = OutputSet([args.json if to_file else None])  # checked before any timing
     # with the JSON on stdout, the human-readable text goes to stderr
@@ -154,16 +159,24 @@ def _measure(args) -> tuple[int, dict]:
 
         limits: dict[int, timing.GemmLimit] = {}
         if args.limit:
+            # seconds per thread count, with no output until done: a bar says what runs
+            with Progress(len(threads_list), label="fp32 limit", unit="setting") as bar:
+                for t in threads_list:
+                    bar.note(f"{t} thread(s)")
+                    limits[t] = timing.measure_gemm_limit(t)
+                    bar.update(1)
             for t in threads_list:
-                limits[t] = timing.measure_gemm_limit(t)
                 _print_limit(limits[t])
             out["limit"] = [asdict(p) for p in limits.values()]
 
         if args.caffe_time:
             iters = args.caffe_iterations or args.iterations
             try:
-                rep = timing.run_caffe_time(prototxt, iterations=iters, batch_size=1,
-                                            threads=threads_list[-1])
+                with Progress(1, label="caffe time", unit="run") as bar:
+                    bar.note(f"{iters} forward-backward iterations, batch 1")
+                    rep = timing.run_caffe_time(prototxt, iterations=iters, batch_size=1,
+                                                threads=threads_list[-1])
+                    bar.update(1)
                 out["caffe_time"] = rep.to_dict()
                 out["caffe_time"]["threads"] = threads_list[-1]
                 _print_caffe_time(rep, args.layers, threads_list[-1])

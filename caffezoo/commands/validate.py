@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from caffezoo.cliargs import add_batch_size, add_json, json_to_stdout, write_json
+from caffezoo.cliargs import add_batch_size, add_input_size, add_json, json_to_stdout, write_json
 from caffezoo.errors import NetDefinitionError, UsageError, ValidationFailed
 
 
@@ -21,22 +21,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--source", required=True, metavar="KIND:SPEC",
                         help=f"the source that was converted; kinds: {known()}")
-    parser.add_argument("--model", default=None,
+    parser.add_argument("--model", default=None, metavar="ZOO_NAME",
                         help="the zoo model it was converted into (card sources; a graph "
                         "source converted without a card takes none)")
-    parser.add_argument("--weights", required=True, help="the converted .caffemodel")
-    parser.add_argument("--prototxt", default=None,
+    parser.add_argument("--weights", required=True, metavar="W",
+                        help="the converted .caffemodel")
+    parser.add_argument("--prototxt", default=None, metavar="P",
                         help="the net to run (default: the .prototxt beside --weights, else "
                         "the zoo net at --input-size)")
-    parser.add_argument("--input-size", type=int, default=None,
-                        help="input size when no prototxt is found (default: the card's)")
+    add_input_size(parser, help="input size when no prototxt is found (default: the card's)")
     inputs = parser.add_mutually_exclusive_group()
     inputs.add_argument("--images", metavar="DIR",
                         help="a folder of images (centre crops as the card's 1-crop evaluation)")
     inputs.add_argument("--random", type=int, metavar="N", default=None,
                         help="N seeded random images (default when --images is not given: 4)")
-    parser.add_argument("--limit", type=int, default=None, help="use at most this many images")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --random")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="use at most N images")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of --random")
     parser.add_argument("--backend",
                         choices=("pycaffe", "opencv", "onnxruntime", "openvino", "torch", "auto"),
                         default="pycaffe")
@@ -44,10 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the checkpoint's naming scheme (default: recognised)")
     parser.add_argument("--keep-background", action="store_true",
                         help="the conversion kept a TF-slim background class (1001 outputs)")
-    parser.add_argument("--layers", action="store_true",
-                        help="compare every mapped layer (first batch) and name the first "
-                        "that diverges")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+    parser.add_argument("--layers", nargs="?", const="worst", choices=("worst", "all"),
+                        default=None, metavar="all",
+                        help="compare every mapped layer (first batch): the report names the "
+                        "first that diverges and lists the worst; `--layers all` lists every "
+                        "one (the JSON report always does)")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="T",
                         help=f"largest accepted relative error (default {DEFAULT_TOLERANCE:g})")
     add_batch_size(parser, default=4, help="inputs per forward (default 4)", old=("--batch",))
     add_json(parser, "the report")
@@ -61,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be at least 0, got {args.seed}")
     if not math.isfinite(args.tolerance) or args.tolerance < 0:
         raise UsageError(f"--tolerance must be a finite number >= 0, got {args.tolerance}")
     with tempfile.TemporaryDirectory(prefix="caffezoo-validate-") as tmp:
@@ -103,7 +108,7 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
         pixels = validate.random_pixels(n, size, args.seed)
         inputs = f"{n} seeded random images (seed {args.seed})"
     report = validate.validate(source, card, zoo_net, prototxt, args.weights, pixels, inputs,
-                               args.source, args.backend, args.tolerance, args.layers,
+                               args.source, args.backend, args.tolerance, bool(args.layers),
                                max(1, args.batch_size))
     return print_report(args, report, "layer")
 
@@ -113,13 +118,25 @@ def print_report(args: argparse.Namespace, report, unit: str) -> int:
     `unit` (a layer, or a graph's value) when it did not pass."""
     write_json(args.json, report.to_dict())
     if not json_to_stdout(args):
-        print("\n".join(report.lines()))
+        print("\n".join(report.lines(all_layers=args.layers == "all")))
     if not report.passed:
-        where = f"; first divergence at {unit} {report.first_divergence!r}" \
-            if report.first_divergence else ""
-        raise ValidationFailed(f"{args.weights}: relative error {report.max_rel:.3g} "
-                               f"(tolerance {args.tolerance:g}){where}")
+        raise ValidationFailed(failure_line(args.weights, report, unit))
     return 0
+
+
+def failure_line(weights, report, unit: str) -> str:
+    """Why a report failed, in words that agree with its verdict: the outputs over the
+    tolerance, or (outputs within it) the first compared `unit` that is not."""
+    tolerance = f"tolerance {report.tolerance:g}"
+    first = next((d for d in report.layers or () if not d.ok), None)
+    where = f"{unit} {report.first_divergence!r}"
+    if report.max_rel > report.tolerance or first is None:
+        return (f"{weights}: relative error {report.max_rel:.3g} of the outputs ({tolerance})"
+                + (f"; first divergence at {where}" if first is not None else ""))
+    how = ("a shape that is not the source's" if first.rel is None
+           else f"relative error {first.rel:.3g}")
+    return (f"{weights}: the outputs agree (relative error {report.max_rel:.3g}, {tolerance}) "
+            f"but {where} does not ({how})")
 
 
 def nchw_input(prototxt) -> tuple[int, ...]:
@@ -152,6 +169,6 @@ def run_graph(args: argparse.Namespace, source) -> int:
     graph = plugin.read_graph(source.spec, shape) if args.layers else None
     x, inputs, how = graph_inputs(runner, args.images, args.random, args.seed, args.limit)
     report = validate_graph(runner, prototxt, args.weights, x, inputs, str(source), how,
-                            args.backend, args.tolerance, args.layers, max(1, args.batch_size),
-                            graph)
+                            args.backend, args.tolerance, bool(args.layers),
+                            max(1, args.batch_size), graph)
     return print_report(args, report, "value")

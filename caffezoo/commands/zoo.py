@@ -102,6 +102,7 @@ def render_markdown() -> str:
     w("caffezoo generate resnext50_32x4d # -> ./resnext50_32x4d.prototxt")
     w("caffezoo generate resnext50_32x4d --input-size 320 --dialect portable -o out/")
     w("                                  # -> out/resnext50_32x4d_320_portable.prototxt")
+    w("caffezoo generate wrn50_2 -o my_wrn.prototxt   # one model: a file name of your own")
     w("caffezoo generate --all -o prototxt   # refresh the committed files")
     w("caffezoo zoo --write-docs         # refresh this page")
     w("```")

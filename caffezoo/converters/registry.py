@@ -13,6 +13,7 @@ A source kind is a plug-in module, imported only when used, with up to two faces
       open_source(spec, card, net, layout) -> CardRunner       # background kinds: also
                                                                 # keep_background=True
       random_checkpoint(card_name, path, layout, seed) -> str   # seeded, NOT trained; says what
+      random_checkpoint_files(path) -> list[Path]               # the files it would write
       has_random(card_name) -> bool                             # random_checkpoint can fill it
       RANDOM_SUFFIX: str                                        # file suffix of such a file
       NAMINGS: dict[format, common.ParamNaming]                 # for each format in `formats`

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from caffezoo import limits
 from caffezoo.errors import InputFileError, UsageError
 
 
@@ -194,6 +195,9 @@ def load_image(path: str) -> np.ndarray:
         raise ImageError(f"{path}: empty file")
     if _jpeg_truncated(data):
         raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
+    too_large = limits.image_too_large(data)  # from the header, before decoding
+    if too_large:
+        raise ImageError(f"{path}: {too_large}")
     try:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:

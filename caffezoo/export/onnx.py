@@ -28,6 +28,7 @@ tests/test_export.py against real Caffe):
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -230,7 +231,9 @@ class _Emitter:
         opsets = [helper.make_opsetid("", self.opset)]
         model = helper.make_model(graph, opset_imports=opsets, producer_name="caffezoo",
                                   ir_version=helper.find_min_ir_version_for(opsets))
-        model.doc_string = f"exported by caffezoo from {ex.source}"
+        # a file name is any bytes; the field is UTF-8 text
+        source = os.fsencode(ex.source).decode("utf-8", "replace")
+        model.doc_string = f"exported by caffezoo from {source}"
         props = {f"caffezoo.blob:{k}": v for k, v in self.current.items()}
         helper.set_model_props(model, props)
         return model

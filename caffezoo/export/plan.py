@@ -55,7 +55,8 @@ class ExportNet:
 
     @property
     def outputs(self) -> list[str]:
-        return list(self.analysis.outputs)
+        """The blobs the export returns: the net's outputs and what only Silence reads."""
+        return self.analysis.results
 
 
 def conversion_error(source: str, layer, reason: str) -> ConversionError:

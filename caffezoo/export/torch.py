@@ -15,6 +15,7 @@ ones (pooling divisors are precomputed for them).
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,8 +48,11 @@ def save(module, path: str | Path) -> None:
     torch = frameworks.import_torch()
     payload = {"format": FORMAT, "version": VERSION, "prototxt": module.prototxt,
                "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}}
-    with netio.atomic_output(path) as f:
-        torch.save(payload, f)
+    # serialised in memory first: torch's zip writer reports a full disk as "unexpected pos"
+    # (a RuntimeError); the file write below reports it as the OS does, naming the file
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    netio.atomic_write(path, buf.getvalue())
 
 
 def load(path: str | Path, device=None):

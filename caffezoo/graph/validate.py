@@ -39,6 +39,7 @@ from caffezoo.validate import (
     logit_metrics,
     out_of_place,
     random_pixels,
+    verdict,
 )
 
 
@@ -103,11 +104,10 @@ class GraphReport:
         d["max_abs"], d["max_rel"] = self.max_abs, self.max_rel
         return d
 
-    def lines(self) -> list[str]:
-        verdict = "PASS" if self.passed else "FAIL"
+    def lines(self, all_layers: bool = False) -> list[str]:
         shape = "x".join(map(str, self.input_shape))
         out = [f"validate {self.prototxt} + {self.weights} with {self.backend} against "
-               f"{self.source} (input {shape})",
+               f"{self.source} (input {shape}): {verdict(self, 'value')}",
                f"  inputs: {self.inputs}",
                f"  both sides get the same tensor: {self.preprocessing}"]
         for o in self.outputs:
@@ -116,10 +116,12 @@ class GraphReport:
                        f"min cosine {o.min_cosine:.9f}")
             out.append(f"    top-1 agreement {o.top1_agree}/{self.count}, top-5 agreement "
                        f"{o.top5_agree}/{self.count}")
-        out.append(f"  tolerance: relative error <= {self.tolerance:g}: {verdict}")
+        out.append(f"  tolerance: relative error <= {self.tolerance:g}: "
+                   f"{'pass' if all(o.ok for o in self.outputs) else 'FAIL'}")
         if self.layers is not None:
             out += comparison_lines("values", self.layers, self.first_divergence,
-                                    ("value", "Caffe layer"), lambda d: (d.value, d.layer))
+                                    ("value", "Caffe layer"), lambda d: (d.value, d.layer),
+                                    all_layers)
         return out
 
 
@@ -165,12 +167,15 @@ def graph_inputs(runner: GraphRunner, images: str | Path | None = None,
 # comparing
 
 
-def _blob_of(value: str, blobs: set[str], value_blobs: dict[str, str] | None) -> str | None:
+def _blob_of(value: str, blobs: dict[str, str], value_blobs: dict[str, str] | None
+             ) -> str | None:
+    """The Caffe blob of a source value: by the graph's mapping, else by name (`blobs`: the
+    names a value may carry -> the blob)."""
     if value_blobs is not None and value in value_blobs:
-        return value_blobs[value] if value_blobs[value] in blobs else None
+        return value_blobs[value]
     for name in (value, sanitize(value)):
         if name in blobs:
-            return name
+            return blobs[name]
     return None
 
 
@@ -197,7 +202,8 @@ def validate_graph(runner: GraphRunner, prototxt: str | Path, weights: str | Pat
     with tempfile.TemporaryDirectory(prefix="caffezoo-validate-") as tmp:
         run_proto = Path(prototxt)
         if in_place:  # a net not written by the emitter: one blob per layer output first
-            net = out_of_place(net).net
+            oop = out_of_place(net)
+            net = oop.net
             run_proto = Path(tmp) / "out_of_place.prototxt"
             netio.write_prototxt(net, run_proto)
         rt = open_runtime(backend, run_proto, weights)
@@ -206,8 +212,15 @@ def validate_graph(runner: GraphRunner, prototxt: str | Path, weights: str | Pat
             raise NetDefinitionError(f"{prototxt}: the net takes (N, "
                                      f"{', '.join(map(str, want_shape))}) inputs, the source "
                                      f"gets {tuple(x.shape)}")
-        blobs = set(rt.blob_names())
-        value_blobs = value_blobs_for(graph, net) if graph is not None else None
+        # a source value's name -> the blob that holds it in the net that runs
+        def names_for(source_names, final: bool = False) -> dict[str, str]:
+            if in_place:
+                return oop.value_names(source_names, final)
+            return {b: b for b in rt.blob_names()}
+
+        values = graph_values(graph) if graph is not None else []
+        blobs = names_for(values)
+        value_blobs = value_blobs_for(graph, blobs) if graph is not None else None
         writer = {t: layer.name for layer in net.layer for t in layer.top}
         order = {t: i for i, layer in enumerate(net.layer) for t in layer.top}
         caffe_out: dict[str, list[np.ndarray]] = {}
@@ -215,12 +228,16 @@ def validate_graph(runner: GraphRunner, prototxt: str | Path, weights: str | Pat
         out_blobs: dict[str, str] = {}
         # refused before the source runs a batch the runtime would refuse (memory, shapes)
         rt.check_batch_size(min(batch_size, len(x)))
+        from caffezoo.progress import Progress
+
+        bar = Progress(len(x), label="validate", unit="input", delay=1.0)
         for start in range(0, len(x), batch_size):
             chunk = x[start:start + batch_size]
             src = runner.run(chunk)
             if not out_blobs:
+                finals = names_for(src, final=True)  # an output is a final value
                 for value in src:
-                    blob = _blob_of(value, blobs, value_blobs)
+                    blob = _blob_of(value, finals, None)
                     if blob is None:
                         raise NetDefinitionError(f"{prototxt}: no blob for the source's output "
                                                  f"{value!r} (blobs are named after values)")
@@ -229,6 +246,7 @@ def validate_graph(runner: GraphRunner, prototxt: str | Path, weights: str | Pat
             for value, blob in out_blobs.items():
                 caffe_out.setdefault(value, []).append(got[blob])
                 src_out.setdefault(value, []).append(np.asarray(src[value], np.float32))
+            bar.update(len(chunk))
         outputs = []
         for value, blob in out_blobs.items():
             m = logit_metrics(np.concatenate(caffe_out[value]), np.concatenate(src_out[value]),
@@ -242,19 +260,22 @@ def validate_graph(runner: GraphRunner, prototxt: str | Path, weights: str | Pat
             preprocessing=preprocessing or "as given", outputs=outputs, tolerance=tolerance,
             passed=all(o.ok for o in outputs))
         if layers:
+            bar.note("value by value")
             report.layers, report.first_divergence = _compare_values(
-                runner, rt, x[:batch_size], blobs, value_blobs, writer, order, tolerance)
+                runner, rt, x[:batch_size], names_for, value_blobs, writer, order, tolerance)
             if report.first_divergence is not None:
                 report.passed = False
+        bar.close()
     return report
 
 
-def _compare_values(runner: GraphRunner, rt, x: np.ndarray, blobs: set[str],
+def _compare_values(runner: GraphRunner, rt, x: np.ndarray, names_for,
                     value_blobs: dict[str, str] | None, writer: dict[str, str],
                     order: dict[str, int], tolerance: float
                     ) -> tuple[list[ValueDiff], str | None]:
-    record = set(value_blobs) if value_blobs is not None else set(blobs)
+    record = set(value_blobs) if value_blobs is not None else set(names_for((), False))
     src = runner.run(x, record)  # the outputs and the recorded values
+    blobs = names_for(src)  # now that the source's names are known
     pairs = []
     for value in src:
         blob = _blob_of(value, blobs, value_blobs)
@@ -275,9 +296,13 @@ def _compare_values(runner: GraphRunner, rt, x: np.ndarray, blobs: set[str],
 
 
 
-def value_blobs_for(graph: Graph, net) -> dict[str, str]:
-    """IR value -> blob of `net` for every value of `graph` whose (sanitised) name is a blob:
-    how a prototxt written by the emitter is matched to its graph without re-emitting it."""
-    blobs = {t for layer in net.layer for t in layer.top}
-    values = [*graph.inputs, *(v for node in graph.nodes for v in node.outputs)]
-    return {v: sanitize(v) for v in values if sanitize(v) in blobs}
+def value_blobs_for(graph: Graph, blobs: dict[str, str]) -> dict[str, str]:
+    """IR value -> blob for every value of `graph` whose name, or sanitised name, the net has
+    (`blobs`: names -> blob, see `_blob_of`): how a prototxt written by the emitter is matched
+    to its graph without re-emitting it."""
+    found = {v: _blob_of(v, blobs, None) for v in graph_values(graph)}
+    return {v: b for v, b in found.items() if b is not None}
+
+
+def graph_values(graph: Graph) -> list[str]:
+    return [*graph.inputs, *(v for node in graph.nodes for v in node.outputs)]

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from caffezoo import analysis as _analysis
-from caffezoo import netio
+from caffezoo import limits, netio
 from caffezoo.errors import CaffezooError, NetDefinitionError, WeightMismatchError
 
 BACKENDS = ("pycaffe", "opencv", "onnxruntime", "openvino", "torch")
@@ -198,8 +198,9 @@ class Runtime(ABC):
 
     @property
     def output_names(self) -> list[str]:
-        """The net's outputs: blobs no later layer consumes (e.g. ['prob'])."""
-        return list(self.checked.analysis.outputs)
+        """The net's outputs: blobs no later layer consumes (e.g. ['prob']), and those only a
+        Silence layer reads."""
+        return self.checked.analysis.results
 
     def blob_names(self) -> list[str]:
         """Every blob the prototxt names, input first, in the order they are produced."""
@@ -268,6 +269,7 @@ def open_runtime(backend: str, prototxt: str | Path, weights: str | Path | None 
         raise ValueError(f"unknown runtime {backend!r}; choose one of {', '.join(BACKENDS)}")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    limits.check_parallel("threads", threads)
     checked = check_net(prototxt, weights)
     checked.check_memory(backend=backend)
     if backend == "pycaffe":

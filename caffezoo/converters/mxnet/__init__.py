@@ -152,6 +152,13 @@ def random_checkpoint(card_name: str, path: str, layout: str | None = None, seed
     return write(card_name, path, layout, seed)
 
 
+def random_checkpoint_files(spec: str) -> list[Path]:
+    from caffezoo.converters.mxnet.cards import random_prefix
+
+    prefix = random_prefix(spec)
+    return [Path(f"{prefix}-symbol.json"), Path(f"{prefix}-0000.params")]
+
+
 def convert(spec: str, card, input_size: int | None = None, layout: str | None = None,
             options=None):
     """The zoo net of `card` carrying the checkpoint's weights (converters/mxnet/cards.py)."""

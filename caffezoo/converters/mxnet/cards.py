@@ -326,6 +326,13 @@ def open_source(spec: str, card, net, layout: str | None = None) -> CardRunner:
     return CardRunner(spec, prepare(spec, card, net, size), size)
 
 
+def random_prefix(spec: str) -> str:
+    """The PREFIX a random checkpoint for `spec` (PREFIX, PREFIX-symbol.json, PREFIX,EPOCH)
+    is written to."""
+    prefix = spec[: -len("-symbol.json")] if spec.endswith("-symbol.json") else spec
+    return prefix.partition(",")[0]
+
+
 def random_checkpoint(card_name: str, path: str, layout: str | None = None, seed: int = 0
                       ) -> str:
     from caffezoo import zoo
@@ -335,8 +342,7 @@ def random_checkpoint(card_name: str, path: str, layout: str | None = None, seed
     if card_name not in GLUON_FOR_CARD:
         raise InputFileError(f"no Gluon model-zoo net fills {card_name} (ones that do: "
                              f"{', '.join(GLUON_FOR_CARD)})")
-    prefix = path[: -len("-symbol.json")] if path.endswith("-symbol.json") else path
-    prefix = prefix.partition(",")[0]
+    prefix = random_prefix(path)
     name = GLUON_FOR_CARD[card_name]
     export_random_gluon(name, prefix, zoo.get_card(card_name).input_size, seed)
     return f"Gluon {name} exported to {prefix}-symbol.json + {prefix}-0000.params"

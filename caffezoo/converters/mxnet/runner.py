@@ -10,9 +10,7 @@ front end gives them (`<node>_output`).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +18,7 @@ import numpy as np
 
 from caffezoo.converters.common import Normalization
 from caffezoo.errors import ConversionError, InputFileError
+from caffezoo.frameworks import native_stderr_silenced
 
 
 @dataclass
@@ -60,7 +59,7 @@ class MXNetRunner:
             else:  # a label: not used at inference
                 args[name] = mx.nd.zeros(s if s else (shape[0],))
         aux = {name: self._aux[name] for name in group.list_auxiliary_states()}
-        with _without_native_log():
+        with native_stderr_silenced():
             exe = group.bind(mx.cpu(), args=args, aux_states=aux, grad_req="null")
         self._executors = {key: exe}  # keep one: binding again is cheaper than holding many
         return exe
@@ -84,23 +83,6 @@ class MXNetRunner:
                                   ) from None
 
 
-@contextlib.contextmanager
-def _without_native_log():
-    """MXNet's C++ side logs INFO lines to file descriptor 2: on every bind (that
-    MXNET_SUBGRAPH_BACKEND is NONE) and on loading an older era's JSON (the upgrade). Our
-    stderr holds one line at most, so they go to /dev/null for the call; Python exceptions
-    pass through unchanged."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def open_runner(symbol_path: str, params_path: str, input_name: str,
                 input_shape: tuple[int, ...], outputs: list[str]) -> MXNetRunner:
     from caffezoo.frameworks import import_mxnet
@@ -110,7 +92,7 @@ def open_runner(symbol_path: str, params_path: str, input_name: str,
     os.environ["MXNET_SUBGRAPH_BACKEND"] = "NONE"
     mx = import_mxnet()
     try:
-        with _without_native_log():  # it logs upgrading older eras' JSON
+        with native_stderr_silenced():  # it logs upgrading older eras' JSON
             sym = mx.sym.load(symbol_path)
     except Exception as err:  # MXNetError
         raise InputFileError(f"{symbol_path}: MXNet cannot load it ({_first(err)})") from None

@@ -63,6 +63,10 @@ def _entry(raw, where: str, count: int) -> tuple[int, int]:
 
 
 def parse_symbol(text: str, path: str = "<string>") -> Symbol:
+    from caffezoo.limits import check_graph_nodes
+
+    # each node has an "op" key: the count bounds the nodes before json builds them all
+    check_graph_nodes(path, text.count('"op"'))
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:

@@ -204,6 +204,8 @@ def _conv(t: Translation, node, a: dict) -> None:
     stride = _pair(a.get("strides"), 1, "strides", t)
     dilation = _pair(a.get("dilations"), 1, "dilations", t)
     group = int(a.get("group", 1))
+    if group < 1:
+        raise t.error(f"group {group}: must be at least 1")
     if c % group or weight.shape[1] * group != c or weight.shape[0] % group:
         raise t.error(f"weight {weight.shape} does not fit {c} input channels in {group} groups")
     pads = resolve_pads(t, a, (h, w), kernel, stride, dilation)

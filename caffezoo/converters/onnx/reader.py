@@ -85,6 +85,9 @@ def load_model(path: str | Path):
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # DecodeError and friends
         raise FormatError(f"{path}: not an ONNX model ({first_line(err)})") from None
+    from caffezoo.limits import check_graph_nodes
+
+    check_graph_nodes(path, len(model.graph.node))
     _load_external_data(model, path)
     try:
         onnx.checker.check_model(model)

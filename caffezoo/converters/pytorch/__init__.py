@@ -39,8 +39,8 @@ from caffezoo.errors import InputFileError
 __all__ = ["IMAGENET", "INCEPTION", "LAYOUTS", "NAMINGS", "RANDOM_SUFFIX", "SOURCE_ARCHS",
            "SourceArch", "TorchSource", "convert", "convert_checkpoint", "default_layout",
            "detect_layout", "family_of", "has_random", "is_lua", "load_checkpoint",
-           "load_pytorch", "open_source", "random_checkpoint", "random_model",
-           "save_random_checkpoint", "source_arch", "source_normalization"]
+           "load_pytorch", "open_source", "random_checkpoint", "random_checkpoint_files",
+           "random_model", "save_random_checkpoint", "source_arch", "source_normalization"]
 
 RANDOM_SUFFIX = ".pth"
 
@@ -58,6 +58,10 @@ def random_checkpoint(card_name: str, path: str | Path, layout: str | None = Non
     layout = layout or default_layout(card_name)
     save_random_checkpoint(card_name, layout, path, seed)
     return f"a {layout} checkpoint"
+
+
+def random_checkpoint_files(path: str | Path) -> list[Path]:
+    return [Path(path)]
 
 
 def convert(path: str | Path, card, input_size: int | None = None, layout: str | None = None,

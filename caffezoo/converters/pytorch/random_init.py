@@ -36,6 +36,9 @@ def randomize_batch_norm(model, seed: int, calib_size: int) -> None:
     torch = _torch()
     gen = torch.Generator().manual_seed(seed + 1)
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if not bns:  # nothing to calibrate (and a model of one input size could not run at ours)
+        model.eval()
+        return
     with torch.no_grad():
         for m in bns:
             n = m.num_features

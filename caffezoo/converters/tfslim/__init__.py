@@ -12,6 +12,7 @@ This module is the plug-in face the source registry (converters/registry.py) cal
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 from caffezoo.converters.common import (
@@ -28,7 +29,7 @@ from caffezoo.converters.tfslim.runner import TF_INPUT, SlimSource
 from caffezoo.errors import ConversionError
 
 __all__ = ["NAMINGS", "RANDOM_SUFFIX", "convert", "convert_checkpoint", "has_random",
-           "open_source", "random_checkpoint", "read_checkpoint"]
+           "open_source", "random_checkpoint", "random_checkpoint_files", "read_checkpoint"]
 
 RANDOM_SUFFIX = ".ckpt"
 
@@ -45,6 +46,14 @@ def random_checkpoint(card_name: str, path: str | Path, layout: str | None = Non
     net = nets.for_card(card_name)
     save_random_checkpoint(net, path, seed)
     return f"a TF-slim {net.scope} checkpoint"
+
+
+def random_checkpoint_files(path: str | Path) -> list[Path]:
+    """The index and the data shard(s) of the checkpoint PREFIX."""
+    prefix = Path(path)
+    shards = sorted(prefix.parent.glob(f"{glob.escape(prefix.name)}.data-*"))
+    return [prefix.with_name(prefix.name + ".index"),
+            *(shards or [prefix.with_name(prefix.name + ".data-00000-of-00001")])]
 
 
 def _no_layout(layout: str | None) -> None:

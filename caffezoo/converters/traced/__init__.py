@@ -129,7 +129,12 @@ def load(kind: str, spec: str) -> TorchModel:
     else:
         from caffezoo.converters.pytorch.random_init import randomize_batch_norm
 
-        randomize_batch_norm(model, SEED, CALIB_SIZE)
+        try:
+            randomize_batch_norm(model, SEED, CALIB_SIZE)
+        except Exception as err:  # the model's own checks (timm asserts its input size)
+            raise ConversionError(f"{kind}:{name}: does not run on {CALIB_SIZE}x{CALIB_SIZE} "
+                                  f"images to calibrate its random BatchNorm statistics "
+                                  f"({_first_line(err)})") from None
         notes.append(f"RANDOM weights (seed {SEED}, randomised BatchNorm statistics): no "
                      f"checkpoint given, NOT a trained model")
     model.eval()
@@ -147,8 +152,13 @@ def trace(tm: TorchModel, input_shape: tuple[int, ...], path: Path) -> None:
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               do_constant_folding=True)
     except Exception as err:
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
-        raise ConversionError(f"{tm.label}: torch.onnx.export failed ({first})") from None
+        raise ConversionError(f"{tm.label}: torch.onnx.export failed ({_first_line(err)})"
+                              ) from None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def _shape(input_shape) -> tuple[int, ...]:
@@ -158,11 +168,54 @@ def _shape(input_shape) -> tuple[int, ...]:
     return shape
 
 
+def check_trace_size(tm: TorchModel, input_shape: tuple[int, ...]) -> None:
+    """Refuses, before tracing, a trace that would not fit: a traced forward keeps every value
+    it computes (and the converted Caffe net allocates a blob for each), so the sum of the
+    leaf modules' outputs on one CALIB_SIZE image, scaled by batch and area, estimates the
+    memory it needs; the largest output, scaled alike, must stay within Caffe's 2^31 values per
+    blob. A model that cannot run at CALIB_SIZE is not estimated (its trace says why)."""
+    from caffezoo import memory
+
+    torch = _torch()
+    n, c, h, w = input_shape
+    ph, pw = min(h, CALIB_SIZE), min(w, CALIB_SIZE)
+    scale = n * h * w / (ph * pw)
+    if scale <= 1:
+        return
+    counts: list[int] = []
+
+    def record(_module, _inputs, output) -> None:
+        for t in output if isinstance(output, tuple | list) else (output,):
+            if torch.is_tensor(t):
+                counts.append(t.numel())
+
+    leaves = [m for m in tm.model.modules() if not any(True for _ in m.children())]
+    hooks = [m.register_forward_hook(record) for m in leaves]
+    try:
+        with torch.no_grad():
+            tm.model(torch.zeros(1, c, ph, pw))
+    except Exception:
+        return
+    finally:
+        for hook in hooks:
+            hook.remove()
+    shape = "x".join(map(str, input_shape))
+    largest = max(counts, default=0) * scale
+    if largest >= 2**31:
+        raise ConversionError(f"{tm.label} at {shape}: its largest value would hold about "
+                              f"{largest:.2g} numbers; Caffe's limit is 2^31 - 1 per blob "
+                              "(give a smaller --input-shape)")
+    memory.check(int(4 * sum(counts) * scale),
+                 f"tracing {tm.label} at {shape} (every value of its forward pass, estimated "
+                 f"from one at 1x{c}x{ph}x{pw})")
+
+
 @lru_cache(maxsize=2)
 def _prepared(kind: str, spec: str, input_shape: tuple[int, ...]):
     from caffezoo.converters.onnx.reader import prepare
 
     tm = load(kind, spec)
+    check_trace_size(tm, input_shape)
     with tempfile.TemporaryDirectory(prefix="caffezoo-trace-") as tmp:
         path = Path(tmp) / f"{tm.name}.onnx"
         trace(tm, input_shape, path)
