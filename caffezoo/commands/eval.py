@@ -488,7 +488,7 @@ def check_apart(records, outputs) -> None:
 
 def run(args) -> int:
     from caffezoo.evaluation import dataset, report
-    from caffezoo.outputs import OutputSet
+    from caffezoo.outputs import OutputSet, check_target
 
     check_numbers(args)
     check_executor(args)
@@ -517,6 +517,8 @@ def run(args) -> int:
         inputs={"--weights": args.weights, "--prototxt": args.prototxt,
                 "--val-list": args.val_list, "--class-map": args.class_map})
     check_apart(records, [json_file, csv_path, args.log, args.plot, *predictions])
+    for record in filter(None, records):
+        check_target(record)  # up front too (a record is appended to, not renamed onto)
     if args.data_dir:
         samples_raw, _ = dataset.read_image_folder(args.data_dir, args.limit)
     else:
