@@ -55,8 +55,8 @@ def open_source(spec: str, card, net, layout: str | None = None,
 
 
 def eval_base_size(card, size: int) -> int:
-    """The resize-before-crop size for a centre crop of `size` (one rule: ModelCard.base_size)."""
-    return card.preprocessing(size).base_size
+    """The resize-before-crop size for a centre crop of `size` (one rule: ModelCard.contract)."""
+    return card.contract(size).resize_size
 
 
 def image_pixels(folder: str | Path, size: int, base: int, limit: int | None = None

@@ -18,6 +18,7 @@ import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from caffezoo.contract import InputContract
 from caffezoo.errors import NetDefinitionError
 from caffezoo.proto import caffe_pb2
 
@@ -45,24 +46,6 @@ class EvalSetting:
 
     base_size: int
     crop_size: int
-
-
-@dataclass(frozen=True)
-class CardPreprocessing:
-    """How a card's images are prepared for a centre crop of `crop_size`: BGR pixels 0..255,
-    short side resized (bilinear) to `base_size`, then (x - mean) / std per channel. The one
-    place eval, validate and demo take these from (`ModelCard.preprocessing`)."""
-
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    base_size: int
-    crop_size: int
-    interpolation: str = "bilinear"
-
-    @property
-    def crop_pct(self) -> float:
-        """crop / base, as timm reports it (0.875 for 224 of 256)."""
-        return self.crop_size / self.base_size
 
 
 @dataclass(frozen=True)
@@ -170,14 +153,21 @@ class ModelCard:
         first = self.eval_settings[0]
         return max(crop_size, round(crop_size * first.base_size / first.crop_size))
 
-    def preprocessing(self, crop_size: int | None = None) -> CardPreprocessing:
-        """Mean, std and base size for a centre crop of `crop_size` (default: the card's
-        first evaluation crop, else its input size)."""
+    def contract(self, crop_size: int | None = None) -> InputContract:
+        """What the card's net expects, for a centre crop of `crop_size` (default: the card's
+        first evaluation crop, else its input size): BGR pixels 0..255, the card's mean/std,
+        short side resized (OpenCV, bilinear) to `base_size`, probabilities from `prob`.
+        The one place eval, validate, demo and convert take these from."""
         if crop_size is None:
             crop_size = (self.eval_settings[0].crop_size if self.eval_settings
                          else self.input_size)
-        return CardPreprocessing(mean=tuple(self.mean), std=tuple(self.std),
-                                 base_size=self.base_size(crop_size), crop_size=crop_size)
+        labels = "imagenet-1k-devkit" if self.val_list == ILSVRC2015_VAL else "imagenet-1k"
+        return InputContract(
+            channel_order="BGR", pixel_scale=255.0, mean=tuple(self.mean), std=tuple(self.std),
+            input_size=(crop_size, crop_size), resize_size=self.base_size(crop_size),
+            interpolation="bilinear", resize="opencv", labels=labels,
+            num_classes=self.num_classes, output="probabilities",
+            origin=f"zoo card {self.name}")
 
     def all_oddities(self) -> tuple[str, ...]:
         """The card's oddities plus any the generator module lists in `ODDITIES`."""

@@ -1,4 +1,4 @@
-"""One rule for a card's preprocessing (ModelCard.preprocessing): eval, validate and demo take
+"""One rule for a card's preprocessing (ModelCard.contract): eval, validate and demo take
 mean, std and the resize-before-crop size from the same place, so they agree at every crop."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _eval_preprocessing(model: str, crop: int | None):
 def test_eval_validate_and_the_card_agree(model, crop, base):
     card = zoo.get_card(model)
     assert card.base_size(crop) == base
-    assert card.preprocessing(crop).base_size == base
+    assert card.contract(crop).resize_size == base
     assert validate.eval_base_size(card, crop) == base
     pre = _eval_preprocessing(model, crop)
     assert (pre.base_size, pre.crop_size) == (base, crop)
@@ -43,17 +43,17 @@ def test_eval_validate_and_the_card_agree(model, crop, base):
 
 def test_default_crop_is_the_first_setting():
     for card in zoo.all_cards(variants=True):
-        got = card.preprocessing()
+        got = card.contract()
         first = card.eval_settings[0]
-        assert (got.crop_size, got.base_size) == (first.crop_size, first.base_size)
+        assert (got.crop_size, got.resize_size) == (first.crop_size, first.base_size)
         pre = _eval_preprocessing(card.name, None)
-        assert (pre.crop_size, pre.base_size) == (got.crop_size, got.base_size)
+        assert (pre.crop_size, pre.base_size) == (got.crop_size, got.resize_size)
 
 
 def test_crop_pct_as_timm_reports_it():
-    assert zoo.get_card("resnext50_32x4d").preprocessing(224).crop_pct == 0.875
-    assert zoo.get_card("resnext50_32x4d").preprocessing(320).crop_pct == 1.0
-    assert zoo.get_card("inception_v3").preprocessing().crop_pct == pytest.approx(299 / 320)
+    assert zoo.get_card("resnext50_32x4d").contract(224).crop_pct == 0.875
+    assert zoo.get_card("resnext50_32x4d").contract(320).crop_pct == 1.0
+    assert zoo.get_card("inception_v3").contract().crop_pct == pytest.approx(299 / 320)
 
 
 def test_crop_sweep_uses_the_rule_for_each_crop():
@@ -65,3 +65,26 @@ def test_crop_sweep_uses_the_rule_for_each_crop():
     pre = eval_cmd.resolve_preprocessing(args, source)
     settings = eval_cmd.sweep_settings(args, pre, source.card)
     assert [(p.crop_size, p.base_size) for p in settings] == [(112, 128), (224, 256), (320, 320)]
+
+
+@pytest.mark.parametrize("model, labels", [("resnext50_32x4d", "imagenet-1k"),
+                                           ("inception_v3", "imagenet-1k-devkit"),
+                                           ("inception_v3_tfslim", "imagenet-1k")])
+def test_card_contract_says_what_the_generated_net_is(model, labels):
+    """The card's contract: BGR 0..255 with the card's mean/std, the original's OpenCV resize,
+    and an output that is what the generated net ends in (Softmax `prob` over num_classes)."""
+    card = zoo.get_card(model)
+    c = card.contract()
+    assert (c.channel_order, c.pixel_scale, c.resize, c.interpolation) == (
+        "BGR", 255.0, "opencv", "bilinear")
+    assert (c.mean, c.std) == (card.mean, card.std)
+    assert c.bgr_normalization_255() == (card.mean, card.std)
+    assert c.labels == labels and c.label_offset == 0
+    net = card.build(c.crop_size)
+    last = net.layer[-1]
+    assert (last.type, last.top[0]) == ("Softmax", "prob") and c.output == "probabilities"
+    fc = next(layer for layer in net.layer if layer.name == last.bottom[0]
+              or last.bottom[0] in layer.top)
+    assert fc.inner_product_param.num_output == c.num_classes == card.num_classes
+    dims = net.layer[0].input_param.shape[0].dim
+    assert list(dims)[2:] == list(c.input_size)

@@ -288,9 +288,10 @@ def _evaluate(card, prototxt: Path, caffemodel: Path, folder: Path, args) -> tup
     from caffezoo.runtimes import open_runtime
 
     samples = read_val_list(folder / "val.txt", folder, limit=args.eval_images)
-    card_pre = card.preprocessing(args.input_size)  # the card's one rule, as eval and validate
-    pre = Preprocessing(mean=card_pre.mean, std=card_pre.std, base_size=card_pre.base_size,
-                        crop_size=card_pre.crop_size)
+    contract = card.contract(args.input_size)  # the card's one rule, as eval and validate
+    mean, std = contract.bgr_normalization_255()
+    pre = Preprocessing(mean=mean, std=std, base_size=contract.resize_size,
+                        crop_size=contract.crop_size)
     rt = open_runtime("opencv", prototxt, caffemodel, threads=args.threads)
     config = EvalConfig(preprocessing=pre, output_blob="prob", num_classes=card.num_classes,
                         batch_size=args.batch_size, workers=1, worker_kind="thread")

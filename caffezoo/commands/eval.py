@@ -253,9 +253,10 @@ def resolve_preprocessing(args, source: ModelSource):
 
     card = source.card
     if card is not None:
-        # the card's rule (ModelCard.preprocessing), shared with validate and demo
-        card_pre = card.preprocessing(args.crop_size or None)
-        mean, std, crop, base = card_pre.mean, card_pre.std, card_pre.crop_size, card_pre.base_size
+        # the card's rule (ModelCard.contract), shared with validate and demo
+        contract = card.contract(args.crop_size or None)
+        mean, std = contract.bgr_normalization_255()
+        crop, base = contract.crop_size, contract.resize_size
     else:
         mean, std = ORIGINAL_MEAN, (1.0, 1.0, 1.0)
         crop = args.crop_size or source.declared_size() or 224

@@ -139,8 +139,9 @@ def preprocessing_for(model: TableModel, crop: int, crop_num: int):
     from caffezoo.evaluation.preprocess import Preprocessing
 
     if model.contract is None:
-        card = model.source.card.preprocessing(crop)
-        return Preprocessing(card.mean, card.std, card.base_size, card.crop_size, crop_num)
+        card = model.source.card.contract(crop)
+        mean, std = card.bgr_normalization_255()
+        return Preprocessing(mean, std, card.resize_size, card.crop_size, crop_num)
     c = model.contract
     if (c.channel_order, c.resize, c.interpolation) != ("BGR", "opencv", "bilinear"):
         raise InputFileError(
