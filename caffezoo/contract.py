@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+import numpy as np
+
 from caffezoo.errors import CaffezooError, InputFileError
 
 FORMAT = "caffezoo-input-contract"
@@ -93,6 +95,22 @@ class InputContract:
         if self.channel_order == "RGB":
             return mean[::-1], std[::-1]
         return mean, std
+
+    def apply(self, pixels_bgr: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float pixels 0..255 in BGR order -> the net's input (float32): the
+        channels put in `channel_order`, then (pixel - mean) / std on the 0..255 scale."""
+        mean, std = self.normalization_255()
+        x = pixels_bgr if self.channel_order == "BGR" else pixels_bgr[:, ::-1]
+        m = np.asarray(mean, np.float64).reshape(1, 3, 1, 1)
+        s = np.asarray(std, np.float64).reshape(1, 3, 1, 1)
+        return ((x.astype(np.float64) - m) / s).astype(np.float32)
+
+    def describe_normalization(self) -> str:
+        """The normalisation in one phrase, on 0..255 pixels: "RGB mean [123.675, ...] std
+        [58.395, ...]"."""
+        mean, std = self.normalization_255()
+        return (f"{self.channel_order} mean [{', '.join(f'{v:g}' for v in mean)}] "
+                f"std [{', '.join(f'{v:g}' for v in std)}]")
 
     def at_crop(self, crop_size: int) -> InputContract:
         """The same contract for another crop size, the resize keeping crop_pct."""

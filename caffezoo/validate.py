@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from caffezoo import netio
-from caffezoo.converters.common import Normalization, Op, Plan, input_affine
+from caffezoo.converters.common import Op, Plan, input_affine
 from caffezoo.converters.registry import CardRunner as SourceModel
 from caffezoo.converters.registry import open_card_source
 from caffezoo.errors import InputFileError, NetDefinitionError
@@ -408,7 +408,7 @@ def validate(source: SourceModel, card, zoo_net, prototxt: str | Path, weights: 
     """Run both sides on `pixels` (N, 3, S, S) BGR 0..255 and compare (see the module doc)."""
     from caffezoo.runtimes import open_runtime
 
-    card_norm = Normalization(tuple(card.mean), tuple(card.std), "BGR")
+    card_norm = card.contract(int(pixels.shape[-1]))
     affine = input_affine(source.effective_norm, card.mean, card.std)
     mapping = ("card mean/std = the source's normalisation, channels reversed"
                if affine is None else "card mean/std differ from the source's; the "
@@ -430,10 +430,11 @@ def validate(source: SourceModel, card, zoo_net, prototxt: str | Path, weights: 
     report = Report(
         model=card.name, input_size=int(pixels.shape[-1]), source=source_spec,
         layout=source.plan.layout, backend=backend, prototxt=str(prototxt), weights=str(weights),
-        inputs=inputs, count=len(pixels), caffe_preprocessing=card_norm.describe(),
-        source_preprocessing=source.input_norm.describe()
+        inputs=inputs, count=len(pixels), caffe_preprocessing=card_norm.describe_normalization(),
+        source_preprocessing=source.input_norm.describe_normalization()
         + ("" if source.input_norm == source.effective_norm
-           else f" (the model turns it into {source.effective_norm.describe()})"),
+           else " (the model turns it into "
+           f"{source.effective_norm.describe_normalization()})"),
         mapping=mapping, max_abs=m["max_abs"], max_rel=m["max_rel"], max_logit=m["max_logit"],
         min_cosine=m["min_cosine"], top1_agree=m["top1"], top5_agree=m["top5"],
         tolerance=tolerance, passed=m["max_rel"] <= tolerance)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from caffezoo.converters.common import Normalization
+from caffezoo.contract import InputContract
 from caffezoo.errors import InputFileError
 from caffezoo.graph.ir import Graph, Node
 from tests import graph_reference
 
-NORM = Normalization.from_unit((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+NORM = InputContract(channel_order="RGB", pixel_scale=1.0, mean=(0.485, 0.456, 0.406),
+                     std=(0.229, 0.224, 0.225))
 
 
 def read_graph(spec: str, input_shape=None) -> Graph:

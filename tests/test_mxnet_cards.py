@@ -83,9 +83,7 @@ def test_inception_v3_into_the_torchvision_layout(tmp_path):
 
 
 def _card_input(card, pixels):
-    from caffezoo.converters.common import Normalization
-
-    return Normalization(tuple(card.mean), tuple(card.std), "BGR").apply(pixels)
+    return card.contract(pixels.shape[-1]).apply(pixels)
 
 
 def test_matcher_pairs_every_weighted_layer(gluon_resnet):

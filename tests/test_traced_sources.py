@@ -77,8 +77,8 @@ def test_runner_records_traced_values():
     graph = torchvision.read_graph("squeezenet1_1", SHAPE)
     runner = torchvision.open_graph_runner("squeezenet1_1", SHAPE)
     assert runner.input_shape == SHAPE
-    assert runner.input_norm.order == "RGB" and runner.input_norm.mean[0] == pytest.approx(
-        0.485 * 255)
+    assert runner.input_norm.channel_order == "RGB"
+    assert runner.input_norm.normalization_255()[0][0] == pytest.approx(0.485 * 255)
     conv = graph.nodes[0]
     x = np.random.default_rng(0).normal(size=(2, *SHAPE[1:])).astype(np.float32)
     out = runner.run(x, {conv.outputs[0], "not-a-value"})

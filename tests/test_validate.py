@@ -126,8 +126,7 @@ def test_three_dialects_give_identical_outputs_in_caffe(source, tmp_path):
     from caffezoo.runtimes import open_runtime
 
     caffe = import_caffe()
-    x = common.Normalization(zoo.get_card(MODEL).mean, zoo.get_card(MODEL).std,
-                             "BGR").apply(validate.random_pixels(1, SIZE, seed=9))
+    x = zoo.get_card(MODEL).contract(SIZE).apply(validate.random_pixels(1, SIZE, seed=9))
     outputs = {}
     for dialect in netio.DIALECTS:
         out = _convert(source, tmp_path, dialect, dialect=dialect)

@@ -19,11 +19,12 @@ them, so no partial file is ever written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from caffezoo.contract import InputContract
 from caffezoo.errors import ConversionError, WeightMismatchError
 
 
@@ -147,48 +148,11 @@ class Plan:
         return {layer: a for a in self.assigns for layer in a.layers}
 
 
-@dataclass(frozen=True)
-class Normalization:
-    """How a model's input is made from an image with pixel values 0..255.
-
-    `mean`/`std` are per channel in the model's channel `order` ("RGB" or "BGR"), in the pixel
-    scale 0..255: input = (pixel - mean) / std. PyTorch models state theirs on 0..1 images;
-    `from_unit` converts."""
-
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    order: str = "RGB"
-
-    @classmethod
-    def from_unit(cls, mean: Iterable[float], std: Iterable[float],
-                  order: str = "RGB") -> Normalization:
-        return cls(tuple(float(m) * 255.0 for m in mean), tuple(float(s) * 255.0 for s in std),
-                   order)
-
-    def bgr(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """(mean, std) in BGR order, as Caffe cards state them."""
-        if self.order == "BGR":
-            return self.mean, self.std
-        return self.mean[::-1], self.std[::-1]
-
-    def apply(self, pixels_bgr: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) float pixels 0..255 in BGR order -> this model's input."""
-        x = pixels_bgr if self.order == "BGR" else pixels_bgr[:, ::-1]
-        mean = np.asarray(self.mean, np.float64).reshape(1, 3, 1, 1)
-        std = np.asarray(self.std, np.float64).reshape(1, 3, 1, 1)
-        return ((x.astype(np.float64) - mean) / std).astype(np.float32)
-
-    def describe(self) -> str:
-        fmt = ", ".join
-        return (f"{self.order} mean [{fmt(f'{v:g}' for v in self.mean)}] "
-                f"std [{fmt(f'{v:g}' for v in self.std)}]")
-
-
-def input_affine(source: Normalization, card_mean_bgr, card_std_bgr
+def input_affine(source: InputContract, card_mean_bgr, card_std_bgr
                  ) -> tuple[np.ndarray, np.ndarray] | None:
     """Per input channel (BGR) (a, b) with source_input = a * card_input + b, or None when the
     card's normalisation is the source's (to float32 precision)."""
-    src_mean, src_std = source.bgr()
+    src_mean, src_std = source.bgr_normalization_255()
     card_mean = np.asarray(card_mean_bgr, np.float64)
     card_std = np.asarray(card_std_bgr, np.float64)
     a = card_std / np.asarray(src_std, np.float64)

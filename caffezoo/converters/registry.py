@@ -39,7 +39,8 @@ import numpy as np
 from caffezoo.errors import InputFileError
 
 if TYPE_CHECKING:
-    from caffezoo.converters.common import Normalization, ParamNaming, Plan
+    from caffezoo.contract import InputContract
+    from caffezoo.converters.common import ParamNaming, Plan
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,8 @@ class CardRunner(Protocol):
     """A card source ready to run: its plan names the modules `run` can record."""
 
     plan: Plan
-    input_norm: Normalization  # what run() expects
-    effective_norm: Normalization  # what the first convolution sees
+    input_norm: InputContract  # what run() expects
+    effective_norm: InputContract  # what the first convolution sees
 
     def run(self, x: np.ndarray, record: set[str] | None = None) -> SourceRun: ...
 
@@ -156,7 +157,7 @@ class GraphRunner(Protocol):
     """A graph source ready to run; `record` names graph values to return besides outputs."""
 
     input_shape: tuple[int, ...]
-    input_norm: Normalization | None
+    input_norm: InputContract | None  # how images become its input; None: unknown
 
     def run(self, x: np.ndarray, record: set[str] | None = None) -> dict[str, np.ndarray]: ...
 

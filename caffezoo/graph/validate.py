@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from caffezoo import netio
-from caffezoo.converters.common import Normalization
+from caffezoo.contract import InputContract
 from caffezoo.errors import InputFileError, NetDefinitionError
 from caffezoo.graph.context import sanitize
 from caffezoo.graph.ir import Graph
@@ -45,7 +45,7 @@ from caffezoo.validate import (
 
 class GraphRunner(Protocol):
     input_shape: tuple[int, ...]
-    input_norm: Normalization | None
+    input_norm: InputContract | None
 
     def run(self, x: np.ndarray, record: set[str] | None = None) -> dict[str, np.ndarray]: ...
 
@@ -149,7 +149,7 @@ def graph_inputs(runner: GraphRunner, images: str | Path | None = None,
         base = max(h, round(h * 256 / 224))
         pixels, names = image_pixels(images, h, base, limit)
         return (norm.apply(pixels), f"{len(names)} images from {images} (resized to {base}, "
-                f"centre {h}x{w})", norm.describe())
+                f"centre {h}x{w})", norm.describe_normalization())
     n = 4 if random is None else random
     if limit is not None:
         n = min(n, limit)
@@ -157,7 +157,7 @@ def graph_inputs(runner: GraphRunner, images: str | Path | None = None,
         raise InputFileError(f"--random {n}: need at least one input")
     if norm is not None and c == 3 and h == w:
         return (norm.apply(random_pixels(n, h, seed)), f"{n} seeded random images "
-                f"(seed {seed})", norm.describe())
+                f"(seed {seed})", norm.describe_normalization())
     input_memory(n, (c, h, w))
     x = np.random.default_rng(seed).standard_normal((n, c, h, w)).astype(np.float32)
     return x, f"{n} seeded standard normal tensors (seed {seed})", "none (normal tensors)"

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from caffezoo.converters.common import Normalization
+from caffezoo.contract import InputContract
 from caffezoo.errors import InputFileError
 
 KIND = "mxnet"
@@ -25,7 +25,9 @@ RANDOM_SUFFIX = ""  # a PREFIX, not a file
 SPEC_HELP = "mxnet:PREFIX[,EPOCH] (PREFIX-symbol.json + PREFIX-NNNN.params)"
 DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
 # the Gluon model zoo's convention (the files do not record one; see open_graph_runner)
-GLUON_IMAGENET = Normalization.from_unit((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "RGB")
+GLUON_IMAGENET = InputContract(channel_order="RGB", pixel_scale=1.0, mean=(0.485, 0.456, 0.406),
+                               std=(0.229, 0.224, 0.225))
+RAW_RGB = InputContract(channel_order="RGB", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def open_graph_runner(spec: str, input_shape: tuple[int, ...] | None = None):
     runner = open_runner(str(ck.symbol), str(ck.params), result.input_name, tuple(input_shape),
                          result.graph.outputs)
     if input_scaling(result.graph, result.input_name) is not None:
-        runner.input_norm = Normalization((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "RGB")
+        runner.input_norm = RAW_RGB
     else:
         runner.input_norm = GLUON_IMAGENET
     return runner

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from caffezoo.contract import InputContract
 from caffezoo.converters.common import (
     Assign,
     Checkpoint,
     Conversion,
     ConvertOptions,
-    Normalization,
     Op,
     Part,
     Plan,
@@ -50,8 +50,8 @@ class Prepared:
     graph: Graph  # input conventions folded in, input scaling ops removed
     plan: Plan
     ckpt: Checkpoint
-    input_norm: Normalization  # what the MXNet net takes (run() expects)
-    effective_norm: Normalization  # what its first layers see
+    input_norm: InputContract  # what the MXNet net takes (run() expects)
+    effective_norm: InputContract  # what its first layers see
     notes: list[str]
     # node -> per-channel amount its Caffe output is below MXNet's (a mean shift folded into
     # the batch norm after a first convolution without bias), or REVERSED (a batch norm on the
@@ -59,8 +59,8 @@ class Prepared:
     offsets: dict[str, np.ndarray]
 
 
-def _strip_input_scaling(graph: Graph, data: str, source_norm: Normalization
-                         ) -> tuple[Normalization, Normalization, list[str]]:
+def _strip_input_scaling(graph: Graph, data: str, source_norm: InputContract
+                         ) -> tuple[InputContract, InputContract, list[str]]:
     from caffezoo.converters.mxnet.frontend import input_scaling
 
     found = input_scaling(graph, data)
@@ -74,18 +74,22 @@ def _strip_input_scaling(graph: Graph, data: str, source_norm: Normalization
     graph.nodes = [n for n in graph.nodes if n.name not in removed]
     for node in graph.nodes:
         node.inputs = [data if v == last else v for v in node.inputs]
-    raw = Normalization((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "RGB")
+    from caffezoo.converters.mxnet import RAW_RGB
+
     mean, std = -b / a, 1 / a
-    effective = Normalization((mean,) * 3, (std,) * 3, "RGB")
-    return raw, effective, [f"input scaling ops {', '.join(n.name for n in chain)} folded into "
-                            f"the input normalisation: {effective.describe()}"]
+    if std <= 0:
+        raise ConversionError(f"{chain[0].describe()}: the input scaling negates the input "
+                              f"(x * {a:g} + {b:g}); no mean/std states it")
+    effective = InputContract(channel_order="RGB", mean=(mean,) * 3, std=(std,) * 3)
+    return RAW_RGB, effective, [f"input scaling ops {', '.join(n.name for n in chain)} folded into "
+                            f"the input normalisation: {effective.describe_normalization()}"]
 
 
-def _fold_input(graph: Graph, data: str, effective: Normalization, card,
+def _fold_input(graph: Graph, data: str, effective: InputContract, card,
                 offsets: dict[str, np.ndarray]) -> list[str]:
     """Make the graph take the card's input (BGR, card mean/std) instead of the source's."""
     affine = input_affine(effective, card.mean, card.std)
-    reverse = effective.order == "RGB"
+    reverse = effective.channel_order == "RGB"
     consumers = [n for n in graph.nodes if data in n.inputs]
     notes = []
     for node in consumers:
@@ -97,8 +101,8 @@ def _fold_input(graph: Graph, data: str, effective: Normalization, card,
                 if any(node.attrs["pads"]):
                     raise ConversionError(
                         f"{node.describe()}: {card.name}'s mean/std differ from the source's "
-                        f"({effective.describe()}) and this first convolution pads its input, "
-                        "so the difference cannot be folded in exactly")
+                        f"({effective.describe_normalization()}) and this first convolution "
+                        "pads its input, so the difference cannot be folded in exactly")
                 a, b = affine  # BGR, per input channel
                 shift = (w * b.reshape(1, -1, 1, 1)).sum(axis=(1, 2, 3))
                 w = w * a.reshape(1, -1, 1, 1)
@@ -137,7 +141,8 @@ def _fold_input(graph: Graph, data: str, effective: Normalization, card,
                                   "convention")
         notes.append(f"{node.name}: input channels reversed (RGB source, BGR input)"
                      + ("" if affine is None else
-                        f"; {card.name}'s mean/std folded in (source: {effective.describe()})"))
+                        f"; {card.name}'s mean/std folded in (source: "
+                        f"{effective.describe_normalization()})"))
     return notes
 
 
@@ -199,7 +204,7 @@ def prepare(spec: str, card, net, size: int) -> Prepared:
     notes += more
     if effective is GLUON_IMAGENET:
         notes.append("the source's input convention is taken as Gluon's: "
-                     f"{GLUON_IMAGENET.describe()}")
+                     f"{GLUON_IMAGENET.describe_normalization()}")
     offsets: dict[str, np.ndarray] = {}
     notes += _fold_input(graph, data, effective, card, offsets)
     m = _match(graph, net)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from caffezoo.converters.common import Normalization
+from caffezoo.contract import InputContract
 from caffezoo.errors import ConversionError, InputFileError
 from caffezoo.frameworks import native_stderr_silenced
 
@@ -28,7 +28,7 @@ class MXNetRunner:
     input_name: str
     input_shape: tuple[int, ...]
     outputs: list[str]  # the graph's output values, in order
-    input_norm: Normalization | None = None  # the files do not say; None: feed the net's input
+    input_norm: InputContract | None = None  # the files do not say; None: feed the net's input
     _mx: Any = None
     _sym: Any = None
     _args: dict = field(default_factory=dict)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from caffezoo.converters.common import Normalization
+from caffezoo.contract import InputContract
 from caffezoo.converters.onnx.reader import first_line
 from caffezoo.errors import ConversionError
 
@@ -32,7 +32,7 @@ class OnnxRunner:
     input_name: str
     input_shape: tuple[int, ...]  # NCHW, what the Caffe net takes
     nhwc: bool = False
-    input_norm: Normalization | None = None  # an ONNX file does not say how it was trained
+    input_norm: InputContract | None = None  # an ONNX file does not say how it was trained
     label: str = "onnx"
     _sessions: dict = field(default_factory=dict, repr=False)
 

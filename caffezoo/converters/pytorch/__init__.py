@@ -85,8 +85,8 @@ def convert_checkpoint(ckpt: Checkpoint, card, input_size: int | None = None,
         options = replace(options, affine=input_affine(effective, card.mean, card.std))
     result = apply_plan(net, ckpt, plan, options)
     fmt = ", ".join
-    mean, std = effective.bgr()
-    note = (f"input mapping: the source's {effective.describe()} is BGR mean "
+    mean, std = effective.bgr_normalization_255()
+    note = (f"input mapping: the source's {effective.describe_normalization()} is BGR mean "
             f"[{fmt(f'{v:g}' for v in mean)}] std [{fmt(f'{v:g}' for v in std)}]")
     if options.affine is None:
         note += " = the card's"

@@ -7,11 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from caffezoo.converters.common import Normalization
+from caffezoo.contract import InputContract
 from caffezoo.errors import ConversionError
 
-IMAGENET = Normalization.from_unit((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-INCEPTION = Normalization.from_unit((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+# torchvision's and timm's normalisations, stated (as they are) on RGB pixels 0..1
+IMAGENET = InputContract(channel_order="RGB", pixel_scale=1.0, mean=(0.485, 0.456, 0.406),
+                         std=(0.229, 0.224, 0.225))
+INCEPTION = InputContract(channel_order="RGB", pixel_scale=1.0, mean=(0.5, 0.5, 0.5),
+                          std=(0.5, 0.5, 0.5))
 
 
 @dataclass(frozen=True)
@@ -23,8 +26,8 @@ class SourceArch:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     # what the model's forward() expects, and what its first convolution sees (differs when
     # the model transforms its input itself: torchvision Inception3's transform_input)
-    input_norm: Normalization = IMAGENET
-    effective_norm: Normalization = IMAGENET
+    input_norm: InputContract = IMAGENET
+    effective_norm: InputContract = IMAGENET
     calib_size: int = 128  # input size for the statistics of random checkpoints
 
     def build(self):
@@ -73,7 +76,7 @@ def default_layout(card_name: str) -> str:
     raise ConversionError(f"no PyTorch model definition converts into {card_name!r}")
 
 
-def source_normalization(card_name: str, layout: str) -> tuple[Normalization, Normalization]:
+def source_normalization(card_name: str, layout: str) -> tuple[InputContract, InputContract]:
     """(input normalisation, effective normalisation) of a source; Lua models were trained
     with fb.resnet.torch's ImageNet mean/std on RGB."""
     if layout == "lua":

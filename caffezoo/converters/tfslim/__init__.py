@@ -108,7 +108,7 @@ def convert_checkpoint(ckpt: Checkpoint, card, input_size: int | None = None,
         options = replace(options, affine=input_affine(TF_INPUT, card.mean, card.std))
     result = apply_plan(zoo_net, ckpt, plan, options)
     fmt = ", ".join
-    mean, std = TF_INPUT.bgr()
+    mean, std = TF_INPUT.bgr_normalization_255()
     note = (f"input mapping: TF's x / 127.5 - 1 on RGB is BGR mean "
             f"[{fmt(f'{v:g}' for v in mean)}] std [{fmt(f'{v:g}' for v in std)}]")
     note += " = the card's" if options.affine is None else (

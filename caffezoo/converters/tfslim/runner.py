@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from caffezoo.converters.common import Checkpoint, Normalization, Op, Plan
+from caffezoo.contract import InputContract
+from caffezoo.converters.common import Checkpoint, Op, Plan
 from caffezoo.converters.tfslim.nets import BACKGROUND_CLASSES, SlimNet
 from caffezoo.errors import ConversionError
 
 # TF's inception preprocessing, x / 127.5 - 1 on RGB pixels 0..255
-TF_INPUT = Normalization((127.5, 127.5, 127.5), (127.5, 127.5, 127.5), "RGB")
+TF_INPUT = InputContract(channel_order="RGB", mean=(127.5, 127.5, 127.5),
+                         std=(127.5, 127.5, 127.5))
 _MAIN_OPS = ("Conv2D", "MatMul", "FusedBatchNormV3", "FusedBatchNorm", "MaxPool", "AvgPool")
 
 

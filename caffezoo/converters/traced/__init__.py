@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from caffezoo.converters.common import Normalization
+from caffezoo.contract import InputContract
 from caffezoo.errors import ConversionError
 
 KINDS = ("torchvision", "timm")
@@ -58,7 +58,7 @@ class TorchModel:
     name: str
     checkpoint: str | None
     model: object  # torch.nn.Module in eval mode
-    input_norm: Normalization
+    input_norm: InputContract
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -94,8 +94,9 @@ def _builder(kind: str, name: str):
         cfg = timm.models.get_pretrained_cfg(name)
         mean = getattr(cfg, "mean", None) or (0.485, 0.456, 0.406)
         std = getattr(cfg, "std", None) or (0.229, 0.224, 0.225)
-        return (lambda: timm.create_model(name, pretrained=False)), \
-            Normalization.from_unit(mean, std)
+        return (lambda: timm.create_model(name, pretrained=False)), InputContract(
+            channel_order="RGB", pixel_scale=1.0, mean=tuple(float(m) for m in mean),
+            std=tuple(float(s) for s in std))
     raise ConversionError(f"unknown traced source kind {kind!r} (known: {', '.join(KINDS)})")
 
 
@@ -252,7 +253,7 @@ class TracedRunner:
     input_shape: tuple[int, ...]
 
     @property
-    def input_norm(self) -> Normalization:
+    def input_norm(self) -> InputContract:
         return self.tm.input_norm
 
     def run(self, x: np.ndarray, record: set[str] | None = None) -> dict[str, np.ndarray]:
