@@ -38,7 +38,8 @@ def original_style_loop(runtime, samples, pre, blob: str) -> float:
     from caffezoo.frameworks import import_cv2
 
     cv2 = import_cv2()
-    mean, std, base, c = np.array(pre.mean), np.array(pre.std), pre.base_size, pre.crop_size
+    bgr_mean, bgr_std = pre.contract.bgr_normalization_255()
+    mean, std, base, c = np.array(bgr_mean), np.array(bgr_std), pre.base_size, pre.crop_size
     t0 = time.perf_counter()
     for s in samples:
         img = cv2.imread(s.path)
@@ -90,14 +91,14 @@ def main() -> int:
 
     from caffezoo.evaluation import dataset, timing
     from caffezoo.evaluation.classify import EvalConfig, evaluate, probe_classes
-    from caffezoo.evaluation.preprocess import Preprocessing
+    from caffezoo.evaluation.preprocess import original
     from caffezoo.runtimes import open_runtime
 
     tmp = Path(tempfile.mkdtemp(prefix="caffezoo-bench-"))
     if args.squeezenet:
         prototxt = args.squeezenet / "deploy.prototxt"
         weights = args.squeezenet / "squeezenet_v1.0_dc.caffemodel"
-        pre = Preprocessing((104.0, 117.0, 123.0), (1.0, 1.0, 1.0), 256, 227, args.crop_num)
+        pre = original((104.0, 117.0, 123.0), (1.0, 1.0, 1.0), 256, 227, args.crop_num)
         name, blob = "SqueezeNet v1.0 (real weights)", "pool_final"
     elif args.model:
         from caffezoo import netio
@@ -109,8 +110,8 @@ def main() -> int:
         prototxt, weights = tmp / "net.prototxt", tmp / "net.caffemodel"
         netio.write_prototxt(net, prototxt)
         timing.write_random_caffemodel(net, weights)
-        pre = Preprocessing(card.mean, card.std, setting.base_size, setting.crop_size,
-                            args.crop_num)
+        pre = original(card.mean, card.std, setting.base_size, setting.crop_size,
+                       args.crop_num)
         name, blob = f"{card.name} (random weights)", "prob"
     else:
         ap.error("give --model or --squeezenet")

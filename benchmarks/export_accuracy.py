@@ -129,10 +129,10 @@ def main() -> int:
             sq = SHARED / "squeezenet_v1.0_dc"
             if (sq / "deploy.prototxt").exists():
                 from caffezoo.evaluation.dataset import load_image
-                from caffezoo.evaluation.preprocess import Preprocessing
+                from caffezoo.evaluation.preprocess import original
 
-                pre = Preprocessing(mean=(104, 117, 123), std=(1, 1, 1), base_size=256,
-                                    crop_size=227, crop_num=1)
+                pre = original(mean=(104, 117, 123), std=(1, 1, 1), base_size=256,
+                               crop_size=227, crop_num=1)
                 paths = sorted((SHARED / "imagenet_samples").glob("*.JPEG"))[:4]
                 x = np.concatenate([pre(load_image(str(q))) for q in paths]).astype(np.float32)
                 proto = sq / "deploy.prototxt"

@@ -19,7 +19,7 @@ from caffezoo import cli, netio
 from caffezoo.errors import CaffezooError, InputFileError
 from caffezoo.evaluation import dataset
 from caffezoo.evaluation.classify import EvalConfig, evaluate, probe_classes
-from caffezoo.evaluation.preprocess import Preprocessing
+from caffezoo.evaluation.preprocess import Pipeline, original
 from caffezoo.progress import Progress
 from caffezoo.runtimes import open_runtime
 
@@ -86,8 +86,8 @@ def _samples(images: Path) -> list[dataset.Sample]:
     return dataset.read_val_list(images / "val.txt", images)
 
 
-def _config(pre: Preprocessing, **kw) -> EvalConfig:
-    return EvalConfig(preprocessing=pre, output_blob="prob", num_classes=CLASSES, keep_scores=True,
+def _config(pre: Pipeline, **kw) -> EvalConfig:
+    return EvalConfig(pipeline=pre, output_blob="prob", num_classes=CLASSES, keep_scores=True,
                       **kw)
 
 
@@ -96,7 +96,7 @@ def test_scores_match_numpy_and_do_not_depend_on_batching(tiny, images, crop_num
     prototxt, weights, w, b = tiny
     rt = open_runtime("opencv", prototxt, weights)
     samples = _samples(images)
-    pre = Preprocessing(MEAN, STD, base_size=base, crop_size=CROP, crop_num=crop_num)
+    pre = original(MEAN, STD, base_size=base, crop_size=CROP, crop_num=crop_num)
     from caffezoo.frameworks import import_cv2
 
     cv2 = import_cv2()
@@ -121,7 +121,7 @@ def test_leftover_crops_are_scored(tiny, images):
     prototxt, weights, w, b = tiny
     rt = open_runtime("opencv", prototxt, weights)
     samples = _samples(images)
-    pre = Preprocessing(MEAN, STD, 11, CROP, 10)
+    pre = original(MEAN, STD, 11, CROP, 10)
     r = evaluate(rt, samples, _config(pre, batch_size=4, workers=1))
     assert r.forward_calls == 23 and r.crops == 90
     from caffezoo.frameworks import import_cv2
@@ -135,7 +135,7 @@ def test_leftover_crops_are_scored(tiny, images):
 def test_process_workers_give_the_same_result(tiny, images):
     prototxt, weights, _, _ = tiny
     rt = open_runtime("opencv", prototxt, weights)
-    pre = Preprocessing(MEAN, STD, 10, CROP, 12)
+    pre = original(MEAN, STD, 10, CROP, 12)
     a = evaluate(rt, _samples(images), _config(pre, batch_size=5, workers=2,
                                                worker_kind="process"))
     b = evaluate(rt, _samples(images), _config(pre, batch_size=16, workers=0))
@@ -145,7 +145,7 @@ def test_process_workers_give_the_same_result(tiny, images):
 @pytest.mark.caffe
 def test_pycaffe_and_opencv_agree(tiny, images):
     prototxt, weights, _, _ = tiny
-    pre = Preprocessing(MEAN, STD, 10, CROP, 10)
+    pre = original(MEAN, STD, 10, CROP, 10)
     results = [evaluate(open_runtime(be, prototxt, weights), _samples(images),
                         _config(pre, batch_size=6, workers=2)) for be in ("pycaffe", "opencv")]
     np.testing.assert_allclose(results[0].scores, results[1].scores, rtol=1e-5, atol=1e-7)
@@ -183,7 +183,7 @@ def test_bad_images_are_counted_and_listed(tiny, broken, kind):
     prototxt, weights, _, _ = tiny
     rt = open_runtime("opencv", prototxt, weights)
     samples = dataset.read_val_list(broken / "val.txt", broken)
-    pre = Preprocessing(MEAN, STD, 10, CROP, 1)
+    pre = original(MEAN, STD, 10, CROP, 1)
     r = evaluate(rt, samples, _config(pre, on_error="skip", workers=2, batch_size=3,
                                       worker_kind=kind))
     assert r.evaluated == 4 and r.listed == 8
@@ -355,19 +355,21 @@ def test_zoo_defaults_and_overrides(tmp_path):
 
     def pre_for(*argv):
         args = parser.parse_args(["--val-list", "v.txt", "--weights", "w", *argv])
-        return eval_cmd.resolve_preprocessing(args, eval_cmd.resolve_model(args))
+        return eval_cmd.resolve_pipeline(args, eval_cmd.resolve_model(args))[0]
 
     # FACTS §4: resnext mean/std, 256/224; 320 -> base 320; inception 128/128, 320/299
     p = pre_for("--model", "resnext50_32x4d")
     assert (p.base_size, p.crop_size) == (256, 224)
-    assert p.std == (57.375, 57.12, 58.395)
+    assert p.contract.std == (57.375, 57.12, 58.395)
     p = pre_for("--model", "resnext50_32x4d", "--crop-size", "320")
     assert (p.base_size, p.crop_size) == (320, 320)
     p = pre_for("--model", "inception_v3")
-    assert (p.base_size, p.crop_size, p.mean, p.std) == (320, 299, (128.0,) * 3, (128.0,) * 3)
+    assert (p.base_size, p.crop_size, p.contract.mean, p.contract.std) == (
+        320, 299, (128.0,) * 3, (128.0,) * 3)
     p = pre_for("--model", "resnet101_v2", "--mean", "1,2,3", "--base-size", "300",
                 "--crop-num", "12")
-    assert (p.mean, p.std, p.base_size, p.crop_num) == ((1.0, 2.0, 3.0), (1.0,) * 3, 300, 12)
+    assert (p.contract.mean, p.contract.std, p.base_size, p.crop_num) == (
+        (1.0, 2.0, 3.0), (1.0,) * 3, 300, 12)
 
 
 def test_evaluation_cls_script_is_caffezoo_eval(tiny, images, tmp_path):

@@ -100,13 +100,13 @@ def test_a_worker_killed_mid_run_changes_nothing(cluster, single_process, squeez
     """The executor's own API, so that the test can kill a worker process it knows."""
     from caffezoo.evaluation import dataset, executors, report
     from caffezoo.evaluation.classify import EvalConfig
-    from caffezoo.evaluation.preprocess import Preprocessing
+    from caffezoo.evaluation.preprocess import original
     from caffezoo.evaluation.ray_executor import RayOptions, run_ray
     from caffezoo.evaluation.record import Record
 
     limit, unit = (int(v) for v in SETTINGS[12])
     samples = dataset.read_val_list(imagenet_samples / "val.txt", imagenet_samples, limit)
-    pre = Preprocessing(MEAN, (1.0, 1.0, 1.0), BASE, CROP, crop_num=12)
+    pre = original(MEAN, (1.0, 1.0, 1.0), BASE, CROP, crop_num=12)
     config = EvalConfig(pre, "pool_final", 1000, softmax=True)  # eval's choices for SqueezeNet
     job = executors.EvalJob(squeezenet_dir / "deploy.prototxt",
                             squeezenet_dir / "squeezenet_v1.0_dc.caffemodel", "onnxruntime", 1,

@@ -17,7 +17,7 @@ from test_eval import CLASSES, CROP, MEAN, STD, images, tiny  # noqa: F401 (fixt
 from caffezoo import cli
 from caffezoo.evaluation import dataset
 from caffezoo.evaluation.classify import EvalConfig, evaluate
-from caffezoo.evaluation.preprocess import Preprocessing
+from caffezoo.evaluation.preprocess import original
 from caffezoo.evaluation.record import decode_line
 from caffezoo.runtimes import open_runtime
 
@@ -51,8 +51,8 @@ def test_units_fix_the_batches(tiny, images):  # noqa: F811
     prototxt, weights, _, _ = tiny
     rt = open_runtime("opencv", prototxt, weights)
     samples = dataset.read_val_list(images / "val.txt", images)
-    pre = Preprocessing(MEAN, STD, base_size=10, crop_size=CROP)
-    config = EvalConfig(preprocessing=pre, output_blob="prob", num_classes=CLASSES,
+    pre = original(MEAN, STD, base_size=10, crop_size=CROP)
+    config = EvalConfig(pipeline=pre, output_blob="prob", num_classes=CLASSES,
                         batch_size=4, keep_scores=True)
     plain = evaluate(rt, samples, config)
     units = evaluate(rt, samples, config, unit_starts=[0, 2, 4, 6, 8])

@@ -108,7 +108,7 @@ def test_multi_crop_equals_a_plain_implementation(squeezenet_dir, imagenet_sampl
 
     from caffezoo.evaluation import dataset
     from caffezoo.evaluation.classify import EvalConfig, evaluate
-    from caffezoo.evaluation.preprocess import Preprocessing
+    from caffezoo.evaluation.preprocess import original
     from caffezoo.runtimes import open_runtime
 
     samples = dataset.read_val_list(imagenet_samples / "val.txt", imagenet_samples,
@@ -119,7 +119,7 @@ def test_multi_crop_equals_a_plain_implementation(squeezenet_dir, imagenet_sampl
 
     rt = open_runtime("opencv", squeezenet_dir / "deploy.prototxt",
                       squeezenet_dir / "squeezenet_v1.0_dc.caffemodel")
-    pre = Preprocessing(tuple(MEAN), tuple(STD), BASE, CROP, scheme,
+    pre = original(tuple(MEAN), tuple(STD), BASE, CROP, scheme,
                         scales=SCALES if scheme == 144 else ())
     runs = [evaluate(rt, samples, EvalConfig(pre, "pool_final", 1000, batch_size=bs,
                                              workers=wk, softmax=True, keep_scores=True))

@@ -75,11 +75,11 @@ def test_zoo_card_matches_caffe_blob_by_blob(card, tmp_path):
 @pytest.mark.shared
 @pytest.mark.slow
 def test_real_squeezenet_old_format(squeezenet_dir, imagenet_samples):
-    from caffezoo.evaluation.preprocess import Preprocessing
+    from caffezoo.evaluation.preprocess import original
 
     proto = squeezenet_dir / "deploy.prototxt"
     assert "input_dim" in proto.read_text()
-    pre = Preprocessing(mean=(104, 117, 123), std=(1, 1, 1), base_size=256, crop_size=227,
+    pre = original(mean=(104, 117, 123), std=(1, 1, 1), base_size=256, crop_size=227,
                         crop_num=1)
     from caffezoo.evaluation.dataset import load_image
 

@@ -10,7 +10,7 @@ import pytest
 
 from caffezoo.errors import CaffezooError
 from caffezoo.evaluation import preprocess as pp
-from caffezoo.evaluation.preprocess import Preprocessing
+from caffezoo.evaluation.preprocess import original
 
 pytestmark = pytest.mark.opencv
 
@@ -50,7 +50,7 @@ def test_normalize_per_bgr_channel():
 
 def test_one_crop_is_the_centre_with_floored_offsets():
     # 6 x 9, short side 6 = base (no resize), crop 4: rows 1..4, columns (9 - 4) // 2 = 2..5.
-    p = Preprocessing(ZERO, ONE, base_size=6, crop_size=4, crop_num=1)
+    p = original(ZERO, ONE, base_size=6, crop_size=4, crop_num=1)
     out = p(coord_image(6, 9))
     assert out.shape == (1, 3, 4, 4) and out.dtype == np.float32
     assert rows_cols(out[0]) == ([1, 2, 3, 4], [2, 3, 4, 5])
@@ -58,7 +58,7 @@ def test_one_crop_is_the_centre_with_floored_offsets():
 
 def test_one_crop_mean_std_and_channel_order():
     img = coord_image(4, 4)
-    p = Preprocessing((5.0, 10.0, 1.0), (2.0, 5.0, 3.0), base_size=4, crop_size=2, crop_num=1)
+    p = original((5.0, 10.0, 1.0), (2.0, 5.0, 3.0), base_size=4, crop_size=2, crop_num=1)
     out = p(img)[0]
     # centre 2x2 at (1, 1): B = 10 * row, G = 10 * col, R = 7
     assert np.allclose(out[0], [[(10 - 5) / 2] * 2, [(20 - 5) / 2] * 2])
@@ -68,7 +68,7 @@ def test_one_crop_mean_std_and_channel_order():
 
 def test_ten_crop_is_caffe_oversample_of_the_resized_image():
     # 6 x 8, crop 4: corners TL, TR, BL, BR, centre (1, 2), then each crop mirrored.
-    p = Preprocessing(ZERO, ONE, base_size=6, crop_size=4, crop_num=10)
+    p = original(ZERO, ONE, base_size=6, crop_size=4, crop_num=10)
     out = p(coord_image(6, 8))
     assert out.shape == (10, 3, 4, 4)
     expected = [([0, 1, 2, 3], [0, 1, 2, 3]), ([0, 1, 2, 3], [4, 5, 6, 7]),
@@ -81,7 +81,7 @@ def test_ten_crop_is_caffe_oversample_of_the_resized_image():
 
 def test_ten_crop_odd_margin_centre():
     # 7 x 7, crop 4: centre offset (7 - 4) // 2 = 1 in both directions.
-    out = Preprocessing(ZERO, ONE, 7, 4, 10)(coord_image(7, 7))
+    out = original(ZERO, ONE, 7, 4, 10)(coord_image(7, 7))
     assert rows_cols(out[4]) == ([1, 2, 3, 4], [1, 2, 3, 4])
     assert rows_cols(out[9]) == ([1, 2, 3, 4], [4, 3, 2, 1])
 
@@ -89,7 +89,7 @@ def test_ten_crop_odd_margin_centre():
 def test_twelve_crop_squashes_then_six_crops_and_mirror():
     # 4 x 8, base 4: the first resize keeps it; the squash to 4 x 4 halves the width, so the
     # bilinear sample of column x lands at 2x + 0.5: columns 0.5, 2.5, 4.5, 6.5; rows stay.
-    p = Preprocessing(ZERO, ONE, base_size=4, crop_size=2, crop_num=12)
+    p = original(ZERO, ONE, base_size=4, crop_size=2, crop_num=12)
     out = p(coord_image(4, 8))
     assert out.shape == (12, 3, 2, 2)
     cols = [0.5, 2.5, 4.5, 6.5]
@@ -111,7 +111,7 @@ def test_144_crop_squares_along_the_long_side():
     # 4 x 9, base 4, scales (4, 8), crop 2. At scale 4 the image is unchanged; the three 4 x 4
     # squares start at columns 0, (9 - 4) // 2 = 2 and 2 * 2 = 4 (the original's "end" square,
     # one column short of the edge because 9 - 4 is odd).
-    p = Preprocessing(ZERO, ONE, base_size=4, crop_size=2, crop_num=144, scales=(4, 8))
+    p = original(ZERO, ONE, base_size=4, crop_size=2, crop_num=144, scales=(4, 8))
     out = p(coord_image(4, 9))
     assert out.shape == (2 * 3 * 12, 3, 2, 2)
     for j, start in enumerate((0, 2, 4)):
@@ -133,32 +133,32 @@ def test_144_crop_squares_along_the_long_side():
 
 
 def test_144_crop_portrait_squares_go_down():
-    p = Preprocessing(ZERO, ONE, base_size=4, crop_size=2, crop_num=144, scales=(4,))
+    p = original(ZERO, ONE, base_size=4, crop_size=2, crop_num=144, scales=(4,))
     out = p(coord_image(8, 4))  # 8 tall: squares at rows 0, 2, 4
     for j, start in enumerate((0, 2, 4)):
         assert rows_cols(out[12 * j])[0] == [start, start + 1]
 
 
 def test_144_crop_default_scale_lists():
-    assert Preprocessing(ZERO, ONE, 256, 224, 144).multi_scales == (256, 288, 320, 352)
-    assert Preprocessing(ZERO, ONE, 320, 299, 144).multi_scales == (320, 352, 384, 416)
+    assert original(ZERO, ONE, 256, 224, 144).multi_scales == (256, 288, 320, 352)
+    assert original(ZERO, ONE, 320, 299, 144).multi_scales == (320, 352, 384, 416)
     with pytest.raises(CaffezooError, match="--scales"):
-        Preprocessing(ZERO, ONE, 256, 227, 144)
+        original(ZERO, ONE, 256, 227, 144)
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(base_size=200, crop_size=224, crop_num=1), "smaller than crop size"),
+    (dict(base_size=200, crop_size=224, crop_num=1), "smaller than the crop"),
     (dict(base_size=256, crop_size=224, crop_num=5), "not one of"),
     (dict(base_size=256, crop_size=224, crop_num=144, scales=(200, 256)), "scale 200"),
 ])
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(CaffezooError, match=message):
-        Preprocessing(ZERO, ONE, **kwargs)
+        original(ZERO, ONE, **kwargs)
 
 
 def test_zero_std_refused():
-    with pytest.raises(CaffezooError, match="zero"):
-        Preprocessing(ZERO, (1.0, 0.0, 1.0), 256, 224)
+    with pytest.raises(CaffezooError, match="std needs positive numbers"):
+        original(ZERO, (1.0, 0.0, 1.0), 256, 224)
 
 
 def test_a_real_resize_matches_direct_arithmetic():

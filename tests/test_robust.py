@@ -246,7 +246,7 @@ def test_a_huge_batch_size_allocates_for_the_crops_there_are(tmp_path, monkeypat
     """--batch-size 100000 for 3 images used to pre-allocate 57 GiB; now 3 crops' worth."""
     from caffezoo.evaluation import classify
     from caffezoo.evaluation.dataset import Sample
-    from caffezoo.evaluation.preprocess import Preprocessing
+    from caffezoo.evaluation.preprocess import original
 
     fc = ('layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
           "inner_product_param { num_output: 10 } }")
@@ -260,8 +260,8 @@ def test_a_huge_batch_size_allocates_for_the_crops_there_are(tmp_path, monkeypat
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((240, 250, 3), 40 * i, np.uint8))
         samples.append(Sample(f"{i}.png", str(tmp_path / f"{i}.png"), i, i + 1))
-    pre = Preprocessing(mean=(0, 0, 0), std=(1, 1, 1), base_size=224, crop_size=224)
-    config = classify.EvalConfig(preprocessing=pre, output_blob="fc", num_classes=10,
+    pre = original(mean=(0, 0, 0), std=(1, 1, 1), base_size=224, crop_size=224)
+    config = classify.EvalConfig(pipeline=pre, output_blob="fc", num_classes=10,
                                  batch_size=100000, workers=0)
     monkeypatch.setenv("CAFFEZOO_MEMORY_LIMIT", str(64 * 2**20))  # far below 57 GiB
     result = classify.evaluate(open_runtime("opencv", path, weights), samples, config)

@@ -284,16 +284,14 @@ def _evaluate(card, prototxt: Path, caffemodel: Path, folder: Path, args) -> tup
                                                                                    float, int]:
     from caffezoo.evaluation.classify import EvalConfig, evaluate
     from caffezoo.evaluation.dataset import read_val_list
-    from caffezoo.evaluation.preprocess import Preprocessing
+    from caffezoo.evaluation.preprocess import Pipeline
     from caffezoo.runtimes import open_runtime
 
     samples = read_val_list(folder / "val.txt", folder, limit=args.eval_images)
-    contract = card.contract(args.input_size)  # the card's one rule, as eval and validate
-    mean, std = contract.bgr_normalization_255()
-    pre = Preprocessing(mean=mean, std=std, base_size=contract.resize_size,
-                        crop_size=contract.crop_size)
+    # the card's one rule, as eval and validate
+    pre = Pipeline(card.contract(args.input_size))
     rt = open_runtime("opencv", prototxt, caffemodel, threads=args.threads)
-    config = EvalConfig(preprocessing=pre, output_blob="prob", num_classes=card.num_classes,
+    config = EvalConfig(pipeline=pre, output_blob="prob", num_classes=card.num_classes,
                         batch_size=args.batch_size, workers=1, worker_kind="thread")
     result = evaluate(rt, samples, config)
     return result.accuracy(1), result.accuracy(5), result.evaluated

@@ -83,6 +83,27 @@ def add_runtime_options(g) -> None:
                         "output blob does not come from a Softmax layer")
 
 
+def _channel_order(text: str) -> str:
+    value = text.upper()
+    if value not in ("BGR", "RGB"):
+        raise argparse.ArgumentTypeError(f"expected bgr or rgb, got {text!r}")
+    return value
+
+
+def add_contract_options(g) -> None:
+    """The contract's pipeline fields a bare net needs said (eval, table)."""
+    from caffezoo.contract import INTERPOLATIONS, RESIZE_KINDS
+
+    g.add_argument("--channel-order", type=_channel_order, metavar="bgr|rgb",
+                   help="the net's input channel order (a bare net: BGR, the original's)")
+    g.add_argument("--resize", choices=RESIZE_KINDS,
+                   help="opencv: the original's pipeline (cv2 decode and resize, no "
+                        "antialiasing); pil: torchvision's and timm's (PIL decode, antialiased "
+                        "resize, their centre-crop rounding); a bare net: opencv")
+    g.add_argument("--interpolation", choices=INTERPOLATIONS,
+                   help="the resize's filter (a bare net: bilinear)")
+
+
 def add_data_options(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data (--val-list or --data-dir)")
     source = d.add_mutually_exclusive_group(required=True)
@@ -94,8 +115,9 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--data-root", default="", metavar="DIR",
                    help="folder the list's paths are relative to")
     d.add_argument("--limit", type=int, metavar="N", help="only the first N images")
-    d.add_argument("--label-offset", type=int, default=0, metavar="K",
-                   help="add K to every label (1 for a 1001-class head with background at 0)")
+    d.add_argument("--label-offset", type=int, default=None, metavar="K",
+                   help="add K to every label (1 for a 1001-class head with background at 0; "
+                        "default: the contract's label_offset, else 0)")
     d.add_argument("--class-map", metavar="FILE",
                    help="net index per dataset label: one integer per line, or "
                         "'label index' pairs (applied before --label-offset)")
@@ -141,11 +163,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--weights", metavar="W", help=".caffemodel (required)")
     add_runtime_options(m)
     add_data_options(p)
-    c = p.add_argument_group("preprocessing")
-    c.add_argument("--mean", type=_floats, metavar="B,G,R", help="per-channel mean (BGR)")
-    c.add_argument("--std", type=_floats, metavar="B,G,R", help="per-channel std (BGR)")
+    c = p.add_argument_group(
+        "preprocessing (default: the input contract beside the net, X.contract.json, else the "
+        "zoo card's, else the original evaluation_cls.py's; a flag overrides the contract, and "
+        "the run says so)")
+    c.add_argument("--mean", type=_floats, metavar="B,G,R",
+                   help="per-channel mean, B,G,R order on 0-255 pixels")
+    c.add_argument("--std", type=_floats, metavar="B,G,R",
+                   help="per-channel std, B,G,R order on 0-255 pixels")
     c.add_argument("--base-size", type=int, metavar="S", help="short side after resizing")
     c.add_argument("--crop-size", type=int, metavar="C", help="crop size (the net's input)")
+    add_contract_options(c)
     c.add_argument("--crop-num", type=int, choices=(1, 10, 12, 144), default=1,
                    help="1 centre, 10 corners+centre+mirrors, 12 the original's mirror-crop, "
                         "144 the original's multi-crop")
@@ -247,42 +275,112 @@ def resolve_model(args) -> ModelSource:
     return ModelSource(card, prototxt, Path(os.path.expanduser(args.weights)))
 
 
-def resolve_preprocessing(args, source: ModelSource):
-    """Options, else the zoo card's settings, else the original script's defaults."""
-    from caffezoo.evaluation.preprocess import Preprocessing
+@dataclass
+class Resolved:
+    """The input contract a run evaluates with, where it came from, and what flags changed."""
 
+    contract: object              # caffezoo.contract.InputContract
+    source: str                   # the contract file, "zoo card X", or "" (a bare net)
+    overrides: list[str]          # "field: old -> new (given)" per flag that changed it
+    from_card: bool = False       # the card's rule gives the resize for other crop sizes
+
+
+def bare_contract(args, source: ModelSource):
+    """A bare prototxt: the original evaluation_cls.py's defaults (BGR, ResNet-v2 mean, std 1,
+    OpenCV bilinear resize of the short side to 256, the prototxt's input size) with the flags
+    applied, as before contracts existed."""
+    from caffezoo.contract import InputContract
+
+    crop = args.crop_size or source.declared_size() or 224
+    base = args.base_size or max(256, crop)  # the original script's 256, never below the crop
+    order = args.channel_order or "BGR"
+    mean, std = tuple(args.mean or ORIGINAL_MEAN), tuple(args.std or (1.0, 1.0, 1.0))
+    if order == "RGB":  # --mean and --std are B,G,R
+        mean, std = mean[::-1], std[::-1]
+    return InputContract(
+        channel_order=order, pixel_scale=255.0, mean=mean, std=std, input_size=(crop, crop),
+        resize_size=base, interpolation=args.interpolation or "bilinear",
+        resize=args.resize or "opencv", labels=None, num_classes=None,
+        origin="the original evaluation_cls.py's defaults and the flags")
+
+
+def apply_flags(args, contract, at_crop=None):
+    """The contract with the preprocessing flags applied: (new contract, one line per value
+    that changed). --mean/--std are B,G,R on 0..255 pixels whatever the contract's order and
+    scale; --channel-order alone keeps each colour's mean and std; --crop-size alone moves the
+    resize with it (`at_crop`: the zoo card's rule, else the contract's crop_pct)."""
+    values: dict[str, object] = {}
+    if args.crop_size and args.crop_size != contract.crop_size:
+        moved = (at_crop or contract.at_crop)(args.crop_size)
+        values.update(input_size=moved.input_size, resize_size=moved.resize_size)
+    if args.base_size:
+        values["resize_size"] = args.base_size
+    order = args.channel_order or contract.channel_order
+    if args.mean or args.std:
+        bgr_mean, bgr_std = contract.bgr_normalization_255()
+        mean, std = tuple(args.mean or bgr_mean), tuple(args.std or bgr_std)
+        if order == "RGB":
+            mean, std = mean[::-1], std[::-1]
+        values.update(pixel_scale=255.0, mean=mean, std=std)
+    elif order != contract.channel_order:
+        values.update(mean=contract.mean[::-1], std=contract.std[::-1])
+    values.update(channel_order=args.channel_order, resize=args.resize,
+                  interpolation=args.interpolation)
+    return contract.overridden(**values)
+
+
+def resolve_contract(args, source: ModelSource) -> Resolved:
+    """The contract beside the net (X.contract.json beside the prototxt or the weights), else
+    the zoo card's, else the original evaluation_cls.py's defaults (a bare prototxt); the
+    preprocessing flags override it, and the run says so."""
+    from caffezoo.contract import find_contract
+
+    found = find_contract(source.prototxt, source.weights)
     card = source.card
+    if found is not None:
+        contract, path = found
+        new, said = apply_flags(args, contract)
+        return Resolved(new, str(path), said)
     if card is not None:
-        # the card's rule (ModelCard.contract), shared with validate and demo
-        contract = card.contract(args.crop_size or None)
-        mean, std = contract.bgr_normalization_255()
-        crop, base = contract.crop_size, contract.resize_size
-    else:
-        mean, std = ORIGINAL_MEAN, (1.0, 1.0, 1.0)
-        crop = args.crop_size or source.declared_size() or 224
-        base = max(256, crop)  # the original script's 256, never smaller than the crop
-    return Preprocessing(mean=tuple(args.mean or mean), std=tuple(args.std or std),
-                         base_size=args.base_size or base, crop_size=crop,
-                         crop_num=args.crop_num, scales=tuple(args.scales or ()))
+        contract = card.contract(args.crop_size or None)  # the card's rule for this crop
+        new, said = apply_flags(args, contract, card.contract)
+        return Resolved(new, f"zoo card {card.name}", said, from_card=True)
+    return Resolved(bare_contract(args, source), "", [])
 
 
-def sweep_settings(args, pre, card=None) -> list:
+def resolve_pipeline(args, source: ModelSource):
+    """(the Pipeline for the first crop size, the Resolved contract)."""
+    from caffezoo.evaluation.preprocess import Pipeline
+
+    resolved = resolve_contract(args, source)
+    return Pipeline(resolved.contract, args.crop_num, tuple(args.scales or ())), resolved
+
+
+def sweep_settings(args, pre, card=None, resolved: Resolved | None = None) -> list:
+    """One Pipeline per --crop-sizes entry (or the one given). The resize before each crop:
+    --base-sizes, else the zoo card's rule, else the contract's crop_pct (a contract file),
+    else max(base, crop) (a bare net, or --base-size)."""
     if not args.crop_sizes:
         if args.base_sizes or args.plot:
             raise CaffezooError("--base-sizes and --plot go with --crop-sizes")
         return [pre]
     if args.base_sizes and len(args.base_sizes) != len(args.crop_sizes):
         raise CaffezooError("--base-sizes needs one value per --crop-sizes entry")
+    contract = pre.contract
     out = []
     for i, crop in enumerate(args.crop_sizes):
         if args.base_sizes:
             base = args.base_sizes[i]
-        elif card is not None and not args.base_size:
+        elif card is not None and resolved is not None and resolved.from_card \
+                and not args.base_size:
             base = card.base_size(crop)  # the card's rule for each crop
+        elif resolved is not None and resolved.source and not args.base_size:
+            base = contract.at_crop(crop).resize_size  # the contract's crop_pct
         else:
             base = max(pre.base_size, crop)
         scales = pre.scales if len(args.crop_sizes) == 1 else ()
-        out.append(replace(pre, crop_size=crop, base_size=base, scales=scales))
+        sized = replace(contract, input_size=(crop, crop), resize_size=base)
+        out.append(replace(pre, contract=sized, scales=scales))
     return out
 
 
@@ -297,9 +395,10 @@ def _suffixed(path: str, crop: int, many: bool) -> str:
 
 
 def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, label: str = "",
-                 record_path: str | None = None):
-    """Open the runtime at this crop size, check labels, run on the chosen executor (recording
-    every image in `record_path` when given); returns (result, info)."""
+                 record_path: str | None = None, folder=None, resolved: Resolved | None = None):
+    """Open the runtime at this crop size, check labels (and that an ImageFolder `folder`'s
+    classes fit the net), run on the chosen executor (recording every image in `record_path`
+    when given); returns (result, info)."""
     from caffezoo.evaluation import dataset, executors, report
     from caffezoo.evaluation.classify import (
         EvalConfig,
@@ -340,7 +439,11 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, label: 
 
     class_map = dataset.read_class_map(args.class_map) if args.class_map else None
     data_name = args.val_list or args.data_dir
-    samples = dataset.map_labels(samples_raw, args.label_offset, class_map, data_name)
+    label_offset = (args.label_offset if args.label_offset is not None
+                    else pre.contract.label_offset)
+    if folder is not None and class_map is None:
+        folder.check_fits(num_classes, label_offset, blob, pre.contract.labels)
+    samples = dataset.map_labels(samples_raw, label_offset, class_map, data_name)
     dataset.check_labels(samples, num_classes, data_name)  # before any image is read
     missing = dataset.check_files_exist(samples)
     if missing and args.on_error == "fail":
@@ -354,7 +457,7 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, label: 
                              f"{len(missing)} of {len(samples)} listed images are missing; "
                              f"{hint})")
 
-    config = EvalConfig(preprocessing=pre, output_blob=blob, num_classes=num_classes,
+    config = EvalConfig(pipeline=pre, output_blob=blob, num_classes=num_classes,
                         batch_size=args.batch_size, workers=args.workers, top_k=args.top_k,
                         on_error=args.on_error, softmax=softmax,
                         worker_kind=args.worker_kind)
@@ -417,12 +520,14 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, label: 
         val_list=data_name, data_root=args.data_root, backend=backend, threads=threads,
         batch_size=args.batch_size, workers=args.workers,
         worker_kind=worker_kind_for(args.worker_kind),
-        output_blob=blob, softmax=softmax, label_offset=args.label_offset, class_map=args.class_map,
+        output_blob=blob, softmax=softmax, label_offset=label_offset, class_map=args.class_map,
         on_error=args.on_error, limit=args.limit, started=started, ended=ended,
         data_dir=args.data_dir, param_count=param_count,
         name=getattr(source.card, "name", None) or Path(source.weights).stem,
         session=session, unit_size=job.unit_size, record=record_path, resumed=tally.resumed,
-        sessions=max(record.sessions, 1))
+        sessions=max(record.sessions, 1),
+        contract_source=resolved.source if resolved else "",
+        contract_overrides=tuple(resolved.overrides) if resolved else ())
     return result, info
 
 
@@ -498,8 +603,13 @@ def run(args) -> int:
     for note in scale_notes(args):
         print(note, file=sys.stderr)
     source = resolve_model(args)
-    pre = resolve_preprocessing(args, source)
-    settings = sweep_settings(args, pre, source.card)
+    pre, resolved = resolve_pipeline(args, source)
+    settings = sweep_settings(args, pre, source.card, resolved)
+    if resolved.source and resolved.source != f"zoo card {getattr(source.card, 'name', '')}":
+        print(f"input contract: {resolved.source} ({'; '.join(pre.contract.describe()[:2])})",
+              file=sys.stderr)
+    if resolved.overrides:
+        print(f"flags override the contract: {'; '.join(resolved.overrides)}", file=sys.stderr)
     many = len(settings) > 1
     from caffezoo.zoo import ILSVRC2012_VAL
 
@@ -520,8 +630,11 @@ def run(args) -> int:
     check_apart(records, [json_file, csv_path, args.log, args.plot, *predictions])
     for record in filter(None, records):
         check_target(record)  # up front too (a record is appended to, not renamed onto)
+    folder = None
     if args.data_dir:
-        samples_raw, _ = dataset.read_image_folder(args.data_dir, args.limit)
+        folder = dataset.read_image_folder(args.data_dir, args.limit)
+        samples_raw = folder.samples
+        print(f"{args.data_dir}: {folder.describe()}", file=sys.stderr)
     else:
         samples_raw = dataset.read_val_list(args.val_list, args.data_root, args.limit)
     expected_list = getattr(source.card, "val_list", None)
@@ -538,7 +651,8 @@ def run(args) -> int:
         text_out = sys.stderr if json_to_stdout(args) else sys.stdout
         for p, record in zip(settings, records, strict=True):
             label = f"crop {p.crop_size}" if many else ""
-            result, info = evaluate_one(args, source, p, samples_raw, Path(tmp), label, record)
+            result, info = evaluate_one(args, source, p, samples_raw, Path(tmp), label, record,
+                                        folder, resolved)
             log = report.original_log(result, p, info)
             if not many:
                 print(log, end="", flush=True, file=text_out)

@@ -26,6 +26,7 @@ from pathlib import Path
 from caffezoo.cliargs import add_output
 from caffezoo.commands.eval import (
     ModelSource,
+    Resolved,
     _ints,
     add_batch_options,
     add_data_options,
@@ -35,7 +36,7 @@ from caffezoo.commands.eval import (
     check_numbers,
     evaluate_one,
 )
-from caffezoo.errors import InputFileError, UsageError
+from caffezoo.errors import CaffezooError, InputFileError, UsageError
 
 FILES = ("table.md", "table.csv", "table.json", "table.png")
 SIZE_RULES = ("all", "first")
@@ -133,24 +134,16 @@ def columns_for(models: list[TableModel], sizes: str, crops: tuple[int, ...]):
     return out
 
 
-def preprocessing_for(model: TableModel, crop: int, crop_num: int):
-    """The crop scheme of one cell, from the card or the contract (eval's pipeline: the
-    original's OpenCV resize of BGR pixels)."""
-    from caffezoo.evaluation.preprocess import Preprocessing
+def pipeline_for(model: TableModel, crop: int, crop_num: int):
+    """The Pipeline of one cell: the card's contract at that crop (its rule for the resize),
+    or the contract beside the net (at another crop: its crop_pct kept). CaffezooError for a
+    crop scheme the contract's pipeline does not define (12 or 144 crops with `resize: pil`)."""
+    from caffezoo.evaluation.preprocess import Pipeline
 
     if model.contract is None:
-        card = model.source.card.contract(crop)
-        mean, std = card.bgr_normalization_255()
-        return Preprocessing(mean, std, card.resize_size, card.crop_size, crop_num)
+        return Pipeline(model.source.card.contract(crop), crop_num)
     c = model.contract
-    if (c.channel_order, c.resize, c.interpolation) != ("BGR", "opencv", "bilinear"):
-        raise InputFileError(
-            f"{model.origin}: {c.channel_order} pixels resized by {c.resize} ({c.interpolation})"
-            ": evaluation runs the original's pipeline (BGR, OpenCV, bilinear) only")
-    if crop != c.crop_size:
-        c = c.at_crop(crop)
-    mean, std = c.bgr_normalization_255()
-    return Preprocessing(mean, std, c.resize_size, c.crop_size, crop_num)
+    return Pipeline(c if crop == c.crop_size else c.at_crop(crop), crop_num)
 
 
 def _file_name(text: str) -> str:
@@ -187,16 +180,28 @@ def run(args) -> int:
     outputs = OutputSet([out / name for name in FILES], create_dirs=True)
     records = out / "records"
     records.mkdir(exist_ok=True)
-    cells = [(m, column, crop_of[m.name]) for column, crop_of in columns for m in models
-             if m.name in crop_of]
+    cells, pipelines = [], {}
+    for column, crop_of in columns:
+        for m in models:
+            if m.name not in crop_of:
+                continue
+            try:
+                pipelines[(m.name, column.label)] = pipeline_for(m, crop_of[m.name],
+                                                                 column.key[1])
+            except CaffezooError as err:  # e.g. 12-crop of a net evaluated the pil way
+                print(f"{m.name}, {column.label}: skipped: {err}", file=sys.stderr)
+                continue
+            cells.append((m, column, crop_of[m.name]))
     paths = {(m.name, column.label): records / _file_name(
         f"{m.name}_{crop}_{column.key[1]}crop.rec") for m, column, crop in cells}
     existing = [p for p in paths.values() if p.exists() and p.stat().st_size]
     if existing and not args.resume:
         raise UsageError(f"{records} holds the records of an earlier table "
                          f"({len(existing)} cells); add --resume to continue it, or remove them")
+    folder = None
     if args.data_dir:
-        samples_raw, _ = dataset.read_image_folder(args.data_dir, args.limit)
+        folder = dataset.read_image_folder(args.data_dir, args.limit)
+        samples_raw = folder.samples
     else:
         samples_raw = dataset.read_val_list(args.val_list, args.data_root, args.limit)
     args.top_k, args.verbose = (1, 5), False
@@ -220,14 +225,12 @@ def run(args) -> int:
                                       stats.total_macs, m.origin)
             for number, (m, column, crop) in enumerate(cells, start=1):
                 crop_num = column.key[1]
-                pre = preprocessing_for(m, crop, crop_num)
-                cell_args = argparse.Namespace(**vars(args))
-                if m.contract is not None:
-                    cell_args.label_offset = m.contract.label_offset
+                pre = pipelines[(m.name, column.label)]
                 label = f"{number}/{len(cells)} {m.name} {crop} {crop_num}-crop"
                 record = str(paths[(m.name, column.label)])
-                result, info = evaluate_one(cell_args, m.source, pre, samples_raw,
-                                            folders[m.name], label, record)
+                resolved = Resolved(pre.contract, m.origin, [])
+                result, info = evaluate_one(args, m.source, pre, samples_raw,
+                                            folders[m.name], label, record, folder, resolved)
                 macs = (rows[m.name].macs if crop == m.input_size else
                         analysis.analyze(netio.read_prototxt(
                             m.source.prototxt_at(crop, folders[m.name]))).total_macs)

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from caffezoo.errors import CaffezooError
-from caffezoo.evaluation.dataset import ImageError, Sample, load_image
-from caffezoo.evaluation.preprocess import Preprocessing
+from caffezoo.evaluation.dataset import ImageError, Sample
+from caffezoo.evaluation.preprocess import Pipeline
 
 ON_ERROR = ("fail", "skip")
 WORKER_KINDS = ("auto", "thread", "process")
@@ -46,7 +46,7 @@ def worker_kind_for(kind: str) -> str:
 
 @dataclass
 class EvalConfig:
-    preprocessing: Preprocessing
+    pipeline: Pipeline  # the net's input contract and the crop scheme
     output_blob: str
     num_classes: int
     batch_size: int = 16
@@ -145,8 +145,8 @@ def probe_classes(runtime, crop_size: int, blob: str) -> int:
     return output_rows(np.asarray(out), 1, blob).shape[1]
 
 
-def _load_and_crop(sample: Sample, pre: Preprocessing) -> np.ndarray:
-    return pre(load_image(sample.path))
+def _load_and_crop(sample: Sample, pipeline: Pipeline) -> np.ndarray:
+    return pipeline.load(sample.path)
 
 
 def _process_worker_init() -> None:
@@ -165,7 +165,7 @@ def _make_pool(kind: str, workers: int) -> Executor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="caffezoo-decode")
 
 
-def _crops_in_order(samples: Sequence[Sample], pre: Preprocessing, workers: int,
+def _crops_in_order(samples: Sequence[Sample], pipeline: Pipeline, workers: int,
                     lookahead: int, kind: str = "thread",
                     ) -> Iterator[tuple[int, np.ndarray | ImageError]]:
     """(index, crops or the ImageError) in list order; decoding runs up to `lookahead` images
@@ -173,7 +173,7 @@ def _crops_in_order(samples: Sequence[Sample], pre: Preprocessing, workers: int,
     if workers == 0:
         for i, s in enumerate(samples):
             try:
-                yield i, _load_and_crop(s, pre)
+                yield i, _load_and_crop(s, pipeline)
             except ImageError as err:
                 yield i, err
         return
@@ -185,7 +185,7 @@ def _crops_in_order(samples: Sequence[Sample], pre: Preprocessing, workers: int,
         def submit_one() -> None:
             nxt = next(upcoming, None)
             if nxt is not None:
-                pending.append((nxt[0], pool.submit(_load_and_crop, nxt[1], pre)))
+                pending.append((nxt[0], pool.submit(_load_and_crop, nxt[1], pipeline)))
 
         for _ in range(lookahead):
             submit_one()
@@ -209,7 +209,7 @@ class _Scorer:
         self.config = config
         self.result = result
         self.on_done = on_done
-        c = config.preprocessing.crop_size
+        c = config.pipeline.crop_size
         # A batch never holds more crops than there are (--batch-size 100000 for 3 images).
         self.rows_per_batch = min(config.batch_size, rows or config.batch_size)
         self.batch = np.empty((self.rows_per_batch, 3, c, c), dtype=np.float32)
@@ -276,10 +276,10 @@ def check_buffers(config: EvalConfig, batch_rows: int, lookahead: int) -> None:
     memory (the net itself is checked by the runtime at each new batch size)."""
     from caffezoo import memory
 
-    crop_bytes = 3 * config.preprocessing.crop_size ** 2 * 4
-    needed = crop_bytes * (batch_rows + lookahead * config.preprocessing.crops_per_image)
+    crop_bytes = 3 * config.pipeline.crop_size ** 2 * 4
+    needed = crop_bytes * (batch_rows + lookahead * config.pipeline.crops_per_image)
     memory.check(needed, f"the crops buffer (batch of {batch_rows} and {lookahead} decoded "
-                         f"images of {config.preprocessing.crops_per_image} crops)")
+                         f"images of {config.pipeline.crops_per_image} crops)")
 
 
 def evaluate(runtime, samples: Sequence[Sample], config: EvalConfig,
@@ -300,7 +300,7 @@ def evaluate(runtime, samples: Sequence[Sample], config: EvalConfig,
         if on_image:
             on_image(pred, result)
 
-    crops_per_image = config.preprocessing.crops_per_image
+    crops_per_image = config.pipeline.crops_per_image
     total_crops = len(samples) * crops_per_image
     batch_rows = max(1, min(config.batch_size, total_crops))
     # Enough decoded images to fill the next batch while this one runs, and one per worker.
@@ -309,7 +309,7 @@ def evaluate(runtime, samples: Sequence[Sample], config: EvalConfig,
     scorer = _Scorer(runtime, config, result, done, batch_rows)
     start = time.perf_counter()
     kind = worker_kind_for(config.worker_kind)
-    stream = _crops_in_order(samples, config.preprocessing, config.workers, lookahead, kind)
+    stream = _crops_in_order(samples, config.pipeline, config.workers, lookahead, kind)
     unit = 0
     with contextlib.closing(stream):  # stops the workers at once on an error or Ctrl-C
         for slot, item in stream:

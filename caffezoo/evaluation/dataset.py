@@ -73,12 +73,63 @@ def read_val_list(val_list: str | os.PathLike, data_root: str | os.PathLike = ""
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
-def read_image_folder(data_dir: str | os.PathLike,
-                      limit: int | None = None) -> tuple[list[Sample], list[str]]:
-    """An ImageFolder tree: one sub-folder per class, classes in sorted folder-name order (for
-    ImageNet's wnid folders that is the synset order of ILSVRC2012_val.txt), label = the class's
-    index. Images are the files with an image extension anywhere below a class folder, sorted by
-    path; `line` is the image's 1-based position. Returns (samples, class names)."""
+@dataclass(frozen=True)
+class ImageFolder:
+    """An ImageFolder tree as read: its images with their labels, its class folders, and which
+    label rule applied (`wnid`: ImageNet wnid folders onto the 1000-class synset order;
+    `sorted`: the index of the folder in sorted order)."""
+
+    root: str
+    samples: list[Sample]
+    classes: list[str]
+    mapping: str  # "wnid" | "sorted"
+
+    def describe(self) -> str:
+        if self.mapping == "wnid":
+            return (f"{len(self.classes)} ImageNet wnid class folders, labels in the 1000-class "
+                    "synset order (ILSVRC2012_val.txt's)")
+        return (f"{len(self.classes)} class folders, labels 0..{len(self.classes) - 1} in "
+                "sorted folder-name order")
+
+    def check_fits(self, num_classes: int, label_offset: int, blob: str,
+                   labels: object = None) -> None:
+        """A class count that does not fit the net's outputs is an error, not a silent wrong
+        result (a net of 1000 outputs scored against labels 0..99 of 100 folders); so are wnid
+        folders for a net whose contract orders the classes otherwise (`labels`)."""
+        if self.mapping == "wnid":
+            if labels == "imagenet-1k-devkit":
+                raise InputFileError(
+                    f"{self.root}: wnid class folders give labels in the synset order, but the "
+                    "net's contract orders its classes as the ILSVRC2015 devkit "
+                    "(imagenet-1k-devkit); give --class-map to map them")
+            if 1000 + label_offset != num_classes:
+                raise InputFileError(
+                    f"{self.root}: its {len(self.classes)} class folders are ImageNet wnids "
+                    f"(labels in the 1000-class synset order{_plus(label_offset)}), but the "
+                    f"net's '{blob}' has {num_classes} classes; give --class-map (and "
+                    "--label-offset) to map them")
+            return
+        if len(self.classes) + label_offset != num_classes:
+            raise InputFileError(
+                f"{self.root}: {len(self.classes)} class folders (labels 0.."
+                f"{len(self.classes) - 1} in sorted folder-name order{_plus(label_offset)}) do "
+                f"not fit the net's {num_classes} classes of '{blob}'; give --class-map to map "
+                "them (or name the folders by ImageNet wnid, n01440764 ...)")
+
+
+def _plus(offset: int) -> str:
+    return f", plus --label-offset {offset}" if offset else ""
+
+
+def read_image_folder(data_dir: str | os.PathLike, limit: int | None = None) -> ImageFolder:
+    """An ImageFolder tree: one sub-folder per class. When every folder name is an ImageNet-1k
+    wnid (n01440764 ...) the label is the class's index in the 1000-class synset order, whatever
+    subset of folders is present; otherwise classes are in sorted folder-name order and the
+    label is the class's index (timm's and torchvision's rule). Images are the files with an
+    image extension anywhere below a class folder, sorted by path; `line` is the image's
+    1-based position."""
+    from caffezoo.labels import imagenet_1k_wnids
+
     root = Path(_expand(data_dir))
     if not root.is_dir():
         raise InputFileError(f"{root}: not a folder (--data-dir expects one sub-folder per "
@@ -88,19 +139,24 @@ def read_image_folder(data_dir: str | os.PathLike,
     if not classes:
         raise InputFileError(f"{root}: no class folders (--data-dir expects one sub-folder per "
                              "class, e.g. n01440764/)")
+    synsets = imagenet_1k_wnids()
+    if all(name in synsets for name in classes):
+        mapping, labels = "wnid", [synsets[name] for name in classes]
+    else:
+        mapping, labels = "sorted", list(range(len(classes)))
     samples: list[Sample] = []
-    for label, name in enumerate(classes):
+    for label, name in zip(labels, classes, strict=True):
         files = sorted(path for path in (root / name).rglob("*")
                        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file())
         for path in files:
             samples.append(Sample(name=path.relative_to(root).as_posix(), path=str(path),
                                   label=label, line=len(samples) + 1))
             if limit is not None and len(samples) >= limit:
-                return samples, classes
+                return ImageFolder(str(root), samples, classes, mapping)
     if not samples:
         raise InputFileError(f"{root}: no images in its {len(classes)} class folders "
                              f"(extensions: {', '.join(IMAGE_EXTENSIONS)})")
-    return samples, classes
+    return ImageFolder(str(root), samples, classes, mapping)
 
 
 def read_class_map(path: str | os.PathLike) -> dict[int, int]:
@@ -177,12 +233,9 @@ def _jpeg_truncated(data: bytes) -> bool:
     return data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]
 
 
-def load_image(path: str) -> np.ndarray:
-    """Decode an image as BGR uint8 (greyscale expanded, alpha dropped: cv2.IMREAD_COLOR,
-    what the original's cv2.imread did). Raises ImageError naming the file."""
-    from caffezoo.frameworks import import_cv2
-
-    cv2 = import_cv2()
+def read_image_data(path: str) -> bytes:
+    """The encoded bytes of an image file, checked before decoding: present, readable, not
+    empty, not a truncated JPEG, not too many pixels. Raises ImageError naming the file."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -198,6 +251,16 @@ def load_image(path: str) -> np.ndarray:
     too_large = limits.image_too_large(data)  # from the header, before decoding
     if too_large:
         raise ImageError(f"{path}: {too_large}")
+    return data
+
+
+def load_image(path: str) -> np.ndarray:
+    """Decode an image as BGR uint8 (greyscale expanded, alpha dropped: cv2.IMREAD_COLOR,
+    what the original's cv2.imread did). Raises ImageError naming the file."""
+    from caffezoo.frameworks import import_cv2
+
+    cv2 = import_cv2()
+    data = read_image_data(path)
     try:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:
@@ -206,3 +269,23 @@ def load_image(path: str) -> np.ndarray:
         raise ImageError(f"{path}: not a decodable image")
     return image
 
+
+def load_image_pil(path: str) -> np.ndarray:
+    """Decode an image as RGB uint8 the way torchvision's and timm's ImageFolder do
+    (`PIL.Image.open(f).convert("RGB")`). Raises ImageError naming the file."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    data = read_image_data(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's bomb warning: limits checked above
+            with Image.open(io.BytesIO(data)) as im:
+                image = np.asarray(im.convert("RGB"))
+    except Exception as err:  # Pillow raises many kinds for a file it cannot decode
+        raise ImageError(f"{path}: not a decodable image ({type(err).__name__})") from None
+    if image.size == 0:
+        raise ImageError(f"{path}: not a decodable image")
+    return image

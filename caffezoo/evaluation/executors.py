@@ -107,6 +107,15 @@ def describe(settings) -> object:
     return settings if isinstance(settings, int | float | str | bool | None) else repr(settings)
 
 
+def pipeline_fingerprint(pipeline) -> dict[str, object]:
+    """The input contract's values and the crop scheme: what decides the crops (the contract's
+    `origin`, words about where the values came from, is left out)."""
+    contract = {k: v for k, v in pipeline.contract.to_dict().items()
+                if k not in ("origin", "format", "version")}
+    return {"contract": describe(contract), "crop_num": pipeline.crop_num,
+            "scales": list(pipeline.scales)}
+
+
 def fingerprint(job: EvalJob) -> dict[str, object]:
     """What a resume must find unchanged, by name (the names appear in its refusal). Threads,
     batch and unit size are in because some backends' last bits depend on them (measured:
@@ -117,7 +126,7 @@ def fingerprint(job: EvalJob) -> dict[str, object]:
         "model prototxt": file_digest(job.prototxt),
         "val list": list_digest(job.samples),
         "images": len(job.samples),
-        "preprocessing": describe(c.preprocessing),
+        "preprocessing": pipeline_fingerprint(c.pipeline),
         "output blob": c.output_blob,
         "softmax": c.softmax,
         "top-k": list(c.top_k),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from caffezoo.evaluation.classify import EvalResult, Prediction
 from caffezoo.evaluation.executors import SessionStats
-from caffezoo.evaluation.preprocess import Preprocessing
+from caffezoo.evaluation.preprocess import Pipeline
 
 
 @dataclass
@@ -46,6 +46,8 @@ class RunInfo:
     record: str | None = None        # the per-image record, when kept
     resumed: int = 0                 # images found in the record when this run started
     sessions: int = 1                # runs that wrote the record, this one included
+    contract_source: str = ""        # the contract file, "zoo card X", or "" (a bare net)
+    contract_overrides: tuple[str, ...] = ()  # "field: old -> new (given)" per flag that changed it
 
     @property
     def executor(self) -> str:
@@ -56,10 +58,11 @@ def _fmt_value(v: float) -> str:
     return str(float(v))
 
 
-def original_log(result: EvalResult, pre: Preprocessing, info: RunInfo) -> str:
+def original_log(result: EvalResult, pre: Pipeline, info: RunInfo) -> str:
     """The summary in the original evaluation_cls.py's words (its log file and last print),
     followed by lines it did not have (std, skipped images, speed)."""
-    mean = ", ".join(_fmt_value(m) for m in pre.mean)
+    bgr_mean, bgr_std = pre.contract.bgr_normalization_255()
+    mean = ", ".join(_fmt_value(m) for m in bgr_mean)
     text = (f"Evaluation process ends at: {info.ended}. \n"
             f"Time cost is: {info.ended - info.started}. "
             f"\nThe model is: {info.model}. \nThe val file is: {info.val_list}. \n"
@@ -69,8 +72,16 @@ def original_log(result: EvalResult, pre: Preprocessing, info: RunInfo) -> str:
     for k in result.top_k:
         text += (f"\nAccuracy of top_{k} is: {result.accuracy(k)}; "
                  f"correct num is {result.correct[k]}.")
-    std = ", ".join(_fmt_value(s) for s in pre.std)
+    std = ", ".join(_fmt_value(s) for s in bgr_std)
     text += f"\nThe std value is: ({std})."
+    if info.contract_source:
+        text += f"\nThe input contract is: {info.contract_source}."
+    c = pre.contract
+    if (c.channel_order, c.resize, c.interpolation) != ("BGR", "opencv", "bilinear"):
+        text += (f"\nInput: {c.channel_order} channels, {c.resize} resize ({c.interpolation}); "
+                 "mean and std above are B,G,R on 0-255 pixels.")
+    for line in info.contract_overrides:
+        text += f"\nGiven by flags over the contract: {line}."
     if pre.crop_num == 144:
         text += f"\nThe 144-crop scales are: {', '.join(map(str, pre.multi_scales))}."
     if info.softmax:
@@ -104,7 +115,7 @@ def executor_lines(info: RunInfo) -> str:
     return text
 
 
-def sweep_table(runs: list[tuple[Preprocessing, EvalResult, RunInfo]]) -> str:
+def sweep_table(runs: list[tuple[Pipeline, EvalResult, RunInfo]]) -> str:
     """A crop-size sweep summed up in one table (each size's full text goes to --log)."""
     from caffezoo.table import format_table
 
@@ -141,7 +152,8 @@ def running_note(result: EvalResult) -> str:
     return accs + skipped
 
 
-def result_dict(result: EvalResult, pre: Preprocessing, info: RunInfo) -> dict:
+def result_dict(result: EvalResult, pre: Pipeline, info: RunInfo) -> dict:
+    bgr_mean, bgr_std = pre.contract.bgr_normalization_255()
     return {
         "tool": "caffezoo eval",
         "model": {"zoo_name": info.zoo_name, "prototxt": info.prototxt,
@@ -150,7 +162,7 @@ def result_dict(result: EvalResult, pre: Preprocessing, info: RunInfo) -> dict:
         "data_root": info.data_root,
         "data_dir": info.data_dir,
         "settings": {
-            "mean": list(pre.mean), "std": list(pre.std), "base_size": pre.base_size,
+            "mean": list(bgr_mean), "std": list(bgr_std), "base_size": pre.base_size,
             "crop_size": pre.crop_size, "crop_num": pre.crop_num,
             "scales": list(pre.multi_scales) if pre.crop_num == 144 else None,
             "backend": info.backend, "threads": info.threads, "batch_size": info.batch_size,
@@ -161,6 +173,11 @@ def result_dict(result: EvalResult, pre: Preprocessing, info: RunInfo) -> dict:
             "class_map": info.class_map, "on_error": info.on_error, "limit": info.limit,
             "executor": info.executor, "unit_size": info.unit_size,
         },
+        # the input contract evaluated with (caffezoo/contract.py; docs/contract.md), where it
+        # came from, and what flags changed in it
+        "contract": pre.contract.to_dict(),
+        "contract_source": info.contract_source or None,
+        "contract_overrides": list(info.contract_overrides),
         "executor": _executor_dict(info),
         "record": ({"path": info.record, "sessions": info.sessions,
                     "resumed_images": info.resumed} if info.record else None),
@@ -219,12 +236,14 @@ def predictions_csv(result: EvalResult) -> str:
 # millions, img_size the crop fed to the net, crop_pct = crop / resize-before-crop size.
 TIMM_COLUMNS = ("model", "top1", "top1_err", "top5", "top5_err", "param_count", "img_size",
                 "crop_pct", "interpolation")
-# ours after timm's, so that a 1-crop and a 12-crop row (or two backends) never look alike
-RESULTS_COLUMNS = (*TIMM_COLUMNS, "crop_num", "backend")
-INTERPOLATION = "bilinear"  # preprocess.resize_short_side: cv2.resize, INTER_LINEAR by default
+# ours after timm's, so that a 1-crop and a 12-crop row (or two backends) never look alike, and
+# the input contract evaluated with: resize semantics, channel order, mean and std (on 0..255
+# pixels, in that channel order, space-separated) and where the contract came from
+RESULTS_COLUMNS = (*TIMM_COLUMNS, "crop_num", "backend", "resize", "channel_order", "mean",
+                   "std", "contract")
 
 
-def timm_row(result: EvalResult, pre: Preprocessing, info: RunInfo) -> dict:
+def timm_row(result: EvalResult, pre: Pipeline, info: RunInfo) -> dict:
     """One results row: timm's columns, then crop_num and backend; a top-k that was not
     computed is left empty."""
     row: dict[str, object] = {"model": info.name or info.zoo_name or info.model}
@@ -238,9 +257,15 @@ def timm_row(result: EvalResult, pre: Preprocessing, info: RunInfo) -> dict:
                           else "")
     row["img_size"] = pre.crop_size
     row["crop_pct"] = round(pre.crop_size / pre.base_size, 4)
-    row["interpolation"] = INTERPOLATION
+    c = pre.contract
+    row["interpolation"] = c.interpolation
     row["crop_num"] = pre.crop_num
     row["backend"] = info.backend
+    mean, std = c.normalization_255()
+    row["resize"], row["channel_order"] = c.resize, c.channel_order
+    row["mean"] = " ".join(f"{v:g}" for v in mean)
+    row["std"] = " ".join(f"{v:g}" for v in std)
+    row["contract"] = info.contract_source or "none (the original's defaults)"
     return row
 
 
