@@ -18,7 +18,7 @@ def _eval_preprocessing(model: str, crop: int | None):
     if crop is not None:
         argv += ["--crop-size", str(crop)]
     args = parser.parse_args(argv)
-    return eval_cmd.resolve_preprocessing(args, eval_cmd.resolve_model(args))
+    return eval_cmd.resolve_pipeline(args, eval_cmd.resolve_model(args))[0]
 
 
 @pytest.mark.parametrize("model, crop, base", [
@@ -38,7 +38,7 @@ def test_eval_validate_and_the_card_agree(model, crop, base):
     assert validate.eval_base_size(card, crop) == base
     pre = _eval_preprocessing(model, crop)
     assert (pre.base_size, pre.crop_size) == (base, crop)
-    assert pre.mean == card.mean and pre.std == card.std
+    assert pre.contract.mean == card.mean and pre.contract.std == card.std
 
 
 def test_default_crop_is_the_first_setting():
@@ -62,8 +62,8 @@ def test_crop_sweep_uses_the_rule_for_each_crop():
     args = parser.parse_args(["--val-list", "v.txt", "--weights", "w", "--model",
                               "resnext50_32x4d", "--crop-sizes", "112,224,320"])
     source = eval_cmd.resolve_model(args)
-    pre = eval_cmd.resolve_preprocessing(args, source)
-    settings = eval_cmd.sweep_settings(args, pre, source.card)
+    pre, resolved = eval_cmd.resolve_pipeline(args, source)
+    settings = eval_cmd.sweep_settings(args, pre, source.card, resolved)
     assert [(p.crop_size, p.base_size) for p in settings] == [(112, 128), (224, 256), (320, 320)]
 
 

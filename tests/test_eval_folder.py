@@ -44,13 +44,15 @@ def _common(tiny_files) -> list[str]:
 
 
 def test_folder_samples_sorted_classes_and_labels(tree, images):  # noqa: F811
-    samples, classes = dataset.read_image_folder(tree)
+    folder = dataset.read_image_folder(tree)
+    samples, classes = folder.samples, folder.classes
+    assert folder.mapping == "sorted"  # n0000000X are not ImageNet wnids
     assert classes == [f"n{i:08d}" for i in range(CLASSES)]
     listed = {Path(s.name).name: s.label for s in dataset.read_val_list(images / "val.txt")}
     assert {Path(s.path).name: s.label for s in samples} == listed
     assert "n00000004/deeper/img 4.png" in [s.name for s in samples]
     assert [s.line for s in samples] == list(range(1, 10))
-    assert len(dataset.read_image_folder(tree, limit=3)[0]) == 3
+    assert len(dataset.read_image_folder(tree, limit=3).samples) == 3
 
 
 @pytest.mark.slow
@@ -64,9 +66,9 @@ def test_folder_convention_equals_torchvisions_imagefolder(tree, tmp_path):
     plain = tmp_path / "plain"
     shutil.copytree(tree, plain, ignore=shutil.ignore_patterns(".cache"))
     theirs = tv.datasets.ImageFolder(str(plain))
-    samples, classes = dataset.read_image_folder(plain)
-    assert classes == theirs.classes
-    assert sorted((s.path, s.label) for s in samples) == sorted(theirs.samples)
+    folder = dataset.read_image_folder(plain)
+    assert folder.classes == theirs.classes
+    assert sorted((s.path, s.label) for s in folder.samples) == sorted(theirs.samples)
 
 
 def test_data_dir_gives_the_val_lists_predictions_and_a_timm_csv(tiny, images, tree,  # noqa: F811
@@ -79,12 +81,18 @@ def test_data_dir_gives_the_val_lists_predictions_and_a_timm_csv(tiny, images, t
     assert a["correct"] == b["correct"] and b["images"]["evaluated"] == 9
     assert b["data_dir"] == str(tree)
 
-    # --json r.json also writes r.csv: one row, timm's columns then crop_num and backend,
-    # values from the JSON
+    # --json r.json also writes r.csv: one row, timm's columns then crop_num, backend and the
+    # input contract used, values from the JSON
     rows = list(csv.DictReader((tmp_path / "dir.csv").open()))
     assert list(rows[0]) == list(report.RESULTS_COLUMNS) == [
         "model", "top1", "top1_err", "top5", "top5_err", "param_count", "img_size", "crop_pct",
-        "interpolation", "crop_num", "backend"]
+        "interpolation", "crop_num", "backend", "resize", "channel_order", "mean", "std",
+        "contract"]
+    assert (rows[0]["resize"], rows[0]["channel_order"], rows[0]["mean"], rows[0]["std"]) == (
+        "opencv", "BGR", "100 110 120", "50 60 70")
+    assert rows[0]["contract"] == "none (the original's defaults)"
+    assert b["contract"]["mean"] == [100, 110, 120] and b["contract"]["resize"] == "opencv"
+    assert b["contract_source"] is None and b["contract_overrides"] == []
     assert (rows[0]["crop_num"], rows[0]["backend"]) == ("1", b["settings"]["backend"])
     (row,) = rows
     top1 = round(100 * b["correct"]["top1"] / 9, 4)

@@ -80,7 +80,7 @@ def test_real_squeezenet_old_format(squeezenet_dir, imagenet_samples):
     proto = squeezenet_dir / "deploy.prototxt"
     assert "input_dim" in proto.read_text()
     pre = original(mean=(104, 117, 123), std=(1, 1, 1), base_size=256, crop_size=227,
-                        crop_num=1)
+                   crop_num=1)
     from caffezoo.evaluation.dataset import load_image
 
     paths = sorted(imagenet_samples.glob("*.JPEG"))[:4]

@@ -367,14 +367,15 @@ def sweep_settings(args, pre, card=None, resolved: Resolved | None = None) -> li
     if args.base_sizes and len(args.base_sizes) != len(args.crop_sizes):
         raise CaffezooError("--base-sizes needs one value per --crop-sizes entry")
     contract = pre.contract
+    from_card = resolved.from_card if resolved is not None else card is not None
+    from_file = resolved is not None and bool(resolved.source) and not from_card
     out = []
     for i, crop in enumerate(args.crop_sizes):
         if args.base_sizes:
             base = args.base_sizes[i]
-        elif card is not None and resolved is not None and resolved.from_card \
-                and not args.base_size:
-            base = card.base_size(crop)  # the card's rule for each crop
-        elif resolved is not None and resolved.source and not args.base_size:
+        elif from_card and not args.base_size:
+            base = card.contract(crop).resize_size  # the card's rule for each crop
+        elif from_file and not args.base_size:
             base = contract.at_crop(crop).resize_size  # the contract's crop_pct
         else:
             base = max(pre.base_size, crop)

@@ -107,11 +107,16 @@ def describe(settings) -> object:
     return settings if isinstance(settings, int | float | str | bool | None) else repr(settings)
 
 
+# The contract's fields that decide the crops (labels and outputs do not; the labels as mapped
+# are in the list's digest).
+PIPELINE_FIELDS = ("channel_order", "pixel_scale", "mean", "std", "input_size", "resize_size",
+                   "interpolation", "resize", "crop")
+
+
 def pipeline_fingerprint(pipeline) -> dict[str, object]:
-    """The input contract's values and the crop scheme: what decides the crops (the contract's
-    `origin`, words about where the values came from, is left out)."""
-    contract = {k: v for k, v in pipeline.contract.to_dict().items()
-                if k not in ("origin", "format", "version")}
+    """The input contract's values that decide the crops, and the crop scheme."""
+    values = pipeline.contract.to_dict()
+    contract = {k: values[k] for k in PIPELINE_FIELDS}
     return {"contract": describe(contract), "crop_num": pipeline.crop_num,
             "scales": list(pipeline.scales)}
 
