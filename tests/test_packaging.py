@@ -30,6 +30,7 @@ def test_wheel_contents_and_metadata(tmp_path):
         entry_points = zf.read(meta_name.replace("METADATA", "entry_points.txt")).decode()
     assert "evaluation_cls.py" in names
     assert "caffezoo/cli.py" in names and "caffezoo/proto/caffe.proto" in names
+    assert "caffezoo/data/imagenet_1k.txt" in names  # the labels of caffezoo/labels.py
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "caffezoo = caffezoo.cli:main" in entry_points
     assert meta["License-Expression"] == "BSD-2-Clause"
