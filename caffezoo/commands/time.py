@@ -80,6 +80,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_json(p, "everything measured", "; the text then goes to stderr")
 
 
+def _contract(args) -> tuple[object, str] | None:
+    """(the input contract beside --prototxt / --weights, its path), or None for a bare net:
+    timing takes its input size from it unless --input-size says otherwise."""
+    from caffezoo.contract import find_contract
+
+    if not args.prototxt:
+        return None
+    found = find_contract(Path(args.prototxt).expanduser(),
+                          Path(args.weights).expanduser() if args.weights else None)
+    return None if found is None else (found[0], str(found[1]))
+
+
 def _prototxt(args, tmp: Path) -> tuple[Path, str]:
     from caffezoo import netio
 
@@ -146,6 +158,17 @@ def _measure(args) -> tuple[int, dict]:
     status = 0
     with tempfile.TemporaryDirectory(prefix="caffezoo-time-") as tmpdir:
         tmp = Path(tmpdir)
+        found = _contract(args)
+        if found is not None:
+            contract, where = found
+            c = contract.crop_size
+            size = args.input_size or c
+            said = [f"input_size: {c},{c} -> {size},{size} (given)"] if size != c else []
+            print(f"input contract: {where} (input {c}x{c})", file=sys.stderr)
+            if said:
+                print(f"flags override the contract: {'; '.join(said)}", file=sys.stderr)
+            args.input_size = size
+            out["contract"] = {"path": where, "input_size": [size, size], "overrides": said}
         prototxt, name = _prototxt(args, tmp)
         checked = check_net(prototxt)
         weights = Path(args.weights).expanduser() if args.weights else None
