@@ -1,25 +1,34 @@
 #!/usr/bin/env python
-"""Every runtime on every converted net, beside the source ONNX, in one run (the tables of
+"""Every runtime on every converted net, beside the source ONNX, in one command (the tables of
 docs/benchmarks.md).
 
-- The models of benchmarks/graph_sources.py (torchvision/timm, seeded random weights): the
-  source traced to ONNX with a dynamic batch axis ("source ONNX", run by onnxruntime, and by
-  OpenVINO at float32), and the net converted with each --target (caffe, fork, opencv), run by
-  each backend that runs that target (pycaffe: caffe and fork; opencv: caffe and opencv;
-  onnxruntime, openvino and torch: all three).
-- The zoo cards (random weights): every backend (there is no source ONNX: the zoo's sources are
-  checkpoints).
-- `auto`: what `--backend auto` picks for the net at that batch size (its probe, cached in
-  $CAFFEZOO_PROBE_CACHE), with that backend's time from the row.
+- The models of benchmarks/graph_sources.py (torchvision/timm, seeded random weights), and any
+  `onnx:FILE` given with --models: the source as ONNX with a dynamic batch axis ("source
+  ONNX", run by onnxruntime, and by OpenVINO at float32), and the net converted with each
+  --target (caffe, fork, opencv), run by each backend that runs that target (pycaffe: caffe and
+  fork; opencv: caffe and opencv; onnxruntime, openvino and torch: all three).
+- The zoo cards (random weights): every backend (the zoo's sources are checkpoints, so there
+  is no source ONNX).
+- `auto`: what `--backend auto` picks for the net at that batch size, probed afresh in a
+  folder of this run (its cost is reported), with that backend's time from the row.
 
 One row is one interleaved run: the row's runtimes (and the source ONNX) take their passes in
 turns, one warm-up each, then --passes rounds; cells are median ms per image, the spread
 (slowest / fastest pass) beside the row, and the worst relative error of the exported
 backends' outputs (fused nets) against real Caffe (OpenCV for the opencv target) on the timed
-batch. The 1-minute load average is printed per row.
+batch. The 1-minute load average is printed per row (before-after).
 
-    scripts/run python benchmarks/engine_speed.py --batch-sizes 1,8 --passes 5 --json speed.json
+Memory: each conversion and each (model, target) row runs in a child process of its own, so
+nothing one row loads outlives it; the resident memory of the child and everything it starts
+(pycaffe's own child) is watched and the row is stopped when it passes --max-rss-gb (default
+5). The peak is reported per row.
+
+    scripts/run python benchmarks/engine_speed.py --batch-sizes 1,8 --passes 5 --json all.json
     scripts/run python benchmarks/engine_speed.py --models timm:tf_efficientnet_lite0 --zoo ''
+    scripts/run python benchmarks/engine_speed.py --render part1.json part2.json
+
+A long run can be split (--models, --zoo, --targets) into parts with a --json each, and the
+parts' rows rendered as one table with --render. Run it with `nice` on a shared machine.
 """
 
 from __future__ import annotations
@@ -29,7 +38,9 @@ import gc
 import json
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,44 +56,81 @@ from graph_sources import MODELS, TARGETS  # noqa: E402
 
 BACKENDS = ("pycaffe", "opencv", "onnxruntime", "openvino", "torch")
 SOURCES = ("source onnxruntime", "source openvino")
+TARGET_RATIO = 1.15  # issue 19: auto within 1.15x of the source ONNX in onnxruntime
 
 
-def source_sessions(spec: str, size: int, tmp: Path, threads: int) -> dict:
-    """The source model traced to ONNX (dynamic batch), in onnxruntime and OpenVINO (f32)."""
+# -- in a child process: one conversion, or one row of timings --------------------------------
+
+
+def prepare(job: dict) -> dict:
+    """Writes the source ONNX (dynamic batch) and the net converted with each target into
+    job['dir']; returns what was written and what each target refused."""
     import warnings
 
+    from caffezoo import netio
+    from caffezoo.converters.registry import parse_source
+    from caffezoo.errors import ConversionError
+    from caffezoo.graph.emit import emit
+
+    spec, size, folder = job["spec"], job["size"], Path(job["dir"])
+    shape = (1, 3, size, size)
+    source = parse_source(spec)
+    graph = source.kind.plugin().read_graph(source.spec, shape)
+    onnx_path = folder / "source.onnx"
+    kind, name = spec.split(":", 1)
+    if kind == "onnx":
+        onnx_path = Path(name).resolve()
+    else:
+        from caffezoo.converters.traced import load
+
+        torch = sys.modules["torch"]
+        tm = load(kind, name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(tm.model, (torch.zeros(1, 3, size, size),), str(onnx_path),
+                              dynamo=False, opset_version=17, input_names=["data"],
+                              output_names=["logits"],
+                              dynamic_axes={"data": {0: "N"}, "logits": {0: "N"}})
+    out = {"source_onnx": str(onnx_path), "targets": {}, "refused": {}}
+    for target in job["targets"]:
+        dialect = TARGETS[target][0]
+        try:
+            emitted = emit(graph, target)
+        except ConversionError as err:
+            out["refused"][target] = str(err)
+            continue
+        proto, model = folder / f"{target}.prototxt", folder / f"{target}.caffemodel"
+        netio.write_prototxt(emitted.net, proto, dialect=dialect)
+        netio.write_caffemodel(emitted.net, model, dialect=dialect)
+        out["targets"][target] = {"prototxt": str(proto), "weights": str(model),
+                                  "layers": emitted.layer_count}
+    return out
+
+
+def source_runs(path: str, shape, threads: int) -> dict:
+    """The source ONNX file in onnxruntime and in OpenVINO (f32), as callables on a batch."""
     import onnxruntime as ort
     import openvino as ov
 
-    from caffezoo.converters.traced import load
-
-    kind, name = spec.split(":", 1)
-    tm = load(kind, name)
-    torch = sys.modules["torch"]
-    path = tmp / "source.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(tm.model, (torch.zeros(1, 3, size, size),), str(path), dynamo=False,
-                          opset_version=17, input_names=["data"], output_names=["logits"],
-                          dynamic_axes={"data": {0: "N"}, "logits": {0: "N"}})
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    feed = session.get_inputs()[0].name
     core = ov.Core()
     compiled: dict[int, object] = {}
 
     def run_ov(x):
         n = x.shape[0]
         if n not in compiled:
-            model = core.read_model(str(path))
-            model.reshape([n, 3, size, size])
+            model = core.read_model(path)
+            model.reshape([n, *shape])
             compiled[n] = core.compile_model(model, "CPU", {
                 "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads,
                 "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
         return compiled[n].infer({0: x})
 
-    return {"source onnxruntime": lambda x: session.run(None, {"data": x}),
+    return {"source onnxruntime": lambda x: session.run(None, {feed: x}),
             "source openvino": run_ov}
 
 
@@ -98,6 +146,7 @@ def timed_row(runs: dict, batch: int, shape, passes: int) -> dict[str, dict]:
             f(x)
             secs[k].append(time.perf_counter() - t0)
     return {k: {"ms_per_image": 1000 * statistics.median(v) / batch,
+                "ms_min": 1000 * min(v) / batch, "ms_max": 1000 * max(v) / batch,
                 "spread": max(v) / min(v)} for k, v in secs.items()}
 
 
@@ -122,123 +171,255 @@ def auto_choice(proto, model, threads: int, batch: int) -> dict:
     from caffezoo.runtimes import open_runtime
 
     rt = open_runtime("auto", proto, model, threads=threads, batch_size=batch)
-    choice = {"backend": rt.probe.backend, "probe_seconds": rt.probe.seconds,
-              "cached": rt.probe.cached, "excluded": rt.probe.excluded}
+    p = rt.probe
+    choice = {"backend": p.backend, "probe_seconds": p.seconds, "cached": p.cached,
+              "probe_ms_per_image": p.ms_per_image, "excluded": p.excluded,
+              "probe_batch": getattr(p, "race_batch", batch)}
+    if hasattr(rt, "close"):
+        rt.close()
     del rt
     gc.collect()
     return choice
 
 
-def measure(label: str, proto, model, backends, sources, threads: int, batches, passes: int,
-            shape) -> list[dict]:
+def time_row(job: dict) -> list[dict]:
+    """One model (one target, or one zoo card): every backend of the job and the source ONNX
+    interleaved at each batch size, then what `auto` picks at each."""
+    from caffezoo import netio
     from caffezoo.runtimes import open_runtime
 
-    rows = []
-    runtimes = {b: open_runtime(b, proto, model, threads=threads) for b in backends}
+    threads, passes = job["threads"], job["passes"]
+    proto, model = job.get("prototxt"), job.get("weights")
+    if job.get("card"):
+        from caffezoo.evaluation import timing
+        from caffezoo.zoo import get_card
+
+        card = get_card(job["card"])
+        net = card.build(card.input_size)
+        proto, model = Path(job["dir"]) / "net.prototxt", Path(job["dir"]) / "net.caffemodel"
+        netio.write_prototxt(net, proto)
+        timing.write_random_caffemodel(net, model)
+        del net
+    runtimes = {b: open_runtime(b, proto, model, threads=threads) for b in job["backends"]}
+    shape = next(iter(runtimes.values())).input_shape[1:] if runtimes else None
     runs = {b: rt.forward for b, rt in runtimes.items()}
-    runs.update(sources)
-    for batch in batches:
+    if job.get("source_onnx"):
+        runs.update(source_runs(job["source_onnx"], shape, threads))
+    rows = []
+    for batch in job["batches"]:
         load_before = os.getloadavg()[0]
         cells = timed_row(runs, batch, shape, passes)
-        row = {"model": label, "batch": batch, "cells": cells,
-               "load": [load_before, os.getloadavg()[0]], "errors": errors(runtimes, batch,
-                                                                           shape)}
-        rows.append(row)
+        rows.append({"model": job["label"], "target": job.get("target"), "batch": batch,
+                     "cells": cells, "load": [load_before, os.getloadavg()[0]],
+                     "errors": errors(runtimes, batch, shape)})
+    for rt in runtimes.values():
+        if hasattr(rt, "close"):
+            rt.close()
     del runtimes, runs
     gc.collect()
     for row in rows:  # after the timed runs: the probe opens its own runtimes
         row["auto"] = auto_choice(proto, model, threads, row["batch"])
-        print_row(row)
     return rows
+
+
+def child_main(job: dict) -> int:
+    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(job["threads"])
+    os.environ["CAFFEZOO_PROBE_CACHE"] = job["probe_cache"]
+    from caffezoo.frameworks import import_torch
+
+    import_torch()  # OMP_WAIT_POLICY=PASSIVE before torch's OpenMP starts
+    result = prepare(job) if job["kind"] == "prepare" else time_row(job)
+    from caffezoo import netio
+
+    netio.atomic_write(job["result"], json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+# -- the parent: children, their memory, the table --------------------------------------------
+
+
+def tree_rss(pgid: int) -> int:
+    """Resident bytes of every process in the process group `pgid` (the child and what it
+    started: pycaffe runs real Caffe in a child of its own)."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[2]) != pgid:  # pgrp, the 5th field of /proc/PID/stat
+                continue
+            for line in Path(entry.path, "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def run_child(job: dict, folder: Path, max_rss: float) -> tuple[object, dict]:
+    """Runs `job` in a child process (its own process group); (its result or None, a record
+    of its peak resident memory, time and how it ended)."""
+    job = dict(job, result=str(folder / f"result-{time.monotonic_ns()}.json"))
+    proc = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(job)],
+                            start_new_session=True)
+    peak, started, why = 0, time.time(), None
+    try:
+        while proc.poll() is None:
+            peak = max(peak, tree_rss(proc.pid))
+            if peak > max_rss:
+                why = f"stopped: over {max_rss / 2**30:.1f} GB resident"
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                break
+            time.sleep(0.25)
+    finally:
+        if proc.poll() is None:  # Ctrl-C in the parent: the child's group goes too
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    record = {"peak_rss_gb": round(peak / 2**30, 2), "seconds": round(time.time() - started),
+              "exit": proc.returncode}
+    if why or proc.returncode != 0:
+        record["failed"] = why or f"exit status {proc.returncode}"
+        return None, record
+    result = json.loads(Path(job["result"]).read_text())
+    Path(job["result"]).unlink()
+    return result, record
 
 
 def fmt(cell) -> str:
     return f"{cell['ms_per_image']:.2f}" if cell else "-"
 
 
-def print_row(row: dict) -> None:
+HEAD = ["model", "batch", *BACKENDS, "auto: pick (ms)", "source onnxruntime",
+        "source openvino", "auto / source", "best / source", "max spread", "max error", "load",
+        "peak RSS GB"]
+
+
+def table_line(row: dict) -> str:
     cells = row["cells"]
     pick = row["auto"]["backend"]
     auto = cells.get(pick)
     src = cells.get("source onnxruntime")
-    ratio = f"{auto['ms_per_image'] / src['ms_per_image']:.2f}" if auto and src else "-"
+    def ratio(cell) -> str:
+        if not (cell and src):
+            return "-"
+        r = cell["ms_per_image"] / src["ms_per_image"]
+        return f"**{r:.2f}**" if r > TARGET_RATIO else f"{r:.2f}"
+
+    best = min((c for b, c in cells.items() if b in BACKENDS),
+               key=lambda c: c["ms_per_image"], default=None)
     spread = max(c["spread"] for c in cells.values())
-    out = [row["model"], str(row["batch"])] + [fmt(cells.get(b)) for b in BACKENDS]
-    out += [f"{pick} {fmt(auto)}", fmt(src), fmt(cells.get("source openvino")), ratio,
+    label = row["model"] + (f" ({row['target']})" if row.get("target") else "")
+    out = [label, str(row["batch"])] + [fmt(cells.get(b)) for b in BACKENDS]
+    out += [f"{pick} {fmt(auto)}", fmt(src), fmt(cells.get("source openvino")), ratio(auto),
+            ratio(best),
             f"{spread:.2f}", f"{max(row['errors'].values(), default=0):.1e}",
-            f"{row['load'][0]:.1f}-{row['load'][1]:.1f}"]
-    print("| " + " | ".join(out) + " |", flush=True)
+            f"{row['load'][0]:.1f}-{row['load'][1]:.1f}", f"{row.get('peak_rss_gb', 0):.1f}"]
+    return "| " + " | ".join(out) + " |"
+
+
+def render(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    lines += [table_line(r) if "cells" in r else
+              f"| {r['model']} | - | {r['failed']} |" for r in rows]
+    return "\n".join(lines)
 
 
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        return child_main(json.loads(sys.argv[2]))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=",".join(MODELS), help="graph_sources models ('' none)")
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help="graph_sources models, or onnx:FILE ('' none)")
+    ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--zoo", default=None, help="zoo cards (default: all; '' none)")
+    ap.add_argument("--backends", default=",".join(BACKENDS),
+                    help="backends to time (auto is probed among all installed ones)")
     ap.add_argument("--batch-sizes", default="1,8")
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--max-rss-gb", type=float, default=5.0,
+                    help="stop a row whose processes hold more resident memory (default 5)")
     ap.add_argument("--json", help="write every figure as JSON")
+    ap.add_argument("--render", nargs="+", metavar="JSON",
+                    help="print the table of earlier --json files and exit")
     args = ap.parse_args()
-    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+    if args.render:
+        rows = [r for f in args.render for r in json.loads(Path(f).read_text())["rows"]]
+        print(render(rows))
+        return 0
 
     from caffezoo import netio
-    from caffezoo.converters.registry import parse_source
-    from caffezoo.errors import ConversionError
-    from caffezoo.evaluation import timing
-    from caffezoo.frameworks import import_torch
-    from caffezoo.graph.emit import emit
-    from caffezoo.zoo import all_cards, get_card
+    from caffezoo.zoo import all_cards
 
-    import_torch()
     batches = [int(b) for b in args.batch_sizes.split(",")]
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{args.threads} threads; load average before {os.getloadavg()}")
-    head = ["model", "batch", *BACKENDS, "auto (pick ms)", "source onnxruntime",
-            "source openvino", "auto / source", "max spread", "max error", "load"]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    rows = []
+    backends = [b for b in args.backends.split(",") if b]
+    targets = [t for t in args.targets.split(",") if t]
+    cards = [c.name for c in all_cards()] if args.zoo is None else \
+        [n for n in args.zoo.split(",") if n]
+    max_rss = args.max_rss_gb * 2**30
+    print(f"# {cpu_name()}, {os.cpu_count()} cores, {args.threads} threads, {args.passes} "
+          f"passes; load average before {os.getloadavg()}", flush=True)
+    print("| " + " | ".join(HEAD) + " |\n|" + "---|" * len(HEAD), flush=True)
+    rows: list[dict] = []
     started = time.time()
-    for spec in filter(None, args.models.split(",")):
-        source = parse_source(spec)
-        plugin = source.kind.plugin()
-        shape = (1, 3, args.size, args.size)
-        graph = plugin.read_graph(source.spec, shape)
-        with tempfile.TemporaryDirectory(prefix="caffezoo-speed-") as tmp:
-            tmp = Path(tmp)
-            sources = source_sessions(spec, args.size, tmp, args.threads)
-            for target, (dialect, runtimes) in TARGETS.items():
-                try:
-                    emitted = emit(graph, target)
-                except ConversionError as err:
-                    print(f"<!-- {spec} {target}: refused: {err} -->")
-                    continue
-                proto, model = tmp / f"{target}.prototxt", tmp / f"{target}.caffemodel"
-                netio.write_prototxt(emitted.net, proto, dialect=dialect)
-                netio.write_caffemodel(emitted.net, model, dialect=dialect)
-                backends = [b for b in BACKENDS if b in runtimes or b not in ("pycaffe",
-                                                                              "opencv")]
-                rows += measure(f"{spec} ({target})", proto, model, backends, sources,
-                                args.threads, batches, args.passes, shape[1:])
-            del sources
-            gc.collect()
-    cards = all_cards() if args.zoo is None else [get_card(n) for n in
-                                                  filter(None, args.zoo.split(","))]
-    for card in cards:
-        net = card.build(card.input_size)
-        with tempfile.TemporaryDirectory(prefix="caffezoo-speed-") as tmp:
-            proto, model = Path(tmp) / "net.prototxt", Path(tmp) / "net.caffemodel"
-            netio.write_prototxt(net, proto)
-            timing.write_random_caffemodel(net, model)
-            size = card.input_size
-            rows += measure(f"zoo {card.name}", proto, model, BACKENDS, {}, args.threads,
-                            batches, args.passes, (3, size, size))
+    with tempfile.TemporaryDirectory(prefix="caffezoo-speed-") as tmp:
+        tmp = Path(tmp)
+        base = {"threads": args.threads, "passes": args.passes, "batches": batches,
+                "size": args.size, "probe_cache": str(tmp / "probe")}
+
+        def timed(job: dict) -> None:
+            result, record = run_child(dict(base, kind="time", **job), tmp, max_rss)
+            if result is None:
+                rows.append(dict(model=job["label"], target=job.get("target"), **record))
+                print(f"| {job['label']} {job.get('target') or ''} | - | {record['failed']} |",
+                      flush=True)
+                return
+            for row in result:
+                row.update(record)
+                rows.append(row)
+                print(table_line(row), flush=True)
+
+        for spec in [m for m in args.models.split(",") if m]:
+            folder = tmp / spec.replace(":", "_").replace("/", "_")
+            folder.mkdir()
+            made, record = run_child(dict(base, kind="prepare", spec=spec, dir=str(folder),
+                                          targets=targets), tmp, max_rss)
+            if made is None:
+                rows.append({"model": spec, **record})
+                print(f"| {spec} | - | conversion {record['failed']} |", flush=True)
+                continue
+            for target, why in made["refused"].items():
+                print(f"<!-- {spec} {target}: refused: {why} -->", flush=True)
+            for target, files in made["targets"].items():
+                runs_it = TARGETS[target][1]
+                use = [b for b in backends if b in runs_it or b not in ("pycaffe", "opencv")]
+                timed({"label": spec, "target": target, "backends": use,
+                       "source_onnx": made["source_onnx"], **files})
+        for name in cards:
+            folder = tmp / f"zoo_{name}"
+            folder.mkdir()
+            timed({"label": f"zoo {name}", "card": name, "backends": backends,
+                   "dir": str(folder)})
     print(f"<!-- {time.time() - started:.0f} s; load average after {os.getloadavg()} -->")
     if args.json:
-        netio.atomic_write(args.json, json.dumps({"threads": args.threads, "passes": args.passes,
-                                                  "rows": rows}, indent=1) + "\n")
+        netio.atomic_write(args.json, json.dumps(
+            {"machine": cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
+             "passes": args.passes, "rows": rows}, indent=1) + "\n")
     return 0
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -38,9 +38,16 @@ def test_probe_once_then_the_cache_keyed_by_net_batch_and_weights(tiny, cache, t
     probe = rt.probe
     assert not probe.cached and rt.backend == probe.backend
     assert probe.reference == "pycaffe" and probe.batch_size == 3 and probe.threads == 1
-    # every installed candidate ran, was exact, and was timed; the fastest won
-    assert set(probe.ms_per_image) == set(auto.CANDIDATES) and not probe.excluded
+    # every installed candidate ran and was exact; each raced, or was too slow at batch 1 to
+    # (more than SKIP x the fastest estimate); the fastest in the race won
+    assert set(probe.estimate_ms) == set(auto.CANDIDATES) and not probe.excluded
+    fastest = min(probe.estimate_ms.values())
+    assert set(probe.skipped) == {b for b, ms in probe.estimate_ms.items()
+                                  if ms > auto.SKIP * fastest}
+    assert set(probe.ms_per_image) == set(auto.CANDIDATES) - set(probe.skipped)
     assert probe.backend == min(probe.ms_per_image, key=probe.ms_per_image.get)
+    assert probe.race_batch == 3  # a tiny net: the race runs the asked batch
+    assert set(probe.phases) == {"load", "reference", "check", "estimate", "race"}
     assert f"auto: {probe.backend}" in capsys.readouterr().err
     x = np.random.default_rng(1).normal(0, 1, (3, 3, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(rt.forward(x)["prob"], reference(x, tiny_weights())["prob"],
@@ -90,4 +97,34 @@ def test_an_inexact_or_failing_backend_is_never_picked(tiny, cache, monkeypatch)
     assert "differs from the reference" in probe.excluded["openvino"]
     assert probe.excluded["torch"] == "RuntimeError: the backend broke"
     assert probe.backend in ("onnxruntime", "opencv")
-    assert set(probe.ms_per_image) == {"onnxruntime", "opencv"}
+    assert set(probe.estimate_ms) == {"onnxruntime", "opencv"}
+    assert set(probe.ms_per_image) | set(probe.skipped) == {"onnxruntime", "opencv"}
+
+
+def test_a_slow_candidate_is_skipped_and_a_long_pass_races_a_smaller_batch(tiny, cache,
+                                                                         monkeypatch):
+    """The probe's bounds (runtimes/auto.py steps 2-3): torch made 30 ms slower per pass (the
+    only mock here: no real backend is reliably that much slower on a tiny net) is skipped by
+    its batch-1 estimate (others may be too, on a tiny net) and never races; with PASS_S tiny,
+    the race runs a batch of 1 however large the asked batch, and the choice is cached for
+    the asked batch."""
+    import time
+
+    from caffezoo.runtimes.torch import TorchRuntime
+
+    real = TorchRuntime._forward
+
+    def slow(self, batch, names):
+        time.sleep(0.03)
+        return real(self, batch, names)
+
+    monkeypatch.setattr(TorchRuntime, "_forward", slow)
+    monkeypatch.setattr(auto, "PASS_S", 1e-9)
+    probe = open_runtime("auto", *tiny, batch_size=16).probe
+    assert "torch" in probe.skipped and probe.estimate_ms["torch"] >= 30
+    assert "torch" not in probe.ms_per_image and probe.backend != "torch"
+    assert probe.race_batch == 1 and probe.batch_size == 16
+    assert "too slow at batch 1 to race: " in probe.summary()
+    assert f"torch {probe.estimate_ms['torch']:.2f}" in probe.summary()
+    again = open_runtime("auto", *tiny, batch_size=16).probe
+    assert again.cached and again.backend == probe.backend

@@ -7,11 +7,17 @@ The probe:
    installed) runs the same batch as the reference: a candidate that fails to load or run, or
    whose outputs differ from the reference's by more than TOLERANCE (relative to the largest
    |value|), is out, with the reason recorded.
-2. The others run the caller's batch size: one warm-up pass each, then ROUNDS round-robin
-   rounds of one pass each (a change in the machine's load hits all alike), candidates slower
-   than DROP x the fastest leaving after the first round, and no new round once BUDGET_S
-   seconds of passes are spent. A candidate's figure is its best pass (what it can do; slower
-   passes are other processes' doing); the lowest wins. No candidate left: pycaffe.
+2. The cheap estimate: each exact candidate runs the batch of 1 once more, timed (its first
+   pass paid for compilation and allocation). Those slower than SKIP x the fastest cannot win
+   and are skipped: the race below is not run for them.
+3. The race, at the caller's batch size, or fewer images when a pass of that many would take
+   longer than PASS_S by the estimate (a large net at a large batch: per image, a batch of a
+   few runs as fast as a batch of many, and the race stays seconds long): one warm-up pass
+   each, then ROUNDS round-robin rounds of one pass each (a change in the machine's load hits
+   all alike), candidates slower than DROP x the fastest leaving after the first round, and no
+   new round once BUDGET_S seconds of passes are spent. A candidate's figure is its best pass
+   (what it can do; slower passes are other processes' doing); the lowest wins. No candidate
+   left: pycaffe.
 
 The cache: one small JSON file per probe under `$CAFFEZOO_PROBE_CACHE`, default
 `$CAFFEZOO_CACHE/backend-probe` (`~/.cache/caffezoo/backend-probe`), named by the SHA-256 of
@@ -47,6 +53,8 @@ TOLERANCE = 1e-4
 ROUNDS = 3
 BUDGET_S = 3.0
 DROP = 1.5
+SKIP = 2.0  # by the batch-1 estimate: this much slower than the fastest cannot win the race
+PASS_S = 0.5  # the race's batch is capped so that one pass takes about this long
 _DISTRIBUTIONS = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch",
                   "opencv": "opencv-python-headless", "pycaffe": None}
 
@@ -63,13 +71,20 @@ class Probe:
     excluded: dict[str, str] = field(default_factory=dict)  # candidate -> why it is out
     seconds: float = 0.0  # how long the probe took
     cached: bool = False  # read from the cache in this run
+    estimate_ms: dict[str, float] = field(default_factory=dict)  # batch 1, per exact candidate
+    skipped: list[str] = field(default_factory=list)  # too slow by the estimate to race
+    race_batch: int = 0  # the batch the race ran (batch_size, or fewer: step 3)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: load, reference, ...
 
     def summary(self) -> str:
         timed = ", ".join(f"{b} {ms:.2f}" for b, ms in sorted(self.ms_per_image.items(),
                                                             key=lambda kv: kv[1]))
         out = f"auto: {self.backend}"
         if timed:
-            out += f" (ms/image at batch {self.batch_size}: {timed})"
+            out += f" (ms/image at batch {self.race_batch or self.batch_size}: {timed})"
+        if self.skipped:
+            out += ("; too slow at batch 1 to race: "
+                    + ", ".join(f"{b} {self.estimate_ms[b]:.2f}" for b in self.skipped))
         if self.excluded:
             out += "; not used: " + "; ".join(f"{b}: {why}" for b, why in self.excluded.items())
         return out
@@ -122,6 +137,7 @@ def _probe(prototxt, weights, threads, batch, shape):
 
     start = time.perf_counter()
     probe = Probe("pycaffe", batch, threads, None)
+    lap = _Lap(probe.phases)
     runtimes = {}
     for backend in CANDIDATES:
         if not installed(backend):
@@ -130,8 +146,10 @@ def _probe(prototxt, weights, threads, batch, shape):
             runtimes[backend] = open_runtime(backend, prototxt, weights, threads)
         except Exception as err:  # noqa: BLE001 - any failure rules the backend out
             probe.excluded[backend] = _short(err)
+    lap("load")
     x1 = np.random.default_rng(0).standard_normal((1, *shape[1:]), dtype=np.float32)
     want = _reference_outputs(runtimes, prototxt, weights, threads, x1, probe)
+    lap("reference")
     if not runtimes and probe.reference is None:
         raise CaffezooError(f"{prototxt}: no runtime runs this net ("
                             + "; ".join(f"{b}: {why}" for b, why in probe.excluded.items())
@@ -141,9 +159,18 @@ def _probe(prototxt, weights, threads, batch, shape):
         if why:
             probe.excluded[backend] = why
             del runtimes[backend]
+    lap("check")
     if runtimes:
-        probe.ms_per_image = _race(runtimes, batch, shape)
+        probe.estimate_ms = _estimate(runtimes, x1)
+        fastest = min(probe.estimate_ms.values())
+        probe.skipped = [b for b, ms in probe.estimate_ms.items() if ms > SKIP * fastest]
+        racing = {b: rt for b, rt in runtimes.items() if b not in probe.skipped}
+        lap("estimate")
+        fits = PASS_S * 1000 / max(fastest, 1e-6)  # images in a pass of PASS_S
+        probe.race_batch = batch if fits >= batch else max(1, int(fits))
+        probe.ms_per_image = _race(racing, probe.race_batch, shape)
         probe.backend = min(probe.ms_per_image, key=probe.ms_per_image.get)
+        lap("race")
     else:  # no candidate is exact here: the reference itself
         probe.backend = probe.reference
     probe.seconds = round(time.perf_counter() - start, 2)
@@ -151,6 +178,28 @@ def _probe(prototxt, weights, threads, batch, shape):
     if probe.backend in runtimes:
         return probe, runtimes[probe.backend]
     return probe, open_runtime(probe.backend, prototxt, weights, threads)
+
+
+class _Lap:
+    """Records into `phases` the seconds since the previous call, under a name."""
+
+    def __init__(self, phases: dict) -> None:
+        self.phases, self.last = phases, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = round(now - self.last, 3)
+        self.last = now
+
+
+def _estimate(runtimes: dict, x1) -> dict[str, float]:
+    """ms of one timed pass of the batch of 1 per runtime (step 2 of the module docstring)."""
+    out = {}
+    for backend, rt in runtimes.items():
+        t0 = time.perf_counter()
+        rt.forward(x1)
+        out[backend] = round(1000 * (time.perf_counter() - t0), 3)
+    return out
 
 
 def _reference_outputs(runtimes, prototxt, weights, threads, x, probe):
