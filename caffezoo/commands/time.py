@@ -226,14 +226,7 @@ def _measure(args) -> tuple[int, dict]:
         bar.close()
         out["load_average"]["end"] = list(os.getloadavg())
         if rows and limits and any(r.limit_fraction > 1 for r in rows):
-            # a run beat the limit: the GEMM ran under more load; measure it again
-            for t in threads_list:
-                again = timing.measure_gemm_limit(t)
-                if again.gflops > limits[t].gflops:
-                    limits[t] = again
-                    _print_limit(again, "measured again, after the runs")
-            for r in rows:
-                r.limit_fraction = r.gflops / limits[r.threads].gflops
+            _settle_limits(rows, limits, threads_list)
             out["limit"] = [asdict(p) for p in limits.values()]
         if rows:
             _print_forward(rows, macs, out["load_average"])
@@ -241,13 +234,44 @@ def _measure(args) -> tuple[int, dict]:
     return status, out
 
 
+def _settle_limits(rows, limits: dict, threads_list) -> None:
+    """A run beat the limit: the GEMM ran under more load than the run. The limit is measured
+    again; where a run still beats it, the limit becomes that run's own rate (the machine
+    demonstrably reaches it), said so, so that no measured run is ever above the stated
+    limit (docs/benchmarks.md, `caffezoo time`)."""
+    import dataclasses
+
+    from caffezoo.evaluation import timing
+
+    for t in threads_list:
+        again = timing.measure_gemm_limit(t)
+        if again.gflops > limits[t].gflops:
+            limits[t] = again
+            _print_limit(again, "measured again, after the runs")
+    for t in threads_list:
+        fastest = max((r for r in rows if r.threads == t), key=lambda r: r.gflops, default=None)
+        if fastest is not None and fastest.gflops > limits[t].gflops:
+            print(f"warning: {fastest.backend} at {t} thread(s), batch {fastest.batch_size} ran "
+                  f"at {fastest.gflops:.1f} GFLOP/s, above the GEMM reference measured twice "
+                  f"({limits[t].gflops:.1f}; the machine was busier then): the limit is that "
+                  "run's rate", file=sys.stderr)
+            limits[t] = dataclasses.replace(
+                limits[t], gflops=fastest.gflops, engine=f"{fastest.backend} on this net",
+                method=limits[t].method + "; raised to the fastest measured run, which beat it")
+            _print_limit(limits[t], "a measured run's rate")
+    for r in rows:
+        r.limit_fraction = r.gflops / limits[r.threads].gflops
+
+
 def _print_limit(limit, when: str = "") -> None:
     others = ", ".join(f"{e} {g:.1f}" for e, g in sorted(limit.by_engine.items(),
                                                           key=lambda kv: -kv[1])
                        if e != limit.engine)
-    print(f"fp32 limit, {limit.threads} thread(s): {limit.gflops:.1f} GFLOP/s ({limit.engine} "
-          f"on a {limit.n}^3 GEMM, best of {limit.repeats}{'; ' + others if others else ''})"
-          f"{' [' + when + ']' if when else ''}")
+    what = (f"{limit.engine} on a {limit.n}^3 GEMM, best of {limit.repeats}"
+            if limit.engine in limit.by_engine else
+            f"{limit.engine}; on a {limit.n}^3 GEMM")
+    print(f"fp32 limit, {limit.threads} thread(s): {limit.gflops:.1f} GFLOP/s ({what}"
+          f"{'; ' + others if others else ''}){' [' + when + ']' if when else ''}")
 
 
 def _print_caffe_time(rep, layers: bool, threads: int) -> None:
@@ -293,8 +317,3 @@ def _print_forward(rows, macs: int, load: dict) -> None:
         print(f"warning: passes disagree by more than {SPREAD_WARN}x (slowest / fastest): "
               f"{which}; the machine's load changed (load average {start:.1f} -> {end:.1f}) "
               "or a backend is unstable: take these figures with care", file=sys.stderr)
-    over = [r for r in rows if r.limit_fraction is not None and r.limit_fraction > 1]
-    for r in over:
-        print(f"warning: {r.backend} at {r.threads} thread(s), batch {r.batch_size} exceeds "
-              f"the measured limit ({100 * r.limit_fraction:.0f}%): the limit was measured "
-              "under more load than the run; rerun on a quieter machine", file=sys.stderr)
