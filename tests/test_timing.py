@@ -240,7 +240,7 @@ def test_no_measured_run_is_ever_above_the_stated_limit(tiny, tmp_path, capsys, 
 
     for recover in (True, False):
         calls.clear()
-        monkeypatch.setattr(timing, "measure_gemm_limit", lambda t: loaded(t, recover))
+        monkeypatch.setattr(timing, "measure_gemm_limit", lambda t, r=recover: loaded(t, r))
         out = tmp_path / f"t{recover}.json"
         assert cli.main(["time", "--prototxt", str(tiny), "-b", "1,2", "--threads", "1",
                          "--iterations", "2", "--no-caffe-time", "--backends",
