@@ -75,6 +75,12 @@ def add_input_size(parser, *, help: str, default: int | None = None,
         deprecated(parser, spelling, "input_size", "--input-size", type=int)
 
 
+def add_channel_order(parser, *, help: str) -> None:
+    """--channel-order bgr|rgb (either case), stored upper-case as the contract states it."""
+    parser.add_argument("--channel-order", type=str.upper, choices=("BGR", "RGB"),
+                        default=None, metavar="bgr|rgb", help=help)
+
+
 def split_json_argument(argv: list[str]) -> list[str]:
     """`--json X` where X is not a .json path (nor `-`) means JSON on stdout followed by the
     positional or option X: argparse alone would take X for the file."""

@@ -112,6 +112,14 @@ class InputContract:
         return (f"{self.channel_order} mean [{', '.join(f'{v:g}' for v in mean)}] "
                 f"std [{', '.join(f'{v:g}' for v in std)}]")
 
+    def in_order(self, channel_order: str) -> InputContract:
+        """The same contract for a net taking its channels in `channel_order`: mean and std
+        reversed when the order changes (a conversion that reverses the input channels)."""
+        if channel_order == self.channel_order:
+            return self
+        return replace(self, channel_order=channel_order, mean=self.mean[::-1],
+                       std=self.std[::-1])
+
     def at_crop(self, crop_size: int) -> InputContract:
         """The same contract for another crop size, the resize keeping crop_pct."""
         resize = max(crop_size, math.floor(crop_size / self.crop_pct + 1e-9))
@@ -194,6 +202,27 @@ class InputContract:
         except (json.JSONDecodeError, RecursionError) as e:
             raise InputFileError(f"{path}: not JSON ({e})") from None
         return cls.from_dict(data, str(path))
+
+
+def read_labels(text: str) -> str | tuple[str, ...] | None:
+    """A --labels value: a label-set name (LABEL_SETS), `none`, or a text file with one class
+    name per line."""
+    if text in LABEL_SETS:
+        return text
+    if text.lower() == "none":
+        return None
+    path = Path(text)
+    try:
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except FileNotFoundError:
+        raise InputFileError(f"--labels {text}: neither a label set ({', '.join(LABEL_SETS)}, "
+                             "none) nor a file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputFileError(f"{path}: cannot read the labels ({e})") from None
+    names = [n for n in names if n]
+    if not names:
+        raise InputFileError(f"{path}: no class names (one per line)")
+    return tuple(names)
 
 
 def contract_path(net_path: str | Path) -> Path:
@@ -281,6 +310,19 @@ def _problems(c: InputContract) -> list[str]:
         out.append(f"num_classes needs a positive integer or null, got {n!r}")
     if isinstance(labels, tuple) and isinstance(n, int) and len(labels) != n:
         out.append(f"{len(labels)} label names for {n} classes")
+    if labels in LABEL_SETS and isinstance(n, int) and isinstance(c.label_offset, int) \
+            and n - c.label_offset != 1000:
+        out.append(f"labels {labels} name 1000 classes, the net has {n} outputs"
+                   + (f" from index {c.label_offset}" if c.label_offset else ""))
     if not isinstance(c.origin, str):
         out.append("origin needs a string")
     return out
+
+
+# What a graph conversion assumes when neither its source nor the user says anything: the
+# ImageNet convention of torchvision and most ONNX classifiers (RGB 0..1, its mean/std,
+# short side 256 for a 224 crop, antialiased PIL bilinear). The convert summary says so.
+ASSUMED = InputContract(channel_order="RGB", pixel_scale=1.0, mean=(0.485, 0.456, 0.406),
+                        std=(0.229, 0.224, 0.225), resize_size=256, resize="pil",
+                        origin="assumed (the source states no input convention): torchvision's "
+                        "ImageNet normalisation")

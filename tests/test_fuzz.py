@@ -715,6 +715,9 @@ def _validate_mutants(kind: str, make_source, proto: str, model: bytes, rng, cou
         p, w = tmp_path / f"v{k}.prototxt", tmp_path / f"v{k}.caffemodel"
         p.write_text(mutate_text(proto, rng) if what == 1 else proto)
         w.write_bytes(mutate_bytes(model, rng) if what == 2 else model)
+        # the net's contract beside it, as convert wrote it (its BGR input order)
+        (tmp_path / f"v{k}.contract.json").write_text(
+            (tmp_path / "base.contract.json").read_text())
         argv = ["validate", "--source", f"{kind}:{spec}", "--weights", str(w), "--prototxt",
                 str(p), "--random", "2",
                 "--backend", rng.choice(["opencv", "pycaffe", "onnxruntime", "torch"])]

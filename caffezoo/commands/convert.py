@@ -8,6 +8,12 @@ with --layout. Nothing is written unless every tensor finds its place: a mismatc
 full list of missing, unexpected and wrong-shaped tensors. `--random-init` first writes a seeded
 random checkpoint to the source path (not trained weights; for trying the pipeline and for
 tests). --input-shape and --target belong to free (graph) conversions without a zoo card.
+
+Every conversion also writes OUT.contract.json, the net's input contract (docs/contract.md):
+the card's, or what a graph source states (timm's pretrained_cfg, torchvision's weights
+transforms, the Gluon convention, a caffezoo export's ONNX metadata), else the contract flags,
+else an assumed default that the summary names as such. Graph conversions give BGR-input nets
+(the input channels of the convolutions reading the input reversed) unless --channel-order rgb.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import math
 import os
 from pathlib import Path
 
-from caffezoo.cliargs import add_input_size, add_output
+from caffezoo.cliargs import add_channel_order, add_input_size, add_output
 from caffezoo.errors import InputFileError, UsageError
 from caffezoo.progress import Progress
 
@@ -55,6 +61,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     free.add_argument("--target", choices=TARGETS, default=None,
                       help="runtime the net must load in: stock caffe (default), the fork the "
                       "set-up builds, or OpenCV's importer (docs/conversion.md)")
+    add_contract_arguments(parser)
+
+
+def _triple(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}"
+                                         ) from None
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected 1 or 3 finite numbers, got {text!r}")
+    return values
+
+
+def add_contract_arguments(parser: argparse.ArgumentParser) -> None:
+    from caffezoo.contract import INTERPOLATIONS, LABEL_SETS, RESIZE_KINDS
+
+    c = parser.add_argument_group(
+        "input contract (written beside the net as OUT.contract.json; docs/contract.md); "
+        "flags override what the source states, and the summary says so")
+    add_channel_order(c, help="the converted net's input channel order (graph sources; default "
+                      "bgr: the input channels of the convolutions reading the input are "
+                      "reversed; rgb keeps the source's order)")
+    c.add_argument("--mean", type=_triple, metavar="M1,M2,M3",
+                   help="the source's per-channel mean, in its channel order (RGB), on pixels "
+                   "0..--pixel-scale (graph sources)")
+    c.add_argument("--std", type=_triple, metavar="S1,S2,S3",
+                   help="the source's per-channel std, as --mean (graph sources)")
+    c.add_argument("--pixel-scale", type=float, default=None, metavar="1|255",
+                   help="the pixel range --mean/--std are stated on: 1 (0..1, as PyTorch "
+                   "states them) or 255 (graph sources)")
+    size = c.add_mutually_exclusive_group()
+    size.add_argument("--resize-size", type=int, default=None, metavar="S",
+                      help="short side the image is resized to before the centre crop")
+    size.add_argument("--crop-pct", type=float, default=None, metavar="P",
+                      help="crop / resize as timm states it: resize to floor(crop / P)")
+    c.add_argument("--interpolation", choices=INTERPOLATIONS, default=None,
+                   help="the resize's interpolation")
+    c.add_argument("--resize", choices=RESIZE_KINDS, default=None,
+                   help="opencv: the original evaluation's cv2.resize (no antialiasing); pil: "
+                   "torchvision/timm's antialiased PIL resize")
+    c.add_argument("--labels", default=None, metavar="SET|FILE",
+                   help=f"class names: {', '.join(LABEL_SETS)}, none, or a text file with one "
+                   "name per line")
 
 
 def out_paths(out: str, name: str = "model") -> tuple[Path, Path]:
@@ -69,11 +121,14 @@ def out_paths(out: str, name: str = "model") -> tuple[Path, Path]:
 
 
 def checked_outputs(out: str, name: str):
-    """The output pair and its OutputSet, checked (and the folder created) before any work."""
+    """The output pair and its OutputSet (with the contract beside them), checked (and the
+    folder created) before any work."""
+    from caffezoo.contract import contract_path
     from caffezoo.outputs import OutputSet
 
     caffemodel, prototxt = out_paths(out, name)
-    return caffemodel, prototxt, OutputSet([caffemodel, prototxt], create_dirs=True)
+    return caffemodel, prototxt, OutputSet([caffemodel, prototxt, contract_path(prototxt)],
+                                           create_dirs=True)
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
@@ -133,6 +188,7 @@ def convert_into_card(args: argparse.Namespace, source) -> int:
         check_random_init_target(plugin, source, args.overwrite_source)
     elif args.overwrite_source:
         raise UsageError("--overwrite-source goes with --random-init")
+    contract, given = card_contract(args, card)
     caffemodel, prototxt, outputs = checked_outputs(args.output, card.name)
     # a bar over the phases when they take more than a second (large nets), on a terminal
     with Progress(2 + bool(args.random_init), label="convert", unit="step", delay=1.0) as bar:
@@ -145,7 +201,7 @@ def convert_into_card(args: argparse.Namespace, source) -> int:
         result = plugin.convert(source.spec, card, args.input_size, args.layout, options)
         bar.update(1, f"writing {caffemodel.name}")
         dialect = args.dialect or "ceil_mode"
-        write_pair(result.net, outputs, caffemodel, prototxt, dialect)
+        write_pair(result.net, outputs, caffemodel, prototxt, dialect, contract)
         bar.update(1)
     if args.random_init:
         print(f"{source.spec}: seeded random weights (seed {args.seed}) in {what}, NOT trained "
@@ -157,9 +213,119 @@ def convert_into_card(args: argparse.Namespace, source) -> int:
         print(f"  ignored {count} tensors under {prefix} ({result.plan.ignored[prefix]})")
     for note in result.notes:
         print(f"  {note}")
+    print_contract(contract, f"the zoo card's ({card.name})", given, prototxt)
     print(f"wrote {caffemodel} ({caffemodel.stat().st_size:,} bytes) and {prototxt} "
           f"(pooling dialect {dialect})")
     return 0
+
+
+# -- the input contract ----------------------------------------------------------------------
+
+
+def given_contract_values(args: argparse.Namespace, crop: int) -> dict:
+    """The contract fields the flags give (None where a flag is absent), checked."""
+    from caffezoo.contract import read_labels
+
+    if args.pixel_scale is not None and not (math.isfinite(args.pixel_scale)
+                                             and args.pixel_scale > 0):
+        raise UsageError(f"--pixel-scale must be a positive number, got {args.pixel_scale:g}")
+    resize = args.resize_size
+    if resize is not None and resize < crop:
+        raise UsageError(f"--resize-size {resize} is smaller than the {crop} px crop")
+    if args.crop_pct is not None:
+        if not (math.isfinite(args.crop_pct) and 0 < args.crop_pct <= 1):
+            raise UsageError(f"--crop-pct must be in (0, 1], got {args.crop_pct:g}")
+        resize = max(crop, math.floor(crop / args.crop_pct + 1e-9))
+    return {"mean": args.mean, "std": args.std, "pixel_scale": args.pixel_scale,
+            "resize_size": resize, "interpolation": args.interpolation, "resize": args.resize,
+            "labels": None if args.labels is None else read_labels(args.labels)}
+
+
+def _flags_given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
+    return [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is not None]
+
+
+def card_contract(args: argparse.Namespace, card):
+    """The card's contract at the converted size (a kept background class adds output 0), with
+    the flags that may change it: how images are resized, and the labels. The input itself
+    (BGR, the card's mean/std) is what the conversion folds into the weights."""
+    from dataclasses import replace
+
+    fixed = _flags_given(args, ("mean", "std", "pixel_scale", "channel_order"))
+    if fixed:
+        raise UsageError(f"{', '.join(fixed)}: a conversion into --model {card.name} gives the "
+                         "card's input (BGR, its mean/std, folded into the weights); these "
+                         "flags belong to free (graph) conversions")
+    size = args.input_size or card.input_size
+    contract = card.contract(size)
+    if args.keep_background:
+        contract = replace(contract, num_classes=contract.num_classes + 1, label_offset=1)
+    return _override(contract, given_contract_values(args, size))
+
+
+def _override(contract, values: dict):
+    from caffezoo.errors import CaffezooError
+
+    try:
+        return contract.overridden(**values)
+    except CaffezooError as err:  # e.g. a labels file that does not fit the outputs
+        raise UsageError(f"the contract flags: {err}") from None
+
+
+def graph_contract(args: argparse.Namespace, graph, emitted, order: str):
+    """(contract or None, where it comes from, the lines saying what flags changed) for a
+    free conversion whose net takes its channels in `order`."""
+    from dataclasses import replace
+
+    from caffezoo.contract import ASSUMED
+
+    (shape,) = graph.inputs.values()
+    if len(shape) != 4 or shape[1] != 3 or shape[2] != shape[3]:
+        return None, (f"none: the input {'x'.join(map(str, shape))} is not a square 3-channel "
+                      "image"), []
+    size = int(shape[2])
+    known = graph.contract
+    base = known or ASSUMED
+    if base.crop_size != size:
+        base = base.at_crop(size)
+    out = graph.outputs[0]
+    out_shape = emitted.shapes.get(emitted.output_blobs.get(out, ""))
+    classes = math.prod(out_shape[1:]) if out_shape else base.num_classes
+    if classes != base.num_classes:
+        base = replace(base, num_classes=classes, label_offset=int(classes == 1001),
+                       labels="imagenet-1k" if classes in (1000, 1001) else None)
+    producer = next((n for n in graph.nodes if out in n.outputs), None)
+    base = replace(base, output="probabilities" if producer is not None
+                   and producer.op == "softmax" else "logits")
+    contract, said = _override(base, given_contract_values(args, size))
+    flags = _flags_given(args, ("mean", "std", "pixel_scale", "resize_size", "crop_pct",
+                                "interpolation", "resize", "labels"))
+    if known is None and not flags:
+        how = "ASSUMED (the source states none; give the contract flags if it differs)"
+    elif known is None:
+        how = "given by hand"
+        contract = replace(contract, origin=f"given by hand ({', '.join(flags)}); the rest "
+                           f"{ASSUMED.origin}")
+    else:
+        how = "from the source" + (f", {', '.join(flags)} given by hand" if flags
+                                          else "")
+        if flags:
+            contract = replace(contract, origin=f"{known.origin}; {', '.join(flags)} given "
+                               "by hand")
+    return contract.in_order(order), how, said
+
+
+def print_contract(contract, how: str, given: list[str], prototxt: Path) -> None:
+    from caffezoo.contract import contract_path
+
+    if contract is None:
+        print(f"  input contract: {how}")
+        return
+    print(f"  input contract ({contract_path(prototxt).name}): {how}")
+    for line in contract.describe():
+        print(f"    {line}")
+    for line in given:
+        print(f"    {line}")
 
 
 def check_random_init_target(plugin, source, overwrite: bool) -> None:
@@ -193,13 +359,16 @@ def convert_graph(args: argparse.Namespace, source) -> int:
                                                     Path(source.spec).stem or "model")
     target = args.target or "caffe"
     dialect = args.dialect or ("portable" if target == "caffe" else "ceil_mode")
+    given_contract_values(args, 1)  # bad flag values refused before the work
     with Progress(3, label="convert", unit="step", delay=1.0) as bar:
         bar.note(f"reading {source}")
         graph = source.kind.plugin().read_graph(source.spec, shape)
+        order, channel_note = channel_order(args, graph)
         bar.update(1, f"emitting for {target}")
         emitted = emit(graph, target)
+        contract, how, given = graph_contract(args, graph, emitted, order)
         bar.update(1, f"writing {caffemodel.name}")
-        write_pair(emitted.net, outputs, caffemodel, prototxt, dialect)
+        write_pair(emitted.net, outputs, caffemodel, prototxt, dialect, contract)
         bar.update(1)
     (in_shape,) = graph.inputs.values()
     types: dict[str, int] = {}
@@ -211,16 +380,48 @@ def convert_graph(args: argparse.Namespace, source) -> int:
     print("  layers: " + ", ".join(f"{t} {n}" for t, n in sorted(types.items())))
     for note in [*graph.notes, *emitted.notes]:
         print(f"  {note}")
+    print(f"  {channel_note}")
+    print_contract(contract, how, given, prototxt)
     print(f"wrote {caffemodel} ({caffemodel.stat().st_size:,} bytes) and {prototxt} "
           f"(pooling dialect {dialect})")
     return 0
 
 
-def write_pair(net, outputs, caffemodel: Path, prototxt: Path, dialect: str) -> None:
-    """Write both files or neither (caffezoo/outputs.py: staged, then renamed together)."""
+def channel_order(args: argparse.Namespace, graph) -> tuple[str, str]:
+    """The converted net's input channel order, and a line saying it. The source's order is
+    what it states (RGB when it states none); the net's is --channel-order, default BGR."""
+    source = graph.contract.channel_order if graph.contract is not None else "RGB"
+    (shape,) = graph.inputs.values()
+    if len(shape) != 4 or shape[1] != 3:
+        if args.channel_order is not None:
+            raise UsageError(f"--channel-order: the input {'x'.join(map(str, shape))} has no "
+                             "3 colour channels")
+        return source, "input channels: as the source's (not a 3-channel image)"
+    order = args.channel_order or "BGR"
+    if order == source:
+        keep = "" if args.channel_order else " (the source's order)"
+        return order, f"input channels: {order}{keep}"
+    from caffezoo.graph.channels import reverse_input_channels
+
+    notes = reverse_input_channels(graph)
+    how = "--channel-order" if args.channel_order else "the default; --channel-order rgb keeps " \
+        "the source's"
+    return order, (f"input channels: {order} ({how}): the source takes {source}, "
+                   + "; ".join(notes))
+
+
+def write_pair(net, outputs, caffemodel: Path, prototxt: Path, dialect: str,
+               contract=None) -> None:
+    """Write the files or none (caffezoo/outputs.py: staged, then renamed together): the
+    caffemodel, the prototxt and, when there is one, the input contract beside them."""
     from caffezoo import netio
+    from caffezoo.contract import contract_path
 
     with outputs:
         netio.write_caffemodel(net, outputs.stage(caffemodel), dialect=dialect)
         netio.write_prototxt(net, outputs.stage(prototxt), dialect=dialect)
+        if contract is not None:
+            outputs.write(contract_path(prototxt), contract.to_json())
         outputs.commit()
+    if contract is None:  # a contract left by an earlier conversion would be wrong now
+        contract_path(prototxt).unlink(missing_ok=True)

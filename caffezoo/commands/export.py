@@ -48,12 +48,16 @@ def run(args) -> int:
     # checked before the weights are read: a usable file path, not one of the inputs
     outputs = OutputSet({"-o": args.output},
                         inputs={"--weights": args.weights, "--prototxt": args.prototxt})
+    contract = None
     if args.model:
         from caffezoo.zoo import get_card
 
-        net = get_card(args.model).build(args.input_size)
+        card = get_card(args.model)
+        net = card.build(args.input_size)
         source = f"zoo model {args.model}"
         shapes = None
+        contract = card.contract(args.input_size or card.input_size)
+        contract_from = f"the zoo card {card.name}"
     else:
         net = netio.read_prototxt(args.prototxt)
         source = args.prototxt
@@ -65,6 +69,14 @@ def run(args) -> int:
                 raise CaffezooError(f"{args.prototxt}: --input-size needs one NCHW input")
             n, c = stats.inputs[names[0]][:2]
             shapes = {names[0]: (n, c, args.input_size, args.input_size)}
+        from caffezoo.contract import find_contract
+
+        found = find_contract(args.prototxt, args.weights)
+        if found is not None:
+            contract, path = found
+            contract_from = str(path)
+            if args.input_size is not None and args.input_size != contract.crop_size:
+                contract = contract.at_crop(args.input_size)
     # a bar only when the export takes more than a second (large nets), on a terminal
     with Progress(2, label="export", unit="step", delay=1.0) as bar, outputs:
         bar.note("reading the weights")
@@ -73,7 +85,7 @@ def run(args) -> int:
         if args.to == "onnx":
             from caffezoo.export.onnx import write_onnx
 
-            write_onnx(ex, outputs.stage(args.output), args.opset, args.dynamic_batch)
+            write_onnx(ex, outputs.stage(args.output), args.opset, args.dynamic_batch, contract)
         else:
             from caffezoo.export import torch as export_torch
 
@@ -84,4 +96,10 @@ def run(args) -> int:
     folded = f", {len(ex.folded)} BatchNorm/Scale layers folded" if ex.folded else ""
     print(f"{args.output}: {args.to} export of {source} ({len(ex.net.layer)} layers, input "
           f"{inputs}, outputs {', '.join(ex.outputs)}{folded})")
+    if contract is None:
+        print("  input contract: none beside the net (a bare prototxt)")
+    elif args.to == "onnx":
+        print(f"  input contract: from {contract_from}, in the ONNX metadata (caffezoo.contract)")
+    else:
+        print(f"  input contract: from {contract_from}; a torch file does not carry it")
     return 0

@@ -1,6 +1,7 @@
 """`caffezoo info NET.prototxt [--weights W] [--json [FILE]] [--input-shape N,C,H,W]`: the
 layers of a net with their output shapes, parameters and MACs, and totals; with --weights,
-whether every blob of the .caffemodel fits the prototxt. See docs/info.md."""
+whether every blob of the .caffemodel fits the prototxt; the input contract beside the net
+(`NET.contract.json`, docs/contract.md) when there is one. See docs/info.md."""
 
 from __future__ import annotations
 
@@ -53,8 +54,10 @@ def parse_input_shapes(specs: list[str], inputs: list[str]) -> dict[str, tuple[i
 
 def run(args: argparse.Namespace) -> int:
     from caffezoo import netio
+    from caffezoo.contract import find_contract
 
     net = netio.read_prototxt(args.prototxt)
+    contract = find_contract(args.prototxt, args.weights)
     analysis = analyze(net, parse_input_shapes(args.input_shape, input_names(net)))
     report = None
     if args.weights:
@@ -64,9 +67,12 @@ def run(args: argparse.Namespace) -> int:
         data = analysis.to_dict()
         if report is not None:
             data["weights"] = {"path": str(args.weights), **report.to_dict()}
+        data["contract"] = (None if contract is None
+                            else {"path": str(contract[1]), **contract[0].to_dict()})
         write_json(args.json, data)
     if not json_to_stdout(args):
         print(format_table(analysis))
+        print(format_contract(contract))
         if report is not None:
             print(format_weight_report(report, str(args.weights)))
     sys.stdout.flush()
@@ -100,6 +106,15 @@ def format_table(analysis: NetAnalysis) -> str:
     lines.append(f"MACs:       {analysis.total_macs:,} ({analysis.total_macs / 1e9:.3f} GMACs, "
                  "Convolution/Deconvolution/InnerProduct at this input size)")
     return "\n".join(lines)
+
+
+def format_contract(found) -> str:
+    """The input contract beside the net, or how a bare net is evaluated."""
+    if found is None:
+        return ("contract:   none beside the net (eval and validate use the original "
+                "evaluation's defaults or their flags; docs/contract.md)")
+    contract, path = found
+    return "\n".join([f"contract:   {path}", *(f"  {line}" for line in contract.describe())])
 
 
 def format_weight_report(report: WeightReport, path: str) -> str:

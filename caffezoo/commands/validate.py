@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import argparse
 
-from caffezoo.cliargs import add_batch_size, add_input_size, add_json, json_to_stdout, write_json
+from caffezoo.cliargs import (
+    add_batch_size,
+    add_channel_order,
+    add_input_size,
+    add_json,
+    json_to_stdout,
+    write_json,
+)
 from caffezoo.errors import NetDefinitionError, UsageError, ValidationFailed
 
 
@@ -53,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="T",
                         help=f"largest accepted relative error (default {DEFAULT_TOLERANCE:g})")
     add_batch_size(parser, default=4, help="inputs per forward (default 4)", old=("--batch",))
+    add_channel_order(parser, help="graph sources: the net's input channel order, for a net "
+                      "without its OUT.contract.json (the contract's otherwise; given, it "
+                      "overrides the contract and the report says so)")
     add_json(parser, "the report")
 
 
@@ -86,6 +96,9 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
 
         raise UsageError(f"--source {source}: give --model ZOO_NAME, the zoo model it was "
                              "converted into")
+    if args.channel_order is not None:
+        raise UsageError("--channel-order belongs to graph sources; a net converted into "
+                         f"--model {args.model} takes the card's BGR input")
     card = zoo.get_card(args.model)
     prototxt = args.prototxt or validate.default_prototxt(args.weights)
     if prototxt is None:
@@ -97,10 +110,15 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
     source = validate.open_source(args.source, card, zoo_net, args.layout,
                                   args.keep_background)
     if args.images:
-        pixels, names = validate.image_pixels(args.images, size,
-                                              validate.eval_base_size(card, size), args.limit)
-        inputs = (f"{len(names)} images from {args.images} (resized to "
-                  f"{validate.eval_base_size(card, size)}, centre {size}x{size})")
+        from caffezoo.contract import find_contract
+
+        # the resize the contract beside the net states, else the card's rule
+        found = find_contract(prototxt, args.weights)
+        base = (found[0].resize_size if found is not None and found[0].crop_size == size
+                else validate.eval_base_size(card, size))
+        pixels, names = validate.image_pixels(args.images, size, base, args.limit)
+        inputs = (f"{len(names)} images from {args.images} (resized to {base}, centre "
+                  f"{size}x{size})")
     else:
         n = args.random if args.random is not None else 4
         if args.limit is not None:
@@ -167,8 +185,32 @@ def run_graph(args: argparse.Namespace, source) -> int:
     runner = plugin.open_graph_runner(source.spec, shape)
     # with --layers, the graph's value names find their blobs (named after them)
     graph = plugin.read_graph(source.spec, shape) if args.layers else None
-    x, inputs, how = graph_inputs(runner, args.images, args.random, args.seed, args.limit)
+    contract, net_order, said = net_contract(args, prototxt)
+    # the source's order: what it states, else RGB (as convert assumed it)
+    source_order = runner.input_norm.channel_order if runner.input_norm is not None else "RGB"
+    if net_order is None or shape[1] != 3:
+        net_order = source_order
+    pre = contract.in_order(source_order) if contract is not None else None
+    x, inputs, how = graph_inputs(runner, args.images, args.random, args.seed, args.limit, pre)
     report = validate_graph(runner, prototxt, args.weights, x, inputs, str(source), how,
                             args.backend, args.tolerance, bool(args.layers),
-                            max(1, args.batch_size), graph)
+                            max(1, args.batch_size), graph,
+                            net_order if net_order != source_order else "")
+    if not json_to_stdout(args):
+        for line in said:
+            print(line)
     return print_report(args, report, "value")
+
+
+def net_contract(args: argparse.Namespace, prototxt):
+    """(the contract beside the net or None, the net's channel order or None when nothing
+    says it, lines saying what --channel-order changed)."""
+    from caffezoo.contract import find_contract
+
+    found = find_contract(prototxt, args.weights)
+    if found is None:
+        return None, args.channel_order, []
+    contract, path = found
+    contract, said = contract.overridden(channel_order=args.channel_order)
+    lines = [f"input contract: {path}"] + [f"  {line}" for line in said]
+    return contract, contract.channel_order, lines

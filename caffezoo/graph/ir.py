@@ -58,6 +58,8 @@ from typing import Any
 
 import numpy as np
 
+from caffezoo.contract import InputContract
+
 OPS = frozenset({
     "conv", "batch_norm", "relu", "leaky_relu", "prelu", "elu", "clip", "sigmoid", "tanh",
     "softplus", "hard_sigmoid", "hard_swish", "silu", "max_pool", "avg_pool",
@@ -90,6 +92,9 @@ class Graph:
     # optional: shapes the front end knows (the emitter checks its own against them)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the front end folded or absorbed
+    # what the source states of its input (channel order, normalisation, sizes, labels), in
+    # the source's channel order; None when it states nothing (an ONNX file without metadata)
+    contract: InputContract | None = None
 
 
 @dataclass

@@ -90,6 +90,9 @@ class GraphReport:
     passed: bool
     layers: list[ValueDiff] | None = None
     first_divergence: str | None = None
+    # the net's channel order when it takes the source's input with its channels reversed
+    # (a graph conversion to BGR); "" when both sides get the identical tensor
+    net_channels: str = ""
 
     @property
     def max_rel(self) -> float:
@@ -109,7 +112,9 @@ class GraphReport:
         out = [f"validate {self.prototxt} + {self.weights} with {self.backend} against "
                f"{self.source} (input {shape}): {verdict(self, 'value')}",
                f"  inputs: {self.inputs}",
-               f"  both sides get the same tensor: {self.preprocessing}"]
+               f"  both sides get the same tensor: {self.preprocessing}" if not self.net_channels
+               else f"  the source gets {self.preprocessing}; the net the same tensor with its "
+               f"channels reversed ({self.net_channels})"]
         for o in self.outputs:
             out.append(f"  output {o.value} (blob {o.blob}): max abs error {o.max_abs:.3g}, max "
                        f"relative error {o.max_rel:.3g} (largest |source| {o.max_source:.4g}), "
@@ -130,15 +135,16 @@ class GraphReport:
 
 
 def graph_inputs(runner: GraphRunner, images: str | Path | None = None,
-                 random: int | None = None, seed: int = 0, limit: int | None = None
-                 ) -> tuple[np.ndarray, str, str]:
-    """(N, C, H, W) input tensors for both sides, what they are, and how they were made.
+                 random: int | None = None, seed: int = 0, limit: int | None = None,
+                 contract: InputContract | None = None) -> tuple[np.ndarray, str, str]:
+    """(N, C, H, W) input tensors of the source, what they are, and how they were made.
 
-    Images are resized (short side to H * 256/224), centre-cropped and normalised with the
-    runner's `input_norm`; random inputs are seeded random images through the same
-    normalisation, or standard normal tensors when the source states none."""
+    Images are resized (short side to the contract's resize size, else H * 256/224),
+    centre-cropped and normalised with `contract` (the net's, in the source's channel order),
+    else the runner's `input_norm`; random inputs are seeded random images through the same
+    normalisation, or standard normal tensors when neither states one."""
     _, c, h, w = (int(d) for d in runner.input_shape)
-    norm = runner.input_norm
+    norm = contract or runner.input_norm
     if images is not None:
         if norm is None:
             raise InputFileError(f"{images}: the source states no input normalisation, so "
@@ -146,7 +152,8 @@ def graph_inputs(runner: GraphRunner, images: str | Path | None = None,
         if h != w or c != 3:
             raise InputFileError(f"{images}: images need a square 3-channel input, the net "
                                  f"takes {c}x{h}x{w}; use --random")
-        base = max(h, round(h * 256 / 224))
+        base = (contract.resize_size if contract is not None and contract.crop_size == h
+                else max(h, round(h * 256 / 224)))
         pixels, names = image_pixels(images, h, base, limit)
         return (norm.apply(pixels), f"{len(names)} images from {images} (resized to {base}, "
                 f"centre {h}x{w})", norm.describe_normalization())
@@ -190,11 +197,13 @@ def validate_graph(runner: GraphRunner, prototxt: str | Path, weights: str | Pat
                    x: np.ndarray, inputs: str, source_spec: str, preprocessing: str = "",
                    backend: str = "pycaffe", tolerance: float = DEFAULT_TOLERANCE,
                    layers: bool = False, batch_size: int = 4,
-                   graph: Graph | None = None) -> GraphReport:
-    """Run both sides on `x` (N, C, H, W model inputs) and compare (see the module doc).
+                   graph: Graph | None = None, net_channels: str = "") -> GraphReport:
+    """Run both sides on `x` (N, C, H, W source inputs) and compare (see the module doc).
 
     `graph` (the source's, optional) names the values to compare with `layers`; without it the
-    runner is asked for every blob name (a runner ignores names that are not its values)."""
+    runner is asked for every blob name (a runner ignores names that are not its values).
+    `net_channels` (e.g. "BGR"): the net was converted to take the input channels reversed, so
+    it gets `x` with its channel axis reversed."""
     from caffezoo.runtimes import open_runtime
 
     net = netio.read_prototxt(prototxt)
@@ -234,6 +243,8 @@ def validate_graph(runner: GraphRunner, prototxt: str | Path, weights: str | Pat
         for start in range(0, len(x), batch_size):
             chunk = x[start:start + batch_size]
             src = runner.run(chunk)
+            if net_channels:
+                chunk = np.ascontiguousarray(chunk[:, ::-1])
             if not out_blobs:
                 finals = names_for(src, final=True)  # an output is a final value
                 for value in src:
@@ -258,11 +269,17 @@ def validate_graph(runner: GraphRunner, prototxt: str | Path, weights: str | Pat
             source=source_spec, backend=backend, prototxt=str(prototxt), weights=str(weights),
             inputs=inputs, count=len(x), input_shape=[int(d) for d in x.shape[1:]],
             preprocessing=preprocessing or "as given", outputs=outputs, tolerance=tolerance,
-            passed=all(o.ok for o in outputs))
+            passed=all(o.ok for o in outputs), net_channels=net_channels)
         if layers:
             bar.note("value by value")
+            flipped = None
+            if net_channels:
+                from caffezoo.graph.channels import reversed_values
+
+                flipped = reversed_values(graph) if graph is not None else set()
             report.layers, report.first_divergence = _compare_values(
-                runner, rt, x[:batch_size], names_for, value_blobs, writer, order, tolerance)
+                runner, rt, x[:batch_size], names_for, value_blobs, writer, order, tolerance,
+                flipped)
             if report.first_divergence is not None:
                 report.passed = False
         bar.close()
@@ -271,10 +288,14 @@ def validate_graph(runner: GraphRunner, prototxt: str | Path, weights: str | Pat
 
 def _compare_values(runner: GraphRunner, rt, x: np.ndarray, names_for,
                     value_blobs: dict[str, str] | None, writer: dict[str, str],
-                    order: dict[str, int], tolerance: float
-                    ) -> tuple[list[ValueDiff], str | None]:
+                    order: dict[str, int], tolerance: float,
+                    flipped: set[str] | None = None) -> tuple[list[ValueDiff], str | None]:
+    """`flipped`: the source values the net holds with their channels reversed (the input
+    and per-channel ops on it, for a net converted to the other channel order), else None."""
     record = set(value_blobs) if value_blobs is not None else set(names_for((), False))
     src = runner.run(x, record)  # the outputs and the recorded values
+    if flipped is not None:  # the net takes the input's channels reversed
+        x = np.ascontiguousarray(x[:, ::-1])
     blobs = names_for(src)  # now that the source's names are known
     pairs = []
     for value in src:
@@ -286,6 +307,8 @@ def _compare_values(runner: GraphRunner, rt, x: np.ndarray, names_for,
     diffs, first = [], None
     for value, blob in pairs:
         ref = np.asarray(src[value], np.float32)
+        if flipped and value in flipped:
+            ref = np.ascontiguousarray(ref[:, ::-1])
         max_abs, rel = _diff(got[blob], ref)
         ok = rel is not None and rel <= tolerance
         diffs.append(ValueDiff(value, blob, writer.get(blob, ""), list(got[blob].shape),

@@ -14,7 +14,7 @@ canonical nodes), `runner` (MXNet itself). The spec is `PREFIX[,EPOCH]`: the sym
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from caffezoo.contract import InputContract
@@ -97,7 +97,23 @@ def read_graph(spec: str, input_shape: tuple[int, ...] | None = None):
             else ""
         graph.notes.append(f"{len(result.unused_params)} tensor(s) in {ck.params} not used by "
                            f"the graph: {shown}{more}")
+    graph.contract = _contract(graph, result.input_name)
     return graph
+
+
+def _contract(graph, data: str) -> InputContract:
+    """The Gluon model zoo's convention (the files record none): RGB, MXNet's OpenCV resize of
+    the short side to 256 for a 224 crop; raw 0..255 pixels when the net scales its own input
+    (scalar ops at the input), else ImageNet mean/std on 0..1 pixels."""
+    from caffezoo.converters.mxnet.frontend import input_scaling
+
+    scales = input_scaling(graph, data) is not None
+    base = replace(RAW_RGB if scales else GLUON_IMAGENET, input_size=(224, 224),
+                   resize_size=256, resize="opencv", interpolation="bilinear",
+                   origin="the MXNet Gluon model-zoo convention (MXNet files state none)"
+                   + (": the net scales raw pixels itself" if scales else ""))
+    size = graph.inputs[data][-1]
+    return base if size == 224 else base.at_crop(size)
 
 
 def open_graph_runner(spec: str, input_shape: tuple[int, ...] | None = None):

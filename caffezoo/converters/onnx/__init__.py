@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from caffezoo.contract import InputContract
 from caffezoo.errors import InputFileError
+
+# the metadata_props key under which `caffezoo export` stores the net's input contract
+CONTRACT_KEY = "caffezoo.contract"
 
 
 def _path(spec: str) -> Path:
@@ -25,7 +29,28 @@ def read_graph(spec: str, input_shape: tuple[int, ...] | None = None, name: str 
     from caffezoo.converters.onnx.ops import translate
     from caffezoo.converters.onnx.reader import prepare
 
-    return translate(prepare(_path(spec), input_shape), name)
+    prep = prepare(_path(spec), input_shape)
+    graph = translate(prep, name)
+    graph.contract = contract_of(prep)
+    return graph
+
+
+def contract_of(prep) -> InputContract | None:
+    """The input contract a caffezoo export wrote into the file's metadata, at the prepared
+    input size; None when the file has none (ONNX has no standard place for one)."""
+    import json
+
+    text = next((p.value for p in prep.model.metadata_props if p.key == CONTRACT_KEY), None)
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputFileError(f"{prep.path}: metadata {CONTRACT_KEY} is not JSON ({e})") from None
+    contract = InputContract.from_dict(data, f"{prep.path}: metadata {CONTRACT_KEY}")
+    n, *rest = prep.input_shape
+    h = rest[0] if prep.nhwc else rest[1]
+    return contract if h == contract.crop_size else contract.at_crop(h)
 
 
 def open_graph_runner(spec: str, input_shape: tuple[int, ...] | None = None):
@@ -40,4 +65,4 @@ def open_graph_runner(spec: str, input_shape: tuple[int, ...] | None = None):
         vi.type.tensor_type.shape.dim[0].dim_param = "N"
     n, *rest = prep.input_shape
     nchw = (n, rest[2], rest[0], rest[1]) if prep.nhwc else tuple(prep.input_shape)
-    return OnnxRunner(model, prep.input_name, nchw, prep.nhwc, None, prep.path)
+    return OnnxRunner(model, prep.input_name, nchw, prep.nhwc, contract_of(prep), prep.path)

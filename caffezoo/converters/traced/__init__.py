@@ -27,9 +27,11 @@ from __future__ import annotations
 import contextlib
 import difflib
 import io
+import math
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -58,8 +60,13 @@ class TorchModel:
     name: str
     checkpoint: str | None
     model: object  # torch.nn.Module in eval mode
-    input_norm: InputContract
+    contract_at: Callable[[int], InputContract]  # its library's input contract at a crop size
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def input_norm(self) -> InputContract:
+        """How images become its input (the normalisation; sizes at its default crop)."""
+        return self.contract_at(DEFAULT_INPUT_SHAPE[-1])
 
     @property
     def label(self) -> str:
@@ -75,8 +82,7 @@ def parse_spec(kind: str, spec: str) -> tuple[str, str | None]:
 
 
 def _builder(kind: str, name: str):
-    """(a function building the model without weights, its input normalisation)."""
-    from caffezoo.converters.pytorch import IMAGENET
+    """(a function building the model without weights, its input contract at a crop size)."""
     from caffezoo.frameworks import import_timm, import_torchvision
 
     if kind == "torchvision":
@@ -84,20 +90,75 @@ def _builder(kind: str, name: str):
         known = tv.models.list_models(module=tv.models)
         if name not in known:
             raise _unknown(kind, name, known)
-        # every torchvision classifier is trained on ImageNet mean/std, RGB
-        return (lambda: tv.models.get_model(name, weights=None)), IMAGENET
+        return (lambda: tv.models.get_model(name, weights=None)), _torchvision_contract(tv, name)
     if kind == "timm":
         timm = import_timm()
         known = timm.list_models()
         if name not in known:
             raise _unknown(kind, name, known)
-        cfg = timm.models.get_pretrained_cfg(name)
-        mean = getattr(cfg, "mean", None) or (0.485, 0.456, 0.406)
-        std = getattr(cfg, "std", None) or (0.229, 0.224, 0.225)
-        return (lambda: timm.create_model(name, pretrained=False)), InputContract(
-            channel_order="RGB", pixel_scale=1.0, mean=tuple(float(m) for m in mean),
-            std=tuple(float(s) for s in std))
+        return (lambda: timm.create_model(name, pretrained=False)), _timm_contract(timm, name)
     raise ConversionError(f"unknown traced source kind {kind!r} (known: {', '.join(KINDS)})")
+
+
+def _interpolation(name: str) -> str:
+    from caffezoo.contract import INTERPOLATIONS
+
+    return name if name in INTERPOLATIONS else "bilinear"
+
+
+def _labels(num_classes: int | None, offset: int = 0) -> str | None:
+    return "imagenet-1k" if num_classes is not None and num_classes - offset == 1000 else None
+
+
+def _torchvision_contract(tv, name: str) -> Callable[[int], InputContract]:
+    """The transforms of the model's default weights (torchvision's own evaluation: resize
+    the short side antialiased to resize_size, centre crop, ImageNet mean/std on RGB 0..1),
+    whatever weights are loaded: the architecture was trained that way. Another crop keeps
+    the ratio."""
+    from caffezoo.converters.pytorch import IMAGENET
+
+    try:
+        weights = tv.models.get_model_weights(name).DEFAULT
+    except (ValueError, KeyError, AttributeError):
+        weights = None
+    if weights is None:  # no published weights: the ImageNet convention every one follows
+        base = replace(IMAGENET, resize_size=256, resize="pil", origin=f"torchvision:{name} "
+                       "lists no weights: torchvision's ImageNet convention")
+    else:
+        t = weights.transforms()
+        categories = len(weights.meta.get("categories") or ()) or None
+        crop, resize = int(t.crop_size[0]), int(t.resize_size[0])
+        base = InputContract(
+            channel_order="RGB", pixel_scale=1.0, mean=tuple(float(v) for v in t.mean),
+            std=tuple(float(v) for v in t.std), input_size=(crop, crop), resize_size=resize,
+            interpolation=_interpolation(t.interpolation.value), resize="pil",
+            labels=_labels(categories), num_classes=categories, output="logits",
+            origin=f"torchvision {weights.__class__.__name__}.{weights.name} transforms")
+    return lambda size: base if size == base.crop_size else base.at_crop(size)
+
+
+def _timm_contract(timm, name: str) -> Callable[[int], InputContract]:
+    """timm's pretrained_cfg: mean/std, input_size, crop_pct (resize to floor(size /
+    crop_pct), timm's rule at every size), interpolation, num_classes, label_offset."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    mean = getattr(cfg, "mean", None) or (0.485, 0.456, 0.406)
+    std = getattr(cfg, "std", None) or (0.229, 0.224, 0.225)
+    crop_pct = getattr(cfg, "crop_pct", None) or 0.875
+    num_classes = getattr(cfg, "num_classes", None) or None
+    offset = getattr(cfg, "label_offset", None) or 0
+    origin = f"timm pretrained_cfg of {name}"
+    if getattr(cfg, "crop_mode", "center") not in (None, "center"):
+        origin += f" (its crop_mode {cfg.crop_mode!r} stated as a centre crop)"
+
+    def at(size: int) -> InputContract:
+        return InputContract(
+            channel_order="RGB", pixel_scale=1.0, mean=tuple(float(v) for v in mean),
+            std=tuple(float(v) for v in std), input_size=(size, size),
+            resize_size=max(size, math.floor(size / crop_pct)),
+            interpolation=_interpolation(getattr(cfg, "interpolation", None) or "bilinear"),
+            resize="pil", labels=_labels(num_classes, offset), label_offset=offset,
+            num_classes=num_classes, output="logits", origin=origin)
+    return at
 
 
 def _unknown(kind: str, name: str, known: list[str]) -> ConversionError:
@@ -112,7 +173,7 @@ def load(kind: str, spec: str) -> TorchModel:
     and validate in one process build it once)."""
     torch = _torch()
     name, ckpt = parse_spec(kind, spec)
-    build, norm = _builder(kind, name)
+    build, contract_at = _builder(kind, name)
     torch.manual_seed(SEED)
     model = build()
     notes = []
@@ -139,7 +200,7 @@ def load(kind: str, spec: str) -> TorchModel:
         notes.append(f"RANDOM weights (seed {SEED}, randomised BatchNorm statistics): no "
                      f"checkpoint given, NOT a trained model")
     model.eval()
-    return TorchModel(kind, name, ckpt, model, norm, notes)
+    return TorchModel(kind, name, ckpt, model, contract_at, notes)
 
 
 def trace(tm: TorchModel, input_shape: tuple[int, ...], path: Path) -> None:
@@ -240,6 +301,7 @@ def read_graph(kind: str, spec: str, input_shape: tuple[int, ...] | None = None)
         notes.append(f"{bns - kept} of {bns} BatchNorms folded into the convolution before them "
                      f"by the exporter (fp32 rounding); {kept} standalone")
     graph.notes[:0] = tm.notes + notes
+    graph.contract = tm.contract_at(prep.input_shape[-1])
     return graph
 
 
@@ -254,7 +316,7 @@ class TracedRunner:
 
     @property
     def input_norm(self) -> InputContract:
-        return self.tm.input_norm
+        return self.tm.contract_at(self.input_shape[-1])
 
     def run(self, x: np.ndarray, record: set[str] | None = None) -> dict[str, np.ndarray]:
         torch = _torch()
@@ -275,5 +337,6 @@ def open_graph_runner(kind: str, spec: str, input_shape: tuple[int, ...] | None 
 
     shape = _shape(input_shape)
     tm, prep = _prepared(kind, spec, shape)
-    return TracedRunner(tm, OnnxRunner(prep.model, prep.input_name, shape, False, tm.input_norm,
+    return TracedRunner(tm, OnnxRunner(prep.model, prep.input_name, shape, False,
+                                       tm.contract_at(shape[-1]),
                                        tm.label), shape)
