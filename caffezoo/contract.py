@@ -324,5 +324,5 @@ def _problems(c: InputContract) -> list[str]:
 # short side 256 for a 224 crop, antialiased PIL bilinear). The convert summary says so.
 ASSUMED = InputContract(channel_order="RGB", pixel_scale=1.0, mean=(0.485, 0.456, 0.406),
                         std=(0.229, 0.224, 0.225), resize_size=256, resize="pil",
-                        origin="assumed (the source states no input convention): torchvision's "
-                        "ImageNet normalisation")
+                        origin="assumed (the source states none): torchvision's ImageNet "
+                        "convention")

@@ -305,7 +305,7 @@ def graph_contract(args: argparse.Namespace, graph, emitted, order: str):
     elif known is None:
         how = "given by hand"
         contract = replace(contract, origin=f"given by hand ({', '.join(flags)}); the rest "
-                           f"{ASSUMED.origin}")
+                           "assumed: torchvision's ImageNet convention")
     else:
         how = "from the source" + (f", {', '.join(flags)} given by hand" if flags
                                           else "")
