@@ -28,7 +28,10 @@ nothing one row loads outlives it; the resident memory of the child and everythi
     scripts/run python benchmarks/engine_speed.py --render part1.json part2.json
 
 A long run can be split (--models, --zoo, --targets) into parts with a --json each, and the
-parts' rows rendered as one table with --render. Run it with `nice` on a shared machine.
+parts' rows rendered as one table with --render. Run it with `nice` on a shared machine. On a
+loaded one, `--cpu-time` times the CPU seconds of the timing process at 1 thread instead of
+the wall clock: other processes then cost a run little (some cache), so A/B comparisons hold;
+pycaffe runs in a process of its own and is not timed then (it still gives the reference).
 """
 
 from __future__ import annotations
@@ -134,30 +137,30 @@ def source_runs(path: str, shape, threads: int) -> dict:
             "source openvino": run_ov}
 
 
-def timed_row(runs: dict, batch: int, shape, passes: int) -> dict[str, dict]:
-    """Interleaved passes of every callable in `runs` on one random batch."""
+def timed_row(runs: dict, batch: int, shape, passes: int, cpu: bool = False
+              ) -> dict[str, dict]:
+    """Interleaved passes of every callable in `runs` on one random batch; wall-clock seconds,
+    or with `cpu` the CPU seconds of this process (time.process_time)."""
+    clock = time.process_time if cpu else time.perf_counter
     x = np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)
     for f in runs.values():
         f(x)
     secs: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(passes):
         for k, f in runs.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             f(x)
-            secs[k].append(time.perf_counter() - t0)
+            secs[k].append(clock() - t0)
     return {k: {"ms_per_image": 1000 * statistics.median(v) / batch,
                 "ms_min": 1000 * min(v) / batch, "ms_max": 1000 * max(v) / batch,
                 "spread": max(v) / min(v)} for k, v in secs.items()}
 
 
-def errors(runtimes: dict, batch: int, shape) -> dict[str, float]:
+def errors(runtimes: dict, reference, batch: int, shape) -> dict[str, float]:
     """Each exported backend's max |output - reference| / max |reference| on the timed batch;
     the reference is real Caffe, or OpenCV for a net only OpenCV runs (the opencv target)."""
-    ref = next((b for b in ("pycaffe", "opencv") if b in runtimes), None)
-    if ref is None:
-        return {}
     x = np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)
-    want = runtimes[ref].forward(x)
+    want = reference.forward(x)
     out = {}
     for b in ("onnxruntime", "openvino", "torch"):
         if b in runtimes:
@@ -208,10 +211,14 @@ def time_row(job: dict) -> list[dict]:
     rows = []
     for batch in job["batches"]:
         load_before = os.getloadavg()[0]
-        cells = timed_row(runs, batch, shape, passes)
+        cells = timed_row(runs, batch, shape, passes, job.get("cpu", False))
         rows.append({"model": job["label"], "target": job.get("target"), "batch": batch,
-                     "cells": cells, "load": [load_before, os.getloadavg()[0]],
-                     "errors": errors(runtimes, batch, shape)})
+                     "cells": cells, "load": [load_before, os.getloadavg()[0]]})
+    ref = job["reference"]  # real Caffe, or OpenCV for the opencv target
+    reference = runtimes.get(ref) or open_runtime(ref, proto, model, threads=threads)
+    for row in rows:
+        row["errors"] = errors(runtimes, reference, row["batch"], shape)
+    del reference
     for rt in runtimes.values():
         if hasattr(rt, "close"):
             rt.close()
@@ -341,6 +348,10 @@ def main() -> int:
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time CPU seconds of the timing process at 1 thread instead of wall "
+                         "time (a loaded machine; pycaffe, in a process of its own, is left "
+                         "out)")
     ap.add_argument("--max-rss-gb", type=float, default=5.0,
                     help="stop a row whose processes hold more resident memory (default 5)")
     ap.add_argument("--json", help="write every figure as JSON")
@@ -357,19 +368,23 @@ def main() -> int:
 
     batches = [int(b) for b in args.batch_sizes.split(",")]
     backends = [b for b in args.backends.split(",") if b]
+    if args.cpu_time:
+        args.threads = 1
+        backends = [b for b in backends if b != "pycaffe"]
     targets = [t for t in args.targets.split(",") if t]
     cards = [c.name for c in all_cards()] if args.zoo is None else \
         [n for n in args.zoo.split(",") if n]
     max_rss = args.max_rss_gb * 2**30
     print(f"# {cpu_name()}, {os.cpu_count()} cores, {args.threads} threads, {args.passes} "
-          f"passes; load average before {os.getloadavg()}", flush=True)
+          f"passes, {'CPU' if args.cpu_time else 'wall-clock'} ms per image; load average "
+          f"before {os.getloadavg()}", flush=True)
     print("| " + " | ".join(HEAD) + " |\n|" + "---|" * len(HEAD), flush=True)
     rows: list[dict] = []
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="caffezoo-speed-") as tmp:
         tmp = Path(tmp)
         base = {"threads": args.threads, "passes": args.passes, "batches": batches,
-                "size": args.size, "probe_cache": str(tmp / "probe")}
+                "size": args.size, "probe_cache": str(tmp / "probe"), "cpu": args.cpu_time}
 
         def timed(job: dict) -> None:
             result, record = run_child(dict(base, kind="time", **job), tmp, max_rss)
@@ -398,17 +413,18 @@ def main() -> int:
                 runs_it = TARGETS[target][1]
                 use = [b for b in backends if b in runs_it or b not in ("pycaffe", "opencv")]
                 timed({"label": spec, "target": target, "backends": use,
-                       "source_onnx": made["source_onnx"], **files})
+                       "reference": runs_it[0], "source_onnx": made["source_onnx"],
+                       **files})
         for name in cards:
             folder = tmp / f"zoo_{name}"
             folder.mkdir()
             timed({"label": f"zoo {name}", "card": name, "backends": backends,
-                   "dir": str(folder)})
+                   "reference": "pycaffe", "dir": str(folder)})
     print(f"<!-- {time.time() - started:.0f} s; load average after {os.getloadavg()} -->")
     if args.json:
         netio.atomic_write(args.json, json.dumps(
             {"machine": cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
-             "passes": args.passes, "rows": rows}, indent=1) + "\n")
+             "passes": args.passes, "cpu_time": args.cpu_time, "rows": rows}, indent=1) + "\n")
     return 0
 
 

@@ -98,8 +98,16 @@ def test_every_decomposition_runs_as_its_op_and_stays_exact(target, tmp_path):
     fx, model_onnx = fused_onnx(proto, model)
     ops = collections.Counter(n.op_type for n in model_onnx.graph.node)
     # the pieces are gone ...
-    for piece in ("Max", "Min", "Pow", "ConstantOfShape", "BatchNormalization", "Unsqueeze"):
+    for piece in ("Max", "Min", "Pow", "ConstantOfShape", "Unsqueeze"):
         assert ops[piece] == 0, (piece, ops)
+    # the standalone BatchNorm: one per-channel x * a + b, as one BatchNormalization (mean 0,
+    # variance 1, epsilon 0), not a Mul and an Add; the stem's BatchNorm is in its Conv
+    (bn,) = [n for n in model_onnx.graph.node if n.op_type == "BatchNormalization"]
+    inits = {i.name: export_onnx.import_onnx().numpy_helper.to_array(i)
+             for i in model_onnx.graph.initializer}
+    assert [a.f for a in bn.attribute if a.name == "epsilon"] == [0.0]
+    assert np.all(inits[bn.input[3]] == 0) and np.all(inits[bn.input[4]] == 1)
+    assert inits[bn.input[1]].shape == (8,)
     # ... and the ops stand in their place
     assert ops["Clip"] == 2 and ops["HardSigmoid"] == 1 and ops["HardSwish"] == 1
     assert ops["Sigmoid"] == 2 and ops["Transpose"] == 1 and ops["Conv"] == 3  # no shuffle conv
