@@ -432,7 +432,7 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, label: 
     blob = args.output_blob
     if blob is None:
         names = runtime.blob_names()
-        outputs = runtime.output_names
+        outputs = runtime.checked.analysis.outputs or runtime.output_names  # not silenced ones
         blob = "prob" if "prob" in names else (outputs[-1] if outputs else names[-1])
     num_classes = probe_classes(runtime, pre.crop_size, blob)
     softmax = (args.softmax == "yes" or
