@@ -235,3 +235,34 @@ def test_the_label_list_is_the_shared_synset_words(imagenet_samples):
     shared = [line.split(" ", 1) for line in
               (imagenet_samples / "synset_words.txt").read_text().splitlines()]
     assert [(w, n) for w, n in shared] == list(labels.imagenet_1k())
+
+
+def test_the_table_uses_a_pil_contract_and_skips_the_originals_multi_crop(tiny, images,  # noqa: F811
+                                                                          tmp_path, capsys):
+    import csv
+
+    prototxt, weights, _, _ = tiny
+    folder = tmp_path / "net"
+    folder.mkdir()
+    shutil.copy(prototxt, folder / "t.prototxt")
+    shutil.copy(weights, folder / "t.caffemodel")
+    contract = InputContract(channel_order="RGB", pixel_scale=1.0, mean=(0.5,) * 3,
+                             std=(0.25,) * 3, input_size=(CROP, CROP), resize_size=10,
+                             interpolation="bicubic", resize="pil", labels=None,
+                             num_classes=CLASSES, origin="test")
+    (folder / "t.contract.json").write_text(contract.to_json())
+    out = tmp_path / "table"
+    assert cli.main(["table", f"{folder / 't.prototxt'}:{folder / 't.caffemodel'}",
+                     "--val-list", str(images / "val.txt"), "--data-root", str(images),
+                     "--backend", "opencv", "--crops", "1,12", "-o", str(out)]) == 0
+    assert "t, 8 12-crop: skipped: 12-crop is the original's OpenCV scheme" in \
+        capsys.readouterr().err
+    (row,) = list(csv.DictReader((out / "table.csv").open()))
+    # the one cell is eval's run of the same net with its contract: the same counts
+    result = tmp_path / "r.json"
+    assert cli.main(["eval", "--prototxt", str(folder / "t.prototxt"), "--weights",
+                     str(folder / "t.caffemodel"), "--val-list", str(images / "val.txt"),
+                     "--data-root", str(images), "--backend", "opencv",
+                     "--json", str(result)]) == 0
+    top1 = round(100 * json.loads(result.read_text())["accuracy"]["top1"], 4)
+    assert (row["crop_num"], float(row["top1"])) == ("1", top1)
