@@ -6,6 +6,8 @@ checked against independent computations."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -116,16 +118,38 @@ def test_opencv_backend_agrees_too(source, tmp_path):
 # -- dialects ------------------------------------------------------------------------------------
 
 
+# pycaffe fed straight from a prototxt and caffemodel, in a fresh interpreter: the suite's own
+# process may hold another OpenBLAS (MXNet's wheel bundles a libopenblas.so.0 that then serves
+# Caffe's GEMM too, differing from Debian's in the last bits), and the guarded runtime always
+# runs Caffe in a fresh process, so the fair comparison is fresh against fresh.
+_DIRECT_PYCAFFE = """
+import sys, numpy as np
+from caffezoo.frameworks import import_caffe
+caffe = import_caffe()
+prototxt, caffemodel, x_path, out_path = sys.argv[1:]
+x = np.load(x_path)
+net = caffe.Net(prototxt, caffe.TEST, weights=caffemodel)
+net.blobs["data"].reshape(*x.shape)
+net.blobs["data"].data[...] = x
+np.save(out_path, net.forward()["prob"])
+"""
+
+
+def _direct_pycaffe(out, x: np.ndarray, folder) -> np.ndarray:
+    np.save(folder / "x.npy", x)
+    subprocess.run([sys.executable, "-c", _DIRECT_PYCAFFE, f"{out}.prototxt", f"{out}.caffemodel",
+                    str(folder / "x.npy"), str(folder / "prob.npy")], check=True, timeout=600)
+    return np.load(folder / "prob.npy")
+
+
 @pytest.mark.caffe
 def test_three_dialects_give_identical_outputs_in_caffe(source, tmp_path):
     """At 64 px pool1 rounds differently up and down (16 vs 17), so the floor rounding must
     really come from each dialect. ceil_mode and portable files also go straight to pycaffe,
     without caffezoo reading them first; round_mode (BVLC master's field) is not known to this
     Caffe build and is run through caffezoo's reader."""
-    from caffezoo.frameworks import import_caffe
     from caffezoo.runtimes import open_runtime
 
-    caffe = import_caffe()
     x = zoo.get_card(MODEL).contract(SIZE).apply(validate.random_pixels(1, SIZE, seed=9))
     outputs = {}
     for dialect in netio.DIALECTS:
@@ -136,10 +160,7 @@ def test_three_dialects_give_identical_outputs_in_caffe(source, tmp_path):
         rt = open_runtime("pycaffe", f"{out}.prototxt", f"{out}.caffemodel")
         outputs[dialect] = rt.forward(x, ["classifier"])["classifier"]
         if dialect != "round_mode":
-            net = caffe.Net(f"{out}.prototxt", caffe.TEST, weights=f"{out}.caffemodel")
-            net.blobs["data"].reshape(*x.shape)
-            net.blobs["data"].data[...] = x
-            direct = net.forward()["prob"].copy()
+            direct = _direct_pycaffe(out, x, tmp_path)
             via = rt.forward(x, ["prob"])["prob"]
             np.testing.assert_array_equal(direct, via)
     np.testing.assert_array_equal(outputs["ceil_mode"], outputs["portable"])
