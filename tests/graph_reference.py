@@ -122,6 +122,8 @@ def run(graph, x: np.ndarray) -> dict[str, np.ndarray]:
             y = sum(ins[1:], ins[0])
         elif op == "sub":
             y = ins[0] - ins[1]
+        elif op == "max":
+            y = np.maximum(ins[0], ins[1])
         elif op == "mul":
             y = ins[0] * ins[1]
         elif op == "div":

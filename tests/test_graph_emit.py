@@ -130,6 +130,7 @@ def g_arith():
         N("add", "add", ["x", "conv"]),
         N("add3", "add", ["x", "conv", "add"]),
         N("sub", "sub", ["x", "conv"]),
+        N("max", "max", ["x", "conv"]),
         N("mul", "mul", ["x", "conv"]),
         N("gap", "global_avg_pool", ["conv"]),
         N("se", "sigmoid", ["gap"]),

@@ -51,6 +51,7 @@ class Emitted:
 # inputs per op (min, max; None: any number); ops not listed take exactly one
 _ARITY: dict[str, tuple[int, int | None]] = {
     "add": (1, None), "concat": (1, None), "sub": (2, 2), "mul": (2, 2), "div": (2, 2),
+    "max": (2, 2),
 }
 
 

@@ -35,6 +35,7 @@ Canonical ops (attrs; params) -- semantics as in ONNX unless said otherwise:
   global_avg_pool  keepdims: output (N, C, 1, 1)
   global_max_pool
   add, sub, mul, div   numpy broadcasting; `add` may have more than two inputs
+  max              two values of one shape (Eltwise MAX)
   concat           axis
   flatten          axis (ONNX Flatten: 2-D result)
   reshape          shape: the full static output shape (no 0 / -1 left)
@@ -63,7 +64,7 @@ from caffezoo.contract import InputContract
 OPS = frozenset({
     "conv", "batch_norm", "relu", "leaky_relu", "prelu", "elu", "clip", "sigmoid", "tanh",
     "softplus", "hard_sigmoid", "hard_swish", "silu", "max_pool", "avg_pool",
-    "global_avg_pool", "global_max_pool", "add", "sub", "mul", "div", "concat", "flatten",
+    "global_avg_pool", "global_max_pool", "add", "sub", "mul", "div", "max", "concat", "flatten",
     "reshape", "transpose", "linear", "softmax", "pad", "slice", "identity",
 })
 

@@ -192,6 +192,15 @@ def silu(ctx: EmitContext, node: Node) -> None:
     ctx.b.eltwise([x, s.top[0]], ctx.layer_name(node), op="prod", top=ctx.top(node))
 
 
+@handler("max")
+def elementwise_max(ctx: EmitContext, node: Node) -> None:
+    """max(a, b) of two values of one shape (the front ends check the shapes)."""
+    blobs = [ctx.bottom(node, v) for v in node.inputs]
+    if len(blobs) != 2 or ctx.shape(blobs[0]) != ctx.shape(blobs[1]):
+        raise ctx.refuse(node, "max of values of different shapes")
+    ctx.b.eltwise(blobs, ctx.layer_name(node), op="max", top=ctx.top(node))
+
+
 # -- arithmetic ----------------------------------------------------------------------------------
 
 

@@ -286,6 +286,37 @@ def _clip(t: Translation, node, a: dict) -> None:
     t.emit("clip", [t.value(node.input[0])], min=_bound(lo), max=_bound(hi))
 
 
+@handles("Max", "Min")
+def _max_min(t: Translation, node, a: dict) -> None:
+    """Max/Min against a constant of one value is a one-sided clip (exact stock layers; what
+    `caffezoo export` writes for an Eltwise MAX with a Power(scale 0) constant); Max of two
+    values of one shape is an Eltwise MAX."""
+    inputs = [i for i in node.input if i]
+    if len(inputs) == 1:
+        t.pass_through()
+        return
+    if len(inputs) != 2:
+        raise t.error(f"{node.op_type} of {len(inputs)} inputs (two convert)")
+    consts = [t.const(i) for i in inputs]
+    if consts[0] is not None and consts[1] is not None:
+        raise t.error("all operands are constants")
+    if consts[0] is not None or consts[1] is not None:
+        value, c = (inputs[1], consts[0]) if consts[0] is not None else (inputs[0], consts[1])
+        flat = np.asarray(c, np.float32).reshape(-1)
+        shape = t.shape(value)
+        if flat.size == 0 or np.any(flat != flat[0]) or c.ndim > len(shape) \
+                or np.broadcast_shapes(shape, c.shape) != shape:
+            raise t.error(f"{node.op_type} with a constant of shape {c.shape} that is not one "
+                          f"value (only max(x, c) and min(x, c) with a scalar c convert)")
+        bound = {"min": float(flat[0])} if node.op_type == "Max" else {"max": float(flat[0])}
+        t.emit("clip", [t.value(value)], **{"min": -math.inf, "max": math.inf, **bound})
+        return
+    if node.op_type == "Min" or t.shape(inputs[0]) != t.shape(inputs[1]):
+        raise t.error(f"{node.op_type} of two computed values (only Max of two values of one "
+                      f"shape converts, as Eltwise MAX)")
+    t.emit("max", [t.value(i) for i in inputs])
+
+
 @handles("PRelu")
 def _prelu(t: Translation, node, a: dict) -> None:
     x = node.input[0]
