@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from caffezoo import geometry
 from caffezoo.errors import NetDefinitionError, WeightMismatchError
 
 Shape = tuple[int, ...]
@@ -128,7 +129,7 @@ def analyze(net, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Net
         available[blob] = None
 
     for layer in net.layer:
-        if not _included(layer):
+        if not in_test_phase(layer):
             continue
         name, type_ = layer.name, layer.type
         if name in names:
@@ -219,7 +220,7 @@ def input_names(net) -> list[str]:
     """The net's input blobs (Input layers' tops and legacy net-level inputs), in order."""
     names = list(net.input)
     for layer in net.layer:
-        if layer.type == "Input" and _included(layer):
+        if layer.type == "Input" and in_test_phase(layer):
             names.extend(layer.top)
     return names
 
@@ -382,38 +383,6 @@ def _legacy_input_shape(net, i: int, blob: str) -> Shape | None:
     return None
 
 
-def _conv_geometry(ctx: _Ctx, p, n: int) -> tuple[list[int], list[int], list[int], list[int]]:
-    """kernel, stride, pad, dilation for `n` spatial axes, from ConvolutionParameter."""
-    def repeated(values, default: int | None, what: str) -> list[int]:
-        values = list(values)
-        if not values:
-            if default is None:
-                raise ctx.fail(f"no {what} given")
-            return [default] * n
-        if len(values) == 1:
-            return values * n
-        if len(values) != n:
-            raise ctx.fail(f"{len(values)} {what} values for {n} spatial axes")
-        return values
-
-    def pair(h: str, w: str, single, default: int | None, what: str) -> list[int]:
-        if p.HasField(h) or p.HasField(w):
-            if n != 2 or len(single):
-                raise ctx.fail(f"{what} is {what} OR {h} and {w} (2-D only)")
-            if not (p.HasField(h) and p.HasField(w)):
-                raise ctx.fail(f"{h} and {w} must be given together")
-            return [getattr(p, h), getattr(p, w)]
-        return repeated(single, default, what)
-
-    kernel = pair("kernel_h", "kernel_w", p.kernel_size, None, "kernel_size")
-    stride = pair("stride_h", "stride_w", p.stride, 1, "stride")
-    pad = pair("pad_h", "pad_w", p.pad, 0, "pad")
-    dilation = repeated(p.dilation, 1, "dilation")
-    if min(kernel) <= 0 or min(stride) <= 0 or min(dilation) <= 0:
-        raise ctx.fail("kernel, stride and dilation must be positive")
-    return kernel, stride, pad, dilation
-
-
 def _convolution(ctx: _Ctx, transposed: bool = False) -> _Result:
     ctx.expect_bottoms(1)
     p = ctx.layer.convolution_param
@@ -422,7 +391,11 @@ def _convolution(ctx: _Ctx, transposed: bool = False) -> _Result:
     n = len(shape) - axis - 1
     if n < 1:
         raise ctx.fail(f"needs spatial axes after the channel axis, input is {_fmt(shape)}")
-    kernel, stride, pad, dilation = _conv_geometry(ctx, p, n)
+    try:
+        window = geometry.conv_window(p, n)
+    except geometry.GeometryError as err:
+        raise ctx.fail(str(err)) from None
+    kernel, stride, pad, dilation = window.kernel, window.stride, window.pad, window.dilation
     channels, group, num_output = shape[axis], p.group, p.num_output
     if num_output <= 0:
         raise ctx.fail("num_output must be positive")
@@ -433,12 +406,12 @@ def _convolution(ctx: _Ctx, transposed: bool = False) -> _Result:
     for size, k, s, pd, d in zip(shape[axis + 1:], kernel, stride, pad, dilation, strict=True):
         extent = d * (k - 1) + 1
         if transposed:
-            spatial.append(s * (size - 1) + extent - 2 * pd)
+            spatial.append(geometry.deconv_out(size, k, s, pd, d))
         else:
             if size + 2 * pd < extent:
                 raise ctx.fail(f"kernel extent {extent} is larger than the padded input "
                                f"{size + 2 * pd} (input {_fmt(shape)})")
-            spatial.append((size + 2 * pd - extent) // s + 1)
+            spatial.append(geometry.conv_out(size, k, s, pd, d))
     out = shape[:axis] + (num_output,) + tuple(spatial)
     if transposed:
         weight = (channels, num_output // group, *kernel)
@@ -463,47 +436,15 @@ def _pooling(ctx: _Ctx) -> _Result:
     if len(shape) != 4:
         raise ctx.fail(f"needs a 4-D input (N, C, H, W), got {_fmt(shape)}")
     height, width = shape[2], shape[3]
-    has_kernel = p.HasField("kernel_size") or p.HasField("kernel_h") or p.HasField("kernel_w")
-    if p.global_pooling:
-        if has_kernel:
-            raise ctx.fail("global pooling takes no kernel size")
-        kh, kw = height, width
-    elif p.HasField("kernel_h") or p.HasField("kernel_w"):
-        if p.HasField("kernel_size") or not (p.HasField("kernel_h") and p.HasField("kernel_w")):
-            raise ctx.fail("kernel is kernel_size OR kernel_h and kernel_w")
-        kh, kw = p.kernel_h, p.kernel_w
-    elif p.HasField("kernel_size"):
-        kh = kw = p.kernel_size
-    else:
-        raise ctx.fail("no kernel size (and not global pooling)")
-    if p.HasField("pad_h") or p.HasField("pad_w"):
-        ph, pw = p.pad_h, p.pad_w
-    else:
-        ph = pw = p.pad
-    if p.HasField("stride_h") or p.HasField("stride_w"):
-        sh, sw = p.stride_h, p.stride_w
-    else:
-        sh = sw = p.stride
-    if kh <= 0 or kw <= 0 or sh <= 0 or sw <= 0:
-        raise ctx.fail("kernel and stride must be positive")
-    if p.global_pooling and (ph or pw or sh != 1 or sw != 1):
-        raise ctx.fail("global pooling needs pad 0 and stride 1")
-    if ph >= kh or pw >= kw:
-        raise ctx.fail(f"pad ({ph}, {pw}) must be smaller than the kernel ({kh}, {kw})")
-    # Caffe's default rounds the output size up; ceil_mode: false (floor) as Torch/MXNet do.
-    ceil = p.ceil_mode if p.HasField("ceil_mode") else True
-    out = []
-    for size, k, s, pd in ((height, kh, sh, ph), (width, kw, sw, pw)):
-        span = size + 2 * pd - k
-        pooled = (-(-span // s) if ceil else span // s) + 1
-        # With padding (on either axis: pooling_layer.cpp tests pad_h || pad_w), Caffe drops a
-        # last window that would start inside the padding.
-        if (ph or pw) and (pooled - 1) * s >= size + pd:
-            pooled -= 1
+    try:
+        w = geometry.pool_window(p, (height, width))
+    except geometry.GeometryError as err:
+        raise ctx.fail(str(err)) from None
+    out = geometry.caffe_pooled_hw(w, (height, width))
+    for size, k, pd, pooled in zip((height, width), w.kernel, w.pad, out, strict=True):
         if pooled <= 0:
             raise ctx.fail(f"kernel {k} does not fit the padded input {size + 2 * pd} "
                            f"(input {_fmt(shape)})")
-        out.append(pooled)
     top = (shape[0], shape[1], out[0], out[1])
     if len(ctx.layer.top) > 2:
         raise ctx.fail("has at most two tops (output and mask)")
@@ -864,7 +805,7 @@ def _check_blob_size(layer, what: str, shape: Shape) -> None:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _included(layer) -> bool:
+def in_test_phase(layer) -> bool:
     """Caffe's net filtering for the TEST phase with no stages and level 0."""
     def matches(rule) -> bool:
         if rule.HasField("phase") and rule.phase != 1:  # TEST

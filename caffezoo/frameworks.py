@@ -219,6 +219,9 @@ def import_torchfile() -> ModuleType:
 # --------------------------------------------------------------------------- onnx
 
 def import_onnx() -> ModuleType:
+    """onnx with the submodules the exporter and the front end use (not imported by onnx)."""
+    for module in ("onnx.helper", "onnx.numpy_helper", "onnx.shape_inference"):
+        _import(module, "onnx (import onnx)")
     return _import("onnx", "onnx (import onnx)")
 
 

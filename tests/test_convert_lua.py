@@ -78,12 +78,12 @@ def test_errors_name_the_place(tmp_path):
         lua_torch.LuaNet(lua_torch.read_t7(path))(torch.zeros(1, 3, 4, 4))
     with pytest.raises(ConversionError, match=r"odd.t7: model\.modules\[0\]: unexpected "
                        r"nn\.SpatialFullConvolution in a ResNet-shaped model"):
-        lua_torch.read_checkpoint(path)
+        ct.load_checkpoint(path)
     good = tmp_path / "good.t7"
     t7.save(_small_tree()[0], good)
     # a valid tree, but no residual stages: a Linear where a ResNet has its blocks
     with pytest.raises(ConversionError, match=r"model\.modules\[5\]: unexpected nn\.Linear"):
-        lua_torch.read_checkpoint(good)
+        ct.load_checkpoint(good)
     cut = tmp_path / "cut.t7"
     cut.write_bytes(good.read_bytes()[:300])
     with pytest.raises(InputFileError, match="cut.t7: not a readable Lua Torch .t7 file"):
@@ -100,7 +100,7 @@ def resnext50_t7(tmp_path_factory):
 
 def test_resnet_tree_is_named_like_torchvision(resnext50_t7):
     path, model = resnext50_t7
-    ckpt, _ = lua_torch.read_checkpoint(path)
+    ckpt, _ = ct.load_checkpoint(path)
     sd = model.state_dict()
     want = {k for k in sd if not k.endswith("num_batches_tracked")}
     assert set(ckpt.tensors) == want

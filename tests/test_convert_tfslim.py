@@ -82,26 +82,6 @@ def test_reader_errors_name_the_file(tmp_path):
         validate.open_source("tf:x", None, None)
 
 
-# -- TF padding, window by window ---------------------------------------------------------------
-
-
-def test_tf_padding_matches_tensorflow():
-    tf = _tf()
-    for n in (7, 8, 9, 10):
-        for k, s in ((3, 1), (3, 2), (1, 2), (7, 2)):
-            for padding in ("SAME", "VALID"):
-                if padding == "VALID" and n < k:
-                    continue
-                before, after, out = common.tf_padding(n, k, s, padding)
-                x = tf.ones((1, n, 1, 1))
-                got = tf.nn.conv2d(x, tf.ones((k, 1, 1, 1)), s, padding).numpy()[0, :, 0, 0]
-                assert len(got) == out
-                # the first window covers k - before real pixels, the last the rest
-                assert got[0] == min(k - before, n)
-                if padding == "SAME":
-                    assert before + after == max((out - 1) * s + k - n, 0)
-
-
 def _one_conv_net(size: int, pad: int):
     b = NetBuilder("t")
     x = b.input("data", (1, 3, size, size))

@@ -18,6 +18,7 @@ import pytest
 from caffezoo import cli, zoo
 from caffezoo.converters import common
 from caffezoo.converters import pytorch as ct
+from caffezoo.converters.pytorch.reader import TORCH_NAMING
 from caffezoo.errors import ConversionError, InputFileError, WeightMismatchError
 
 torch = pytest.importorskip("torch")
@@ -28,6 +29,10 @@ IMAGENET_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "im
 
 class Unsafe:
     """Pickled as a global: torch.load(weights_only=True) must refuse it."""
+
+
+def _ckpt(path: str, tensors: dict) -> common.Checkpoint:
+    return common.Checkpoint(path, "pytorch", tensors, naming=TORCH_NAMING)
 
 
 def _state(model) -> dict:
@@ -85,17 +90,15 @@ def test_layout_is_recognised_from_the_names(tv_resnext50):
     from caffezoo.frameworks import import_timm
 
     card = zoo.get_card("resnext50_32x4d")
-    ckpt = common.Checkpoint("tv.pth", "pytorch",
-                             {k: v.numpy() for k, v in tv_resnext50.state_dict().items()})
+    ckpt = _ckpt("tv.pth", {k: v.numpy() for k, v in tv_resnext50.state_dict().items()})
     assert ct.detect_layout(card.build(64), card, ckpt).layout == "torchvision"
 
     v4 = zoo.get_card("inception_v4_timm")
     timm_model = import_timm().create_model("inception_v4", pretrained=False)
-    ckpt = common.Checkpoint("v4.pth", "pytorch",
-                             {k: v.numpy() for k, v in timm_model.state_dict().items()})
+    ckpt = _ckpt("v4.pth", {k: v.numpy() for k, v in timm_model.state_dict().items()})
     assert ct.detect_layout(v4.build(107), v4, ckpt).layout == "timm"
 
-    junk = common.Checkpoint("junk.pth", "pytorch", {"encoder.w": np.zeros(3, np.float32)})
+    junk = _ckpt("junk.pth", {"encoder.w": np.zeros(3, np.float32)})
     with pytest.raises(ConversionError, match="match no resnet layout"):
         ct.detect_layout(card.build(64), card, junk)
 
@@ -145,8 +148,7 @@ def test_random_init_never_replaces_a_checkpoint_unless_asked(tmp_path, capsys):
 
 def test_deeper_checkpoint_into_shallower_net_names_the_extra_blocks():
     model = ct.source_arch("resnext101_32x4d", "timm").build()
-    ckpt = common.Checkpoint("r101.pth", "pytorch",
-                             {k: v.numpy() for k, v in model.state_dict().items()})
+    ckpt = _ckpt("r101.pth", {k: v.numpy() for k, v in model.state_dict().items()})
     card = zoo.get_card("resnext50_32x4d")
     net = card.build(64)
     plan = ct.detect_layout(net, card, ckpt)
@@ -175,8 +177,7 @@ def test_sources_that_compute_differently_are_refused_with_the_variant_named():
     ]
     for name, model, reason, variant in cases:
         card = zoo.get_card(name)
-        ckpt = common.Checkpoint(f"{name}.pth", "pytorch",
-                                 {k: v.numpy() for k, v in model.state_dict().items()})
+        ckpt = _ckpt(f"{name}.pth", {k: v.numpy() for k, v in model.state_dict().items()})
         net = card.build(299)
         plan = ct.detect_layout(net, card, ckpt)
         with pytest.raises(ConversionError) as info:
@@ -189,8 +190,7 @@ def test_sources_that_compute_differently_are_refused_with_the_variant_named():
 
 def test_blobs_are_the_source_tensors_in_caffe_form(tv_resnext50):
     card = zoo.get_card("resnext50_32x4d")
-    ckpt = common.Checkpoint("tv.pth", "pytorch",
-                             {k: v.numpy() for k, v in tv_resnext50.state_dict().items()})
+    ckpt = _ckpt("tv.pth", {k: v.numpy() for k, v in tv_resnext50.state_dict().items()})
     result = ct.convert_checkpoint(ckpt, card, 64)
     blobs = {layer.name: layer.blobs for layer in result.net.layer}
     from caffezoo.netio import blob_to_array
@@ -225,8 +225,7 @@ def test_input_affine_maps_the_card_to_the_source():
 
 def test_mean_difference_cannot_be_folded_through_padding(tv_resnext50):
     card = dataclasses.replace(zoo.get_card("resnext50_32x4d"), mean=(103.52, 116.28, 123.675))
-    ckpt = common.Checkpoint("tv.pth", "pytorch",
-                             {k: v.numpy() for k, v in tv_resnext50.state_dict().items()})
+    ckpt = _ckpt("tv.pth", {k: v.numpy() for k, v in tv_resnext50.state_dict().items()})
     with pytest.raises(ConversionError, match="'conv1'.*pads its input"):
         ct.convert_checkpoint(ckpt, card, 64)
 

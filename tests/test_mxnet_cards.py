@@ -88,7 +88,7 @@ def _card_input(card, pixels):
 
 def test_matcher_pairs_every_weighted_layer(gluon_resnet):
     from caffezoo.analysis import analyze
-    from caffezoo.validate import out_of_place
+    from caffezoo.out_of_place import out_of_place
 
     graph = cm.read_graph(gluon_resnet, (1, 3, 64, 64))
     net = zoo.get_card("resnet101_v2_gluon").build(64)

@@ -15,6 +15,7 @@ import pytest
 from caffezoo import cli, netio, validate, zoo
 from caffezoo.converters import common
 from caffezoo.converters import pytorch as ct
+from caffezoo.out_of_place import out_of_place
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -172,7 +173,7 @@ def test_three_dialects_give_identical_outputs_in_caffe(source, tmp_path):
 
 def test_out_of_place_gives_every_layer_its_own_blob():
     net = zoo.get_card(MODEL).build(SIZE)
-    oop = validate.out_of_place(net)
+    oop = out_of_place(net)
     tops = [t for layer in oop.net.layer for t in layer.top]
     assert len(tops) == len(set(tops))
     # conv1 -> conv1_bn -> conv1_scale -> conv1_relu were in place on "conv1"
@@ -186,30 +187,13 @@ def test_out_of_place_net_computes_the_same(source, tmp_path):
     from caffezoo.runtimes import open_runtime
 
     out = _convert(source, tmp_path, "same")
-    oop = validate.out_of_place(netio.read_prototxt(f"{out}.prototxt"))
+    oop = out_of_place(netio.read_prototxt(f"{out}.prototxt"))
     netio.write_prototxt(oop.net, tmp_path / "oop.prototxt")
     x = np.random.default_rng(0).normal(size=(1, 3, SIZE, SIZE)).astype(np.float32)
     a = open_runtime("pycaffe", f"{out}.prototxt", f"{out}.caffemodel").forward(x, ["prob"])
     b = open_runtime("pycaffe", tmp_path / "oop.prototxt", f"{out}.caffemodel").forward(
         x, ["prob"])
     np.testing.assert_array_equal(a["prob"], b["prob"])
-
-
-@pytest.mark.parametrize(("n", "k", "s", "pad"), [(35, 3, 1, 1), (8, 3, 2, 1), (9, 2, 2, 0),
-                                                  (17, 5, 3, 2), (5, 7, 1, 3)])
-def test_pooling_size_and_exclude_pad_factors_match_torch(n, k, s, pad):
-    from caffezoo.proto import caffe_pb2
-
-    x = torch.ones(1, 1, n, n)
-    for ceil in (False, True):
-        want = torch.nn.functional.max_pool2d(x, k, s, pad, ceil_mode=ceil).shape[-1]
-        assert common.pooled_size(n, k, s, pad, ceil) == want
-    p = caffe_pb2.PoolingParameter(kernel_size=k, stride=s, pad=pad)
-    out = common.pooled_size(n, k, s, pad, ceil=False)
-    factors = common.exclude_pad_factors(p, (n, n), (out, out))
-    # torch averages ones including the padding as count/area: its inverse is the factor
-    included = torch.nn.functional.avg_pool2d(x, k, s, pad, count_include_pad=True)[0, 0]
-    np.testing.assert_allclose(factors, 1.0 / included.numpy(), rtol=1e-6)
 
 
 def test_input_helpers(tmp_path):

@@ -26,6 +26,14 @@ import numpy as np
 
 from caffezoo.contract import InputContract
 from caffezoo.errors import ConversionError, WeightMismatchError
+from caffezoo.geometry import (
+    conv_out,
+    conv_window,
+    exclude_pad_factors,
+    pool_window,
+    source_pooled,
+    tf_padding,
+)
 
 
 class Op:
@@ -108,13 +116,8 @@ class Checkpoint:
     eps: dict[str, float] = field(default_factory=dict)
     # pooling modules the file describes itself (Lua), by module path; override a plan's
     pools: dict[str, PoolSpec] = field(default_factory=dict)
-    naming: ParamNaming | None = None  # default: the format's, from the source registry
-
-    def __post_init__(self) -> None:
-        if self.naming is None:
-            from caffezoo.converters.registry import checkpoint_naming
-
-            self.naming = checkpoint_naming(self.format)
+    # where a module's canonical parameters are among `tensors`: the reader's naming
+    naming: ParamNaming = field(kw_only=True)
 
     def key(self, module: str, part: str) -> str:
         return self.naming.key(module, part)
@@ -284,17 +287,13 @@ def _conv(ctx: MapContext, a: Assign) -> None:
 
 def _check_conv_windows(ctx: MapContext, a: Assign, layer) -> None:
     """The target convolution's windows (start, count per axis) must be the source's."""
-    p = layer.convolution_param
-    kernel = (p.kernel_h or (p.kernel_size[0] if p.kernel_size else 1),
-              p.kernel_w or (p.kernel_size[-1] if p.kernel_size else 1))
-    stride = (p.stride_h or (p.stride[0] if p.stride else 1),
-              p.stride_w or (p.stride[-1] if p.stride else 1))
-    pad = (p.pad_h or (p.pad[0] if p.pad else 0), p.pad_w or (p.pad[-1] if p.pad else 0))
+    window = conv_window(layer.convolution_param)
+    kernel, stride, pad = window.kernel, window.stride, window.pad
     in_hw = ctx.analysis.blob_shapes_at[(layer.name, 0)][2:]
     for axis, n in enumerate(in_hw):
         k, s, caffe_pad = kernel[axis], stride[axis], pad[axis]
         before, after, out = tf_padding(n, k, s, a.conv.padding, a.conv.pad)
-        caffe_out = (n + 2 * caffe_pad - k) // s + 1
+        caffe_out = conv_out(n, k, s, caffe_pad)
         if (caffe_pad, caffe_out) != (before, out):
             how = (f"pads {before} before and {after} after" if before != after
                    else f"pads {before}")
@@ -304,19 +303,6 @@ def _check_conv_windows(ctx: MapContext, a: Assign, layer) -> None:
                 + ("no symmetric Caffe padding is the same" if before != after
                    else "the windows differ"))
             return
-
-
-def tf_padding(n: int, k: int, s: int, padding: str, pad: int = 0) -> tuple[int, int, int]:
-    """(pad before, pad after, output size) of TensorFlow's SAME or VALID (or `pad` pixels on
-    each side, then VALID: "EXPLICIT") on one axis."""
-    if padding in ("VALID", "EXPLICIT"):
-        p = pad if padding == "EXPLICIT" else 0
-        return p, p, (n + 2 * p - k) // s + 1
-    if padding != "SAME":
-        raise ConversionError(f"unknown TF padding {padding!r}")
-    out = -(-n // s)
-    total = max((out - 1) * s + k - n, 0)
-    return total // 2, total - total // 2, out
 
 
 @handler(Op.BN)
@@ -389,7 +375,8 @@ def _pool(ctx: MapContext, a: Assign) -> None:
             ctx.structure.append(f"layer {name!r} and {src} do not both pool over the whole "
                                  f"{in_shape[2]}x{in_shape[3]} map")
         return
-    k, s, pad = _pool_geometry(p)
+    window = pool_window(p, in_shape[2:])
+    k, s, pad = window.kernel, window.stride, window.pad
     if spec.padding:
         _check_tf_pool(ctx, a, layer, in_shape[2:], out_shape[2:])
         return
@@ -397,7 +384,7 @@ def _pool(ctx: MapContext, a: Assign) -> None:
         ctx.structure.append(f"layer {name!r} has kernel/stride/pad {k}/{s}/{pad}, {src} "
                              f"{spec.kernel}/{spec.stride}/{spec.pad}")
         return
-    want = tuple(pooled_size(n, spec.kernel, spec.stride, spec.pad, spec.ceil)
+    want = tuple(source_pooled(n, spec.kernel, spec.stride, spec.pad, spec.pad, spec.ceil)
                  for n in in_shape[2:])
     if out_shape[2:] != want:
         rounding = "up" if p.ceil_mode else "down"
@@ -412,7 +399,7 @@ def _pool(ctx: MapContext, a: Assign) -> None:
     elif fix is not None and not needs_fix:
         ctx.structure.append(f"layer {fix!r} rescales the border of {name!r}, {src} does not")
     elif fix is not None:
-        ctx.weights[fix] = [exclude_pad_factors(p, in_shape[2:], out_shape[2:])]
+        ctx.weights[fix] = [exclude_pad_factors(window, in_shape[2:], out_shape[2:])]
 
 
 def _caffe_windows(n: int, n_out: int, k: int, s: int, pad: int) -> list[tuple[int, int]]:
@@ -425,7 +412,8 @@ def _check_tf_pool(ctx: MapContext, a: Assign, layer, in_hw, out_hw) -> None:
     ignores padding on both sides), and an average over windows that reach into the padding
     needs the exclude-pad Scale (TF excludes the padding)."""
     spec, name = a.pool, layer.name
-    k, s, pad = _pool_geometry(layer.pooling_param)
+    window = pool_window(layer.pooling_param, in_hw)
+    k, s, pad = window.kernel, window.stride, window.pad
     src = f"the source ({a.source}, TF {spec.padding})"
     clipped = False
     for axis in range(2):
@@ -447,7 +435,7 @@ def _check_tf_pool(ctx: MapContext, a: Assign, layer, in_hw, out_hw) -> None:
     elif fix is not None and not needs_fix:
         ctx.structure.append(f"layer {fix!r} rescales the border of {name!r}, {src} does not")
     elif fix is not None:
-        ctx.weights[fix] = [exclude_pad_factors(layer.pooling_param, in_hw, out_hw)]
+        ctx.weights[fix] = [exclude_pad_factors(window, in_hw, out_hw)]
 
 
 @handler(Op.ELTWISE)
@@ -466,23 +454,6 @@ def _eltwise(ctx: MapContext, a: Assign) -> None:
                              f"({a.source}) with {list(want)}")
 
 
-def _pool_geometry(p) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-    k = (p.kernel_h or p.kernel_size, p.kernel_w or p.kernel_size)
-    s = (p.stride_h or p.stride or 1, p.stride_w or p.stride or 1)
-    pad = (p.pad_h or p.pad, p.pad_w or p.pad)
-    return k, s, pad
-
-
-def pooled_size(n: int, k: int, s: int, pad: int, ceil: bool) -> int:
-    """Output size of a pooling, rounding down (PyTorch, Torch) or up (Caffe) with the rule
-    both share: a last window that would start in the padding is dropped."""
-    span = n + 2 * pad - k
-    out = (-(-span // s) if ceil else span // s) + 1
-    if ceil and pad and (out - 1) * s >= n + pad:
-        out -= 1
-    return out
-
-
 def exclude_pad_scale(net, pool: str) -> str | None:
     """The Scale layer (axis 2, 2 axes, no bias) that works in place on `pool`'s top right after
     it: the stock-layer form of an average that excludes padding."""
@@ -496,20 +467,6 @@ def exclude_pad_scale(net, pool: str) -> str | None:
                     and len(nxt.bottom) == 1):
                 return nxt.name
     return None
-
-
-def exclude_pad_factors(p, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
-    """kernel_area / valid_count for every output position of a Caffe pooling `p`: the Scale
-    blob that turns Caffe's padding-included average into the padding-excluded one."""
-    (kh, kw), (sh, sw), (ph, pw) = _pool_geometry(p)
-
-    def counts(n_in: int, n_out: int, k: int, s: int, pad: int) -> np.ndarray:
-        start = np.arange(n_out) * s - pad
-        return np.minimum(start + k, n_in) - np.maximum(start, 0)
-
-    ch = counts(in_hw[0], out_hw[0], kh, sh, ph)
-    cw = counts(in_hw[1], out_hw[1], kw, sw, pw)
-    return (kh * kw / np.outer(ch, cw)).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------

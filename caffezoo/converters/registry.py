@@ -16,7 +16,6 @@ A source kind is a plug-in module, imported only when used, with up to two faces
       random_checkpoint_files(path) -> list[Path]               # the files it would write
       has_random(card_name) -> bool                             # random_checkpoint can fill it
       RANDOM_SUFFIX: str                                        # file suffix of such a file
-      NAMINGS: dict[format, common.ParamNaming]                 # for each format in `formats`
 
 - a *graph* source (`graph=True`) converts without a card: its front end translates the file
   into the canonical graph (caffezoo.graph.ir) that one emitter turns into Caffe. Module-level:
@@ -40,7 +39,7 @@ from caffezoo.errors import InputFileError
 
 if TYPE_CHECKING:
     from caffezoo.contract import InputContract
-    from caffezoo.converters.common import ParamNaming, Plan
+    from caffezoo.converters.common import Plan
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,6 @@ class SourceKind:
     description: str
     card: bool = True  # converts into zoo cards through plans (--model)
     graph: bool = False  # converts without a card (read_graph / open_graph_runner)
-    formats: tuple[str, ...] = ()  # checkpoint formats its readers produce
     layouts: tuple[str, ...] = ()  # naming schemes a card source recognises (--layout)
     background: bool = False  # its classifiers may carry a background class (--keep-background)
 
@@ -64,14 +62,14 @@ SOURCE_KINDS: dict[str, SourceKind] = {kind.name: kind for kind in (
     SourceKind("torch", "caffezoo.converters.pytorch", "FILE.pth|FILE.t7",
                "torch:resnext50_32x4d.pth",
                "a PyTorch state_dict (torchvision/timm names) or a Lua Torch .t7 model",
-               formats=("pytorch", "lua"), layouts=("torchvision", "timm", "lua")),
+               layouts=("torchvision", "timm", "lua")),
     SourceKind("tf-slim", "caffezoo.converters.tfslim", "CKPT",
                "tf-slim:inception_v4.ckpt",
                "a TF-slim checkpoint: its prefix (model.ckpt-NNNN) or a folder with a "
-               "'checkpoint' file", formats=("tf-slim",), background=True),
+               "'checkpoint' file", background=True),
     SourceKind("mxnet", "caffezoo.converters.mxnet", "PREFIX[,EPOCH]", "mxnet:model/resnet50_v2",
                "an MXNet checkpoint of any era: PREFIX-symbol.json + PREFIX-NNNN.params",
-               card=True, graph=True, formats=("mxnet",)),
+               card=True, graph=True),
     SourceKind("onnx", "caffezoo.converters.onnx", "FILE.onnx", "onnx:model.onnx",
                "any ONNX classifier graph, opset 9 and later (from PyTorch, TensorFlow, ...)",
                card=False, graph=True),
@@ -115,15 +113,6 @@ def parse_source(text: str) -> Source:
 
 def all_layouts() -> tuple[str, ...]:
     return tuple(sorted({lay for k in SOURCE_KINDS.values() for lay in k.layouts}))
-
-
-def checkpoint_naming(fmt: str) -> ParamNaming:
-    """The ParamNaming of a checkpoint format, from the kind whose reader produces it."""
-    for kind in SOURCE_KINDS.values():
-        if fmt in kind.formats:
-            return kind.plugin().NAMINGS[fmt]
-    formats = ", ".join(f for k in SOURCE_KINDS.values() for f in k.formats)
-    raise InputFileError(f"unknown checkpoint format {fmt!r} (known: {formats})")
 
 
 def random_kind(card_name: str) -> SourceKind | None:

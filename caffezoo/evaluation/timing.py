@@ -254,8 +254,8 @@ def needed_macs(prototxt, weights) -> int:
     border (padding written as a grown kernel), the permutation of a channel shuffle, and the
     Scale/BatchNorm folded into convolutions (which count none). The work every backend is
     credited with, so that GFLOP/s compare."""
+    from caffezoo import geometry
     from caffezoo.export import fuse, plan
-    from caffezoo.export.onnx import _conv_attrs
 
     ex = plan.from_files(prototxt, weights)
     input_name, shape = next(iter(ex.inputs.items()))
@@ -267,10 +267,9 @@ def needed_macs(prototxt, weights) -> int:
         if layer.type == "Convolution" and macs:
             weight = fused.weights[layer.name][0]
             n = weight.ndim - 2
-            a = _conv_attrs(layer, n)
-            trimmed, _, _ = plan.trim_zero_taps(weight, a["pads"][:n], a["strides"],
-                                                a["dilations"], shapes[0][2:],
-                                                stats.out_shapes[0][2:])
+            w = geometry.conv_window(layer.convolution_param, n)
+            trimmed, _, _ = plan.trim_zero_taps(weight, w.pad, w.stride, w.dilation,
+                                                shapes[0][2:], stats.out_shapes[0][2:])
             macs = macs * trimmed[0, 0].size // weight[0, 0].size
         total += macs
     return total

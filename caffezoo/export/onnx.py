@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from caffezoo import frameworks, netio
-from caffezoo.errors import ConversionError, DependencyError
+from caffezoo import frameworks, geometry, netio
+from caffezoo.errors import ConversionError
 from caffezoo.export import plan
 from caffezoo.export.plan import FLT_MAX, ExportNet
 
@@ -44,19 +44,8 @@ MIN_OPSET = 13  # Softmax over one axis, Split/Squeeze/Unsqueeze with tensor inp
 BATCH_DIM = "N"
 
 
-def import_onnx():
-    try:
-        import onnx
-        import onnx.helper  # noqa: F401
-        import onnx.numpy_helper  # noqa: F401
-        import onnx.shape_inference  # noqa: F401
-    except Exception as err:
-        raise DependencyError(f"onnx is not usable ({err}); {frameworks.FIX}") from err
-    return onnx
-
-
 def max_opset() -> int:
-    return import_onnx().defs.onnx_opset_version()
+    return frameworks.import_onnx().defs.onnx_opset_version()
 
 
 def to_onnx(ex: ExportNet, opset: int = DEFAULT_OPSET, dynamic_batch: bool = False,
@@ -64,7 +53,7 @@ def to_onnx(ex: ExportNet, opset: int = DEFAULT_OPSET, dynamic_batch: bool = Fal
     """The ONNX model of `ex`. `outputs` lists the blobs to expose as graph outputs (default:
     the net's outputs, the blobs no layer reads). With `check`, the model passes onnx.checker
     and strict shape inference, and carries the inferred shapes (Netron shows them)."""
-    onnx = import_onnx()
+    onnx = frameworks.import_onnx()
     if not MIN_OPSET <= opset <= max_opset():
         raise ConversionError(f"opset {opset} is not supported: choose {MIN_OPSET} to "
                               f"{max_opset()}")
@@ -128,7 +117,7 @@ def write_onnx(ex: ExportNet, out: str | Path, opset: int = DEFAULT_OPSET,
 
 class _Emitter:
     def __init__(self, ex: ExportNet, opset: int, dynamic_batch: bool) -> None:
-        self.onnx = import_onnx()
+        self.onnx = frameworks.import_onnx()
         self.ex = ex
         self.opset = opset
         self.dynamic = dynamic_batch
@@ -261,27 +250,10 @@ def _weights(e: _Emitter, layer) -> list[np.ndarray]:
     return e.ex.weights.get(layer.name, [])
 
 
-def _spatial(values, n: int, default: int) -> list[int]:
-    values = list(values)
-    return values * n if len(values) == 1 else (values or [default] * n)
-
-
 def _conv_attrs(layer, n: int) -> dict:
-    p = layer.convolution_param
-    if p.HasField("kernel_h") or p.HasField("kernel_w"):
-        kernel = [p.kernel_h, p.kernel_w]
-    else:
-        kernel = _spatial(p.kernel_size, n, 1)
-    if p.HasField("stride_h") or p.HasField("stride_w"):
-        stride = [p.stride_h or 1, p.stride_w or 1]
-    else:
-        stride = _spatial(p.stride, n, 1)
-    if p.HasField("pad_h") or p.HasField("pad_w"):
-        pad = [p.pad_h, p.pad_w]
-    else:
-        pad = _spatial(p.pad, n, 0)
-    return {"kernel_shape": kernel, "strides": stride, "pads": pad + pad,
-            "dilations": _spatial(p.dilation, n, 1), "group": p.group}
+    w = geometry.conv_window(layer.convolution_param, n)
+    return {"kernel_shape": list(w.kernel), "strides": list(w.stride), "pads": list(w.pad) * 2,
+            "dilations": list(w.dilation), "group": layer.convolution_param.group}
 
 
 def _convolution(e, layer, stats, shapes, x, y, op="Conv"):

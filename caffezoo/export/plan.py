@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from caffezoo import analysis as _analysis
-from caffezoo import netio
+from caffezoo import geometry, netio
 from caffezoo.errors import ConversionError, NetDefinitionError, WeightMismatchError
 
 Shape = tuple[int, ...]
@@ -72,7 +72,7 @@ def prepare(net: netio.NetParameter, weights: Mapping[str, Sequence[np.ndarray]]
     `keep_blobs` folds only where they work in place, so that no blob name disappears."""
     source = source or f"net '{net.name}'"
     for layer in net.layer:
-        if _analysis._included(layer) and layer.type not in SUPPORTED_TYPES:
+        if _analysis.in_test_phase(layer) and layer.type not in SUPPORTED_TYPES:
             raise conversion_error(source, layer, "layer type not supported for export "
                                    f"(supported: {', '.join(sorted(SUPPORTED_TYPES))})")
     try:
@@ -291,23 +291,15 @@ class PoolGeometry:
 
 def pool_geometry(layer, in_shape: Shape, out_shape: Shape) -> PoolGeometry:
     p = layer.pooling_param
-    if p.HasField("kernel_h") or p.HasField("kernel_w"):
-        kernel = (p.kernel_h, p.kernel_w)
-    else:
-        kernel = (p.kernel_size, p.kernel_size)
-    pad = (p.pad_h, p.pad_w) if p.HasField("pad_h") or p.HasField("pad_w") else (p.pad, p.pad)
-    if p.HasField("stride_h") or p.HasField("stride_w"):
-        stride = (p.stride_h, p.stride_w)
-    else:
-        stride = (p.stride, p.stride)
     sizes, outs = in_shape[2:], out_shape[2:]
+    w = geometry.pool_window(p, sizes)
+    kernel, stride, pad = w.kernel, w.stride, w.pad
     ends, divisors, empty = [], [], False
     for n, k, s, pd, o in zip(sizes, kernel, stride, pad, outs, strict=True):
-        starts = np.arange(o) * s - pd
-        ends.append(max(int(starts[-1]) + k - n, 0))
-        # Caffe: hend = min(hstart + k, n + pad); pool_size = hend - hstart (before clipping)
-        divisors.append(np.minimum(starts + k, n + pd) - starts)
-        empty = empty or bool(starts[-1] >= n)
+        last = (o - 1) * s - pd  # where the last window starts
+        ends.append(max(last + k - n, 0))
+        divisors.append(geometry.caffe_divisors(n, o, k, s, pd))
+        empty = empty or last >= n
     factor = None
     if p.pool == 1:  # AVE
         divisor = np.multiply.outer(divisors[0], divisors[1]).astype(np.float64)

@@ -8,8 +8,12 @@ generators stay short. Every name can be overridden because not every original f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
+from caffezoo.analysis import analyze
 from caffezoo.builder import NetBuilder, Size
 from caffezoo.errors import NetDefinitionError
+from caffezoo.proto import caffe_pb2
 
 BN_EPS = 1e-5  # Caffe's BatchNorm default; the ResNet-family originals never set eps
 
@@ -61,3 +65,44 @@ def classifier_head(b: NetBuilder, bottom: str, pool_name: str, *, num_classes: 
         x = b.dropout(x, dropout_name, ratio=dropout)
     x = b.inner_product(x, fc_name, num_output=num_classes)
     return b.softmax(x, prob_name)
+
+
+# -- variants: an original re-played with other poolings ---------------------------------------
+
+MIN_INCEPTION_SIZE = 75  # the smallest size all three Inception nets reduce to 1x1 at
+
+
+def pooling_variant(base: Callable[..., caffe_pb2.NetParameter], name: str, input_size: int,
+                    *, pool_methods: Mapping[str, str] | None = None,
+                    exclude_pad: bool = False) -> caffe_pb2.NetParameter:
+    """`base()` (at its own default size) with floor pooling, the given pooling methods, and
+    (with `exclude_pad`) an exclude-pad Scale after every padded AVE pooling, at `input_size`."""
+    check_input_size(input_size, MIN_INCEPTION_SIZE, name)
+    methods = dict(pool_methods or {})
+    src = base()
+    b = NetBuilder(name)
+    for layer in src.layer:
+        if layer.type == "Input":
+            shape = list(layer.input_param.shape[0].dim)
+            b.input(layer.top[0], (shape[0], shape[1], input_size, input_size))
+            continue
+        new = b.layer(layer.type, layer.name, list(layer.bottom), list(layer.top))
+        new.CopyFrom(layer)
+        if layer.type != "Pooling":
+            continue
+        p = new.pooling_param
+        if layer.name in methods:
+            p.pool = caffe_pb2.PoolingParameter.PoolMethod.Value(methods.pop(layer.name))
+        if not p.global_pooling:
+            p.ceil_mode = False
+        if exclude_pad and p.pool == caffe_pb2.PoolingParameter.AVE and (
+                p.pad or p.pad_h or p.pad_w):
+            b.scale(layer.top[0], f"{layer.name}_exclude_pad", bias=False, axis=2, num_axes=2)
+    if methods:
+        raise NetDefinitionError(f"{name}: no pooling layer(s) {', '.join(methods)} in the base")
+    net = b.net
+    try:
+        analyze(net)
+    except NetDefinitionError as err:
+        raise NetDefinitionError(f"{name}: input size {input_size} does not work: {err}") from None
+    return net

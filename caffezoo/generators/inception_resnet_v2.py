@@ -32,13 +32,12 @@ from caffezoo.builder import NetBuilder
 from caffezoo.generators.inception_v3 import (
     NUM_CLASSES,
     check_reductions,
-    conv_size,
     factorised,
     head,
-    pool_size,
     unit,
     valid_sizes,
 )
+from caffezoo.geometry import caffe_pooled, conv_out
 from caffezoo.proto import caffe_pb2
 
 NAME = "inception_resnet_v2"
@@ -68,12 +67,12 @@ STAGES = Stages()
 
 def reductions(n: int) -> list[tuple[str, int]]:
     """(concat layer, input map size) of the two reductions for an n x n input."""
-    n = conv_size(n, 3, 2)  # conv1_3x3_s2
-    n = conv_size(n, 3)  # conv2_3x3_s1 (conv3_3x3_s1 keeps the size)
-    n = pool_size(n, 3, 2)  # pool1_3x3_s2
-    n = conv_size(n, 3)  # conv4_3x3
-    n = pool_size(n, 3, 2)  # pool2_3x3_s2: the 35x35 grid
-    return [("reduction_a_concat", n), ("reduction_b_concat", conv_size(n, 3, 2))]
+    n = conv_out(n, 3, 2)  # conv1_3x3_s2
+    n = conv_out(n, 3)  # conv2_3x3_s1 (conv3_3x3_s1 keeps the size)
+    n = caffe_pooled(n, 3, 2)  # pool1_3x3_s2
+    n = conv_out(n, 3)  # conv4_3x3
+    n = caffe_pooled(n, 3, 2)  # pool2_3x3_s2: the 35x35 grid
+    return [("reduction_a_concat", n), ("reduction_b_concat", conv_out(n, 3, 2))]
 
 
 MIN_INPUT_SIZE = valid_sizes(reductions, 1, 200)[0]

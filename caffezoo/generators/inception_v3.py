@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from caffezoo.builder import NetBuilder, Size
 from caffezoo.errors import NetDefinitionError
 from caffezoo.generators.common import check_input_size, conv_bn
+from caffezoo.geometry import caffe_pooled, conv_out
 from caffezoo.proto import caffe_pb2
 
 NAME = "inception_v3"
@@ -49,20 +50,7 @@ class Stages:
 STAGES = Stages()
 
 
-# -- size arithmetic shared by the Inception generators -------------------------------------
-
-
-def conv_size(n: int, kernel: int, stride: int = 1, pad: int = 0) -> int:
-    """Output size of a convolution (Caffe rounds down)."""
-    return (n + 2 * pad - kernel) // stride + 1
-
-
-def pool_size(n: int, kernel: int, stride: int = 1, pad: int = 0) -> int:
-    """Output size of a Caffe pooling with its default rounding (up), pad edge rule included."""
-    out = -(-(n + 2 * pad - kernel) // stride) + 1
-    if pad and (out - 1) * stride >= n + pad:
-        out -= 1
-    return out
+# -- input sizes the Inception generators accept ----------------------------------------------
 
 
 def valid_sizes(reductions: Callable[[int], Sequence[tuple[str, int]]], low: int,
@@ -120,13 +108,13 @@ def head(b: NetBuilder, bottom: str, num_classes: int) -> str:
 
 def reductions(n: int) -> list[tuple[str, int]]:
     """(concat layer, input map size) of the two reductions for an n x n input."""
-    n = conv_size(n, 3, 2)  # conv1_3x3_s2
-    n = conv_size(n, 3)  # conv2_3x3_s1 (conv3_3x3_s1 keeps the size)
-    n = pool_size(n, 3, 2)  # pool1_3x3_s2
-    n = conv_size(n, 3)  # conv4_3x3
-    n = pool_size(n, 3, 2)  # pool2_3x3_s2: the 35x35 stage
+    n = conv_out(n, 3, 2)  # conv1_3x3_s2
+    n = conv_out(n, 3)  # conv2_3x3_s1 (conv3_3x3_s1 keeps the size)
+    n = caffe_pooled(n, 3, 2)  # pool1_3x3_s2
+    n = conv_out(n, 3)  # conv4_3x3
+    n = caffe_pooled(n, 3, 2)  # pool2_3x3_s2: the 35x35 stage
     red_a = n
-    red_b = conv_size(n, 3, 2)  # the 17x17 stage
+    red_b = conv_out(n, 3, 2)  # the 17x17 stage
     return [("reduction_a_concat", red_a), ("reduction_b_concat", red_b)]
 
 

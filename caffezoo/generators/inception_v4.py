@@ -29,13 +29,12 @@ from caffezoo.builder import NetBuilder
 from caffezoo.generators.inception_v3 import (
     NUM_CLASSES,
     check_reductions,
-    conv_size,
     factorised,
     head,
-    pool_size,
     unit,
     valid_sizes,
 )
+from caffezoo.geometry import caffe_pooled, conv_out
 from caffezoo.proto import caffe_pb2
 
 NAME = "inception_v4"
@@ -56,15 +55,15 @@ STAGES = Stages()
 
 def reductions(n: int) -> list[tuple[str, int]]:
     """(concat layer, input map size) where a 3x3/2 convolution meets a 3x3/2 MAX pooling."""
-    n = conv_size(n, 3, 2)  # conv1_3x3_s2
-    n = conv_size(n, 3)  # conv2_3x3_s1 (conv3_3x3_s1 keeps the size)
+    n = conv_out(n, 3, 2)  # conv1_3x3_s2
+    n = conv_out(n, 3)  # conv2_3x3_s1 (conv3_3x3_s1 keeps the size)
     stem1 = n
-    n = pool_size(n, 3, 2)  # inception_stem1
-    n = conv_size(n, 3)  # inception_stem2: both branches end in an unpadded 3x3
+    n = caffe_pooled(n, 3, 2)  # inception_stem1
+    n = conv_out(n, 3)  # inception_stem2: both branches end in an unpadded 3x3
     stem3 = n
-    n = pool_size(n, 3, 2)  # inception_stem3: the 35x35 grid
+    n = caffe_pooled(n, 3, 2)  # inception_stem3: the 35x35 grid
     red_a = n
-    red_b = conv_size(n, 3, 2)  # the 17x17 grid
+    red_b = conv_out(n, 3, 2)  # the 17x17 grid
     return [("inception_stem1", stem1), ("inception_stem3", stem3),
             ("reduction_a_concat", red_a), ("reduction_b_concat", red_b)]
 

@@ -30,8 +30,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from caffezoo.builder import NetBuilder
-from caffezoo.generators.common import bn_scale, check_input_size, classifier_head, conv_bn
-from caffezoo.generators.variants_torch import _variant
+from caffezoo.generators.common import (
+    bn_scale,
+    check_input_size,
+    classifier_head,
+    conv_bn,
+    pooling_variant,
+)
+from caffezoo.geometry import conv_out, same_padding
 from caffezoo.proto import caffe_pb2
 
 RESNET_BN_EPS = 1e-5
@@ -40,20 +46,20 @@ RESNET_BN_EPS = 1e-5
 def inception_v3_tfslim(input_size: int = 299) -> caffe_pb2.NetParameter:
     from caffezoo.generators import inception_v3
 
-    return _variant(inception_v3.build, "inception_v3_tfslim", input_size,
+    return pooling_variant(inception_v3.build, "inception_v3_tfslim", input_size,
                     pool_methods={"inception_c2_pool": "AVE"}, exclude_pad=True)
 
 
 def inception_v4_tfslim(input_size: int = 299) -> caffe_pb2.NetParameter:
     from caffezoo.generators import inception_v4
 
-    return _variant(inception_v4.build, "inception_v4_tfslim", input_size, exclude_pad=True)
+    return pooling_variant(inception_v4.build, "inception_v4_tfslim", input_size, exclude_pad=True)
 
 
 def inception_resnet_v2_tfslim(input_size: int = 299) -> caffe_pb2.NetParameter:
     from caffezoo.generators import inception_resnet_v2
 
-    return _variant(inception_resnet_v2.build, "inception_resnet_v2_tfslim", input_size,
+    return pooling_variant(inception_resnet_v2.build, "inception_resnet_v2_tfslim", input_size,
                     exclude_pad=True)
 
 
@@ -70,13 +76,6 @@ RESNETS = {s.name: s for s in (SlimResNet("resnet101_v2_tfslim", (3, 4, 23, 3)),
 MIN_RESNET_SIZE = 33  # the smallest input that leaves block4 a map of at least 1x1
 
 
-def same_pads(n: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TF SAME padding (before, after) of one axis of size n."""
-    out = -(-n // stride)
-    total = max((out - 1) * stride + kernel - n, 0)
-    return total // 2, total - total // 2
-
-
 def resnet_v2_tfslim(input_size: int = 224, variant: str = "resnet101_v2_tfslim",
                      num_classes: int = 1000) -> caffe_pb2.NetParameter:
     spec = RESNETS[variant]
@@ -84,8 +83,7 @@ def resnet_v2_tfslim(input_size: int = 224, variant: str = "resnet101_v2_tfslim"
     b = NetBuilder(spec.name)
     x = b.input("data", (1, 3, input_size, input_size))
     x = b.conv(x, "conv1", num_output=64, kernel=7, stride=2, pad=3, bias=True)
-    n = (input_size + 6 - 7) // 2 + 1
-    before, after = same_pads(n, 3, 2)
+    before, after = same_padding(conv_out(input_size, 7, 2, 3), 3, 2)
     # even map: TF pads (0, 1) -> Caffe ceil rounding, no pad; odd: (1, 1) -> pad 1, floor
     x = b.pool(x, "pool1", "max", kernel=3, stride=2, pad=before, ceil=after > before)
     k = 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from caffezoo.geometry import conv_window, pool_window
 from caffezoo.graph.ir import Graph, Node
 
 PASS_IR = {"identity", "flatten"}
@@ -201,15 +202,8 @@ def _caffe_local(layer, shapes, bottoms) -> tuple:
     t = layer.type
     if t == "Convolution":
         p = layer.convolution_param
-        kh = p.kernel_h or (p.kernel_size[0] if p.kernel_size else 1)
-        kw = p.kernel_w or (p.kernel_size[-1] if p.kernel_size else 1)
-        sh = p.stride_h or (p.stride[0] if p.stride else 1)
-        sw = p.stride_w or (p.stride[-1] if p.stride else 1)
-        ph = p.pad_h or (p.pad[0] if p.pad else 0)
-        pw = p.pad_w or (p.pad[-1] if p.pad else 0)
-        dh = p.dilation[0] if p.dilation else 1
-        dw = p.dilation[-1] if p.dilation else 1
-        return ("conv", int(p.num_output), kh, kw, (sh, sw), (ph, pw), (dh, dw),
+        w = conv_window(p)
+        return ("conv", int(p.num_output), *w.kernel, w.stride, w.pad, w.dilation,
                 int(p.group or 1), bool(p.bias_term))
     if t == "BatchNorm":
         return ("bn-without-scale", layer.name)
@@ -221,16 +215,11 @@ def _caffe_local(layer, shapes, bottoms) -> tuple:
         in_shape = shapes[bottoms[0]]
         if p.global_pooling:
             return ("global", method)
-        kh = p.kernel_h or p.kernel_size
-        kw = p.kernel_w or p.kernel_size
-        sh = p.stride_h or p.stride or 1
-        sw = p.stride_w or p.stride or 1
-        ph = p.pad_h or p.pad
-        pw = p.pad_w or p.pad
+        w = pool_window(p, in_shape[2:])
         out = tuple(shapes[layer.top[0]][2:])
-        if (ph, pw) == (0, 0) and (kh, kw) == tuple(in_shape[2:]) and out == (1, 1):
+        if w.pad == (0, 0) and w.kernel == tuple(in_shape[2:]) and out == (1, 1):
             return ("global", method)
-        return ("pool", method, (kh, kw), (sh, sw), (ph, pw), out, False)
+        return ("pool", method, w.kernel, w.stride, w.pad, out, False)
     if t == "Eltwise":
         p = layer.eltwise_param
         coeff = tuple(p.coeff)

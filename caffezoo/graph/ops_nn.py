@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from caffezoo.geometry import caffe_divisors, caffe_pooled, source_pooled, window_sizes
 from caffezoo.graph.context import EmitContext, handler
 from caffezoo.graph.ir import Node
 
@@ -175,36 +176,6 @@ def linear(ctx: EmitContext, node: Node) -> None:
 # pooling
 
 
-def source_pooled(n: int, k: int, s: int, lo: int, hi: int, ceil: bool) -> int:
-    """Output size of a source pooling (IR semantics, as PyTorch and ONNX): floor or ceil of
-    (n + lo + hi - k) / s, plus one; in ceil mode a last window that would start in the
-    bottom/right padding is dropped."""
-    span = n + lo + hi - k
-    out = (-(-span // s) if ceil else span // s) + 1
-    if ceil and (out - 1) * s >= n + lo:
-        out -= 1
-    return out
-
-
-def caffe_pooled(n: int, k: int, s: int, pad: int, ceil: bool, any_pad: bool) -> int:
-    """Output size of Caffe's Pooling (pooling_layer.cpp): with any pad on either axis, a last
-    window that would start in the padding is dropped on both axes."""
-    span = n + 2 * pad - k
-    out = (-(-span // s) if ceil else span // s) + 1
-    if any_pad and (out - 1) * s >= n + pad:
-        out -= 1
-    return out
-
-
-def _divisors(n_out: int, n: int, k: int, s: int, start_pad: int, end: int,
-              lo: int | None) -> np.ndarray:
-    """Per output position, the size of the window clipped to [lo, end) (lo None: not clipped
-    at the start), for windows starting at i * s - start_pad."""
-    start = np.arange(n_out) * s - start_pad
-    stop = np.minimum(start + k, end)
-    return (stop - (start if lo is None else np.maximum(start, lo))).astype(np.float64)
-
-
 @handler("max_pool", "avg_pool")
 def pool(ctx: EmitContext, node: Node) -> None:
     value, pre, pre_value = input_and_pads(ctx, node)
@@ -243,8 +214,8 @@ def pool(ctx: EmitContext, node: Node) -> None:
     if avg:
         src_h = _src_divisors(want[0], h, kh, sh, t, b, pre[0], pre[2], include_pad)
         src_w = _src_divisors(want[1], w, kw, sw, lf, r, pre[1], pre[3], include_pad)
-        caffe_h = _divisors(want[0], h, kh, sh, t, h + t, None)
-        caffe_w = _divisors(want[1], w, kw, sw, lf, w + lf, None)
+        caffe_h = caffe_divisors(h, want[0], kh, sh, t)
+        caffe_w = caffe_divisors(w, want[1], kw, sw, lf)
         if np.any(src_h <= 0) or np.any(src_w <= 0):
             raise ctx.refuse(node, "a window holds no counted element")
         f = np.outer(caffe_h, caffe_w) / np.outer(src_h, src_w)
@@ -279,8 +250,8 @@ def _src_divisors(n_out: int, n: int, k: int, s: int, lo: int, hi: int, pre_lo: 
     """The source's divisor per output position along one axis. `lo`/`hi` are the total pads
     (the pooling's own plus a folded Pad's `pre_lo`/`pre_hi`, whose zeros always count)."""
     if include_pad:  # the window clipped to the padded input's end (PyTorch, ONNX)
-        return _divisors(n_out, n, k, s, lo, n + hi, None)
-    return _divisors(n_out, n, k, s, lo, n + pre_hi, -pre_lo)
+        return window_sizes(n_out, k, s, lo, n + hi)
+    return window_sizes(n_out, k, s, lo, n + pre_hi, -pre_lo)
 
 
 def _cut(ctx: EmitContext, node: Node, blob: str, got: tuple[int, int], want: tuple[int, int],

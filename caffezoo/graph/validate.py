@@ -31,13 +31,13 @@ from caffezoo.contract import InputContract
 from caffezoo.errors import InputFileError, NetDefinitionError
 from caffezoo.graph.context import sanitize
 from caffezoo.graph.ir import Graph
+from caffezoo.out_of_place import out_of_place
 from caffezoo.validate import (
     DEFAULT_TOLERANCE,
     comparison_lines,
     image_pixels,
     input_memory,
     logit_metrics,
-    out_of_place,
     random_pixels,
     verdict,
 )

@@ -75,7 +75,9 @@ class ExportedNets:
         values = list(names) if ex.fused else [export_onnx.blob_value_names(model)[b]
                                                 for b in names]
         if tuple(o.name for o in model.graph.output) != tuple(values):
-            onnx = export_onnx.import_onnx()
+            from caffezoo.frameworks import import_onnx
+
+            onnx = import_onnx()
             edited = onnx.ModelProto()
             edited.CopyFrom(model)
             del edited.graph.output[:]

@@ -147,16 +147,6 @@ def open_graph_runner(spec: str, input_shape: tuple[int, ...] | None = None):
 # -- the card face (--model): caffezoo/converters/mxnet/cards.py ---------------------------------
 
 
-def _naming():
-    from caffezoo.converters.common import ParamNaming
-    from caffezoo.converters.mxnet.cards import NAMING_KEYS
-
-    return ParamNaming(keys=NAMING_KEYS)
-
-
-NAMINGS = {"mxnet": _naming()}
-
-
 def has_random(card_name: str) -> bool:
     from caffezoo.converters.mxnet.cards import GLUON_FOR_CARD
 

@@ -29,6 +29,7 @@ from caffezoo.converters.common import (
     Conversion,
     ConvertOptions,
     Op,
+    ParamNaming,
     Part,
     Plan,
     PoolSpec,
@@ -180,7 +181,7 @@ def _fitting_cards(graph: Graph, size: int, exclude: str) -> list[str]:
 def _match(graph: Graph, net):
     from caffezoo.analysis import analyze
     from caffezoo.graph.match import match
-    from caffezoo.validate import out_of_place
+    from caffezoo.out_of_place import out_of_place
 
     oop = out_of_place(net)
     shapes = {k: tuple(v) for k, v in analyze(oop.net).blob_shapes.items()}
@@ -243,7 +244,7 @@ def prepare(spec: str, card, net, size: int) -> Prepared:
         if a.op in Op.WEIGHTED:
             for part, arr in nodes[a.source].params.items():
                 tensors[f"{a.source}.{part}"] = arr
-    ckpt = Checkpoint(spec, "mxnet", tensors, eps=eps)
+    ckpt = Checkpoint(spec, "mxnet", tensors, eps=eps, naming=ParamNaming(keys=NAMING_KEYS))
     plan = Plan(LAYOUT, assigns)
     return Prepared(graph, plan, ckpt, input_norm, effective, notes, offsets)
 

@@ -11,6 +11,7 @@ import numpy as np
 from caffezoo.converters.mxnet.context import ARGUMENTS, Attrs, Context, OpNode, handler
 from caffezoo.converters.mxnet.symbol import AttrError, is_none, parse_bool
 from caffezoo.errors import ConversionError
+from caffezoo.geometry import full_pooled, source_pooled
 
 
 def _need_4d(n: OpNode, shape: tuple[int, ...]) -> None:
@@ -292,8 +293,8 @@ def _pooling(ctx: Context, n: OpNode, a: Attrs) -> None:
         if span < 0:
             raise ConversionError(f"{n.describe()}: a {k[0]}x{k[1]} window does not fit the "
                                   f"{shape[2]}x{shape[3]} input (pad {p})")
-        o = (-(-span // ss) if ceil else span // ss) + 1
-        if ceil and pp > 0 and (o - 1) * ss >= size + pp:
+        o = full_pooled(size, kk, ss, pp, pp, ceil)
+        if ceil and pp > 0 and source_pooled(size, kk, ss, pp, pp, ceil) != o:
             # MXNet keeps a last window that starts in the padding; Caffe and PyTorch drop it
             raise ConversionError(f"{n.describe()}: with pooling_convention 'full' its last "
                                   "window lies wholly in the padding, which Caffe drops")

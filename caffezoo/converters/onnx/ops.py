@@ -27,6 +27,7 @@ import numpy as np
 
 from caffezoo.converters.onnx.reader import FLOAT_MAX, NCHW_PERM, Prepared, find_nhwc_chain
 from caffezoo.errors import ConversionError
+from caffezoo.geometry import same_padding, source_pooled
 from caffezoo.graph.ir import Graph, Node
 
 Handler = Callable[["Translation", Any, dict[str, Any]], None]
@@ -154,23 +155,12 @@ def resolve_pads(t: Translation, a: dict, in_hw: tuple[int, int], kernel: tuple[
         raise t.error(f"auto_pad {auto!r} is unknown")
     begin, end = [], []
     for n, k, s, d in zip(in_hw, kernel, stride, dilation, strict=True):
-        total = max((math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)
-        small, big = total // 2, total - total // 2
+        small, big = same_padding(n, k, s, d)
         # SAME_UPPER puts the odd pixel at the end (TensorFlow's SAME), SAME_LOWER at the start
         b, e = (small, big) if auto == "SAME_UPPER" else (big, small)
         begin.append(b)
         end.append(e)
     return begin[0], begin[1], end[0], end[1]
-
-
-def pooled_size(n: int, k: int, s: int, pb: int, pe: int, ceil: bool) -> int:
-    """ONNX/PyTorch pooled size; in ceil mode a last window starting in the end padding is
-    dropped."""
-    span = n + pb + pe - k
-    out = (-(-span // s) if ceil else span // s) + 1
-    if ceil and (out - 1) * s >= n + pb:
-        out -= 1
-    return out
 
 
 def _pair(values, default: int, what: str, t: Translation) -> tuple[int, int]:
@@ -390,8 +380,8 @@ def _pool(t: Translation, node, a: dict) -> None:
     pads = resolve_pads(t, a, (h, w), kernel, stride, (1, 1))
     ceil = bool(a.get("ceil_mode", 0))
     expected = t.shape(node.output[0])[2:]
-    ours = (pooled_size(h, kernel[0], stride[0], pads[0], pads[2], ceil),
-            pooled_size(w, kernel[1], stride[1], pads[1], pads[3], ceil))
+    ours = (source_pooled(h, kernel[0], stride[0], pads[0], pads[2], ceil),
+            source_pooled(w, kernel[1], stride[1], pads[1], pads[3], ceil))
     if tuple(expected) != ours:
         raise t.error(f"pooled size {tuple(expected)} differs from the ONNX rule's {ours}")
     attrs: dict[str, Any] = {"kernel": kernel, "stride": stride, "pads": pads, "ceil": ceil}

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from caffezoo.errors import ConversionError, FormatError, InputFileError
+from caffezoo.frameworks import import_onnx
 
 MIN_OPSET = 9
 # ops never folded even with constant inputs: random, or not deterministic functions
@@ -37,12 +38,6 @@ FLOAT_MAX = 3.4028234663852886e38
 def first_line(err: BaseException) -> str:
     text = str(err).strip()
     return (text.splitlines()[0] if text else type(err).__name__)[:300]
-
-
-def _onnx():
-    from caffezoo.frameworks import import_onnx
-
-    return import_onnx()
 
 
 @dataclass
@@ -77,7 +72,7 @@ class Prepared:
 
 def load_model(path: str | Path):
     """The ModelProto in `path`, checked; external data only from the file's folder."""
-    onnx = _onnx()
+    onnx = import_onnx()
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"{path}: no such file")
@@ -138,7 +133,7 @@ def _dims(value_info) -> list[int | None] | None:
 
 def image_input(model, path) -> tuple[str, list[int | None] | None]:
     """(name, dims) of the one graph input that is not an initializer."""
-    onnx = _onnx()
+    onnx = import_onnx()
     inits = {t.name for t in model.graph.initializer}
     inputs = [v for v in model.graph.input if v.name not in inits]
     if len(inputs) != 1:
@@ -219,7 +214,7 @@ def _infer(model, nodes, consts: dict[str, np.ndarray], input_name: str
     and the first complaint of strict shape inference ("" when none). A graph strict
     inference rejects (an op it does not know, say) is inferred leniently: the translator
     names unsupported ops before any missing shape."""
-    onnx = _onnx()
+    onnx = import_onnx()
     from onnx import helper, numpy_helper
 
     graph_inputs = [next(v for v in model.graph.input if v.name == input_name)]

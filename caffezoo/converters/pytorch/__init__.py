@@ -32,11 +32,11 @@ from caffezoo.converters.pytorch.models import (
 )
 from caffezoo.converters.pytorch.plans import LAYOUTS, detect_layout, family_of
 from caffezoo.converters.pytorch.random_init import random_model, save_random_checkpoint
-from caffezoo.converters.pytorch.reader import NAMINGS, is_lua, load_checkpoint, load_pytorch
-from caffezoo.converters.pytorch.runner import TorchSource, _no_background, open_source
+from caffezoo.converters.pytorch.reader import is_lua, load_checkpoint, load_pytorch
+from caffezoo.converters.pytorch.runner import TorchSource, no_background, open_source
 from caffezoo.errors import InputFileError
 
-__all__ = ["IMAGENET", "INCEPTION", "LAYOUTS", "NAMINGS", "RANDOM_SUFFIX", "SOURCE_ARCHS",
+__all__ = ["IMAGENET", "INCEPTION", "LAYOUTS", "RANDOM_SUFFIX", "SOURCE_ARCHS",
            "SourceArch", "TorchSource", "convert", "convert_checkpoint", "default_layout",
            "detect_layout", "family_of", "has_random", "is_lua", "load_checkpoint",
            "load_pytorch", "open_source", "random_checkpoint", "random_checkpoint_files",
@@ -77,7 +77,7 @@ def convert_checkpoint(ckpt: Checkpoint, card, input_size: int | None = None,
                        options: ConvertOptions | None = None) -> Conversion:
     """`convert` for a checkpoint already read."""
     options = options or ConvertOptions()
-    _no_background(options.keep_background)
+    no_background(options.keep_background)
     net = card.build(input_size)
     plan = detect_layout(net, card, ckpt, layout)
     _, effective = source_normalization(card.name, plan.layout)

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from caffezoo.converters.common import Checkpoint, PoolSpec
+from caffezoo.converters.common import Checkpoint, ParamNaming, PoolSpec
 from caffezoo.errors import ConversionError, InputFileError
+from caffezoo.frameworks import import_torch
 
 
 @dataclass
@@ -234,8 +235,9 @@ def _name_block(namer: _Namer, blk: LuaModule, key: str) -> None:
             raise _unsupported(leaf, "projection shortcut (convolution, batch norm)")
 
 
-def resnet_state_dict(root: LuaModule, path: str = "<t7>") -> Checkpoint:
-    """Torchvision-named tensors of an fb.resnet.torch-style ResNet/ResNeXt/WRN tree."""
+def resnet_state_dict(root: LuaModule, naming: ParamNaming, path: str = "<t7>") -> Checkpoint:
+    """Torchvision-named tensors of an fb.resnet.torch-style ResNet/ResNeXt/WRN tree (`naming`:
+    the torchvision naming the reader gives)."""
     if root.cls != "Sequential":
         raise ConversionError(f"{path}: the model is a {root.cls}, expected nn.Sequential")
     namer = _Namer()
@@ -269,12 +271,12 @@ def resnet_state_dict(root: LuaModule, path: str = "<t7>") -> Checkpoint:
     if stage == 0 or "fc.weight" not in namer.tensors:
         raise ConversionError(f"{path}: not an fb.resnet.torch-style model (found {stage} "
                               f"stages{'' if 'fc.weight' in namer.tensors else ', no Linear'})")
-    return Checkpoint(str(path), "lua", namer.tensors, namer.eps, namer.pools)
+    return Checkpoint(str(path), "lua", namer.tensors, namer.eps, namer.pools, naming=naming)
 
 
-def read_checkpoint(path: str | Path) -> tuple[Checkpoint, LuaModule]:
+def read_checkpoint(path: str | Path, naming: ParamNaming) -> tuple[Checkpoint, LuaModule]:
     root = read_t7(path)
-    return resnet_state_dict(root, str(path)), root
+    return resnet_state_dict(root, naming, str(path)), root
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,12 +322,6 @@ def _run(m: LuaModule, x, record: Recorder | None):
     return y
 
 
-def _torch():
-    from caffezoo.frameworks import import_torch
-
-    return import_torch()
-
-
 @runner("Sequential")
 def _sequential(m, x, record):
     for c in m.children:
@@ -353,12 +349,12 @@ def _identity(m, x, record):
 
 @runner("ReLU")
 def _relu(m, x, record):
-    return _torch().relu(x)
+    return import_torch().relu(x)
 
 
 @runner(*CONV)
 def _conv(m, x, record):
-    torch = _torch()
+    torch = import_torch()
     w = torch.from_numpy(conv_weight(m))
     b = m.array("bias")
     return torch.nn.functional.conv2d(
@@ -370,7 +366,7 @@ def _conv(m, x, record):
 
 @runner(*BN)
 def _bn(m, x, record):
-    torch = _torch()
+    torch = import_torch()
     t = {k: torch.from_numpy(v) for k, v in bn_tensors(m).items()}
     return torch.nn.functional.batch_norm(x, t["running_mean"], t["running_var"], t["weight"],
                                           t["bias"], False, 0.0, float(m.field("eps", 1e-5)))
@@ -385,12 +381,12 @@ def _pool_args(m):
 
 @runner("SpatialMaxPooling")
 def _maxpool(m, x, record):
-    return _torch().nn.functional.max_pool2d(x, **_pool_args(m))
+    return import_torch().nn.functional.max_pool2d(x, **_pool_args(m))
 
 
 @runner("SpatialAveragePooling")
 def _avgpool(m, x, record):
-    return _torch().nn.functional.avg_pool2d(
+    return import_torch().nn.functional.avg_pool2d(
         x, count_include_pad=bool(m.field("count_include_pad", True)), **_pool_args(m))
 
 
@@ -403,7 +399,7 @@ def _view(m, x, record):
 
 @runner("Linear")
 def _linear(m, x, record):
-    torch = _torch()
+    torch = import_torch()
     b = m.array("bias")
     return torch.nn.functional.linear(x, torch.from_numpy(m.array("weight")),
                                       None if b is None else torch.from_numpy(b))
@@ -411,9 +407,9 @@ def _linear(m, x, record):
 
 @runner("SoftMax")
 def _softmax(m, x, record):
-    return _torch().softmax(x, dim=1)
+    return import_torch().softmax(x, dim=1)
 
 
 @runner("LogSoftMax")
 def _log_softmax(m, x, record):
-    return _torch().log_softmax(x, dim=1)
+    return import_torch().log_softmax(x, dim=1)

@@ -5,18 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from caffezoo.converters.pytorch.models import source_arch
-
-
-def _torch():
-    from caffezoo.frameworks import import_torch
-
-    return import_torch()
+from caffezoo.frameworks import import_torch
 
 
 def random_model(card_name: str, layout: str, seed: int = 0):
     """A source model of a zoo card with seeded random weights and non-trivial BatchNorm
     statistics (`randomize_batch_norm`)."""
-    torch = _torch()
+    torch = import_torch()
     arch = source_arch(card_name, "torchvision" if layout == "lua" else layout)
     torch.manual_seed(seed)
     model = arch.build()
@@ -33,7 +28,7 @@ def randomize_batch_norm(model, seed: int, calib_size: int) -> None:
     and perturbed per channel: means shifted, variances scaled by 0.5-2. A conversion that
     swapped mean and variance, ignored eps or gamma, or reordered channels cannot pass
     validation on such a model."""
-    torch = _torch()
+    torch = import_torch()
     gen = torch.Generator().manual_seed(seed + 1)
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     if not bns:  # nothing to calibrate (and a model of one input size could not run at ours)
@@ -64,7 +59,7 @@ def save_random_checkpoint(card_name: str, layout: str, path: str | Path, seed: 
 
     from caffezoo.netio import atomic_write
 
-    torch = _torch()
+    torch = import_torch()
     model = random_model(card_name, layout, seed)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)

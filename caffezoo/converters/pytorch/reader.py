@@ -22,9 +22,6 @@ TORCH_NAMING = ParamNaming(
     {Part.WEIGHT: "{m}.weight", Part.BIAS: "{m}.bias", Part.MEAN: "{m}.running_mean",
      Part.VAR: "{m}.running_var", Part.GAMMA: "{m}.weight", Part.BETA: "{m}.bias"},
     ignored_suffixes=(".num_batches_tracked",))  # a counter no inference net needs
-NAMINGS = {"pytorch": TORCH_NAMING, "lua": TORCH_NAMING}
-
-
 def load_pytorch(path: str | Path) -> Checkpoint:
     """A PyTorch state_dict file as float32 arrays (integer buffers kept as they are)."""
     from caffezoo.frameworks import import_torch, load_torch_weights
@@ -57,7 +54,7 @@ def load_pytorch(path: str | Path) -> Checkpoint:
         raise InputFileError(f"{path}: no tensors in the checkpoint")
     if all(k.startswith("module.") for k in tensors):  # saved from DataParallel
         tensors = {k[len("module."):]: v for k, v in tensors.items()}
-    return Checkpoint(str(path), "pytorch", tensors)
+    return Checkpoint(str(path), "pytorch", tensors, naming=TORCH_NAMING)
 
 
 def is_lua(path: str | Path) -> bool:
@@ -69,5 +66,5 @@ def load_checkpoint(path: str | Path) -> tuple[Checkpoint, Any]:
     if is_lua(path):
         from caffezoo.converters.pytorch import lua
 
-        return lua.read_checkpoint(path)
+        return lua.read_checkpoint(path, TORCH_NAMING)
     return load_pytorch(path), None

@@ -13,12 +13,7 @@ from caffezoo.converters.pytorch.models import SourceArch, source_arch, source_n
 from caffezoo.converters.pytorch.plans import detect_layout
 from caffezoo.converters.pytorch.reader import load_checkpoint
 from caffezoo.errors import ConversionError
-
-
-def _torch():
-    from caffezoo.frameworks import import_torch
-
-    return import_torch()
+from caffezoo.frameworks import import_torch
 
 
 @dataclass
@@ -40,7 +35,7 @@ class TorchSource:
             self.model = self._load_model(card_name)
 
     def _load_model(self, card_name: str):
-        torch = _torch()
+        torch = import_torch()
         arch = source_arch(card_name, self.plan.layout)
         kwargs = dict(arch.kwargs)
         if "aux_logits" in kwargs:  # only when the checkpoint has the head
@@ -58,7 +53,7 @@ class TorchSource:
     def run(self, x: np.ndarray, record: set[str] | None = None) -> SourceRun:
         """Logits (the classifier's output) and the (input, output) of the modules in
         `record` (a BatchNorm that applies its activation itself is recorded before it)."""
-        torch = _torch()
+        torch = import_torch()
         want = set(record or ()) | {self.classifier}
         records: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -98,13 +93,13 @@ class TorchSource:
 
 def open_source(path: str | Path, card, net, layout: str | None = None,
                 keep_background: bool = False) -> TorchSource:
-    _no_background(keep_background)
+    no_background(keep_background)
     ckpt, root = load_checkpoint(path)
     plan = detect_layout(net, card, ckpt, layout)
     return TorchSource(ckpt, plan, card.name, root)
 
 
-def _no_background(keep: bool) -> None:
+def no_background(keep: bool) -> None:
     if keep:
         raise ConversionError("--keep-background: PyTorch and Lua models have no background "
                               "class")

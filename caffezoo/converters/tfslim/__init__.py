@@ -24,11 +24,11 @@ from caffezoo.converters.common import (
 )
 from caffezoo.converters.tfslim import nets
 from caffezoo.converters.tfslim.plans import plan_for
-from caffezoo.converters.tfslim.reader import NAMINGS, read_checkpoint, top_scope, with_naming
+from caffezoo.converters.tfslim.reader import read_checkpoint, top_scope, with_naming
 from caffezoo.converters.tfslim.runner import TF_INPUT, SlimSource
 from caffezoo.errors import ConversionError
 
-__all__ = ["NAMINGS", "RANDOM_SUFFIX", "convert", "convert_checkpoint", "has_random",
+__all__ = ["RANDOM_SUFFIX", "convert", "convert_checkpoint", "has_random",
            "open_source", "random_checkpoint", "random_checkpoint_files", "read_checkpoint"]
 
 RANDOM_SUFFIX = ".ckpt"

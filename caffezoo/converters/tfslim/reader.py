@@ -39,7 +39,6 @@ SLIM_NAMING = ParamNaming(SLIM_KEYS, _canonical, ignored_suffixes=TRAINING_SUFFI
 # slim.batch_norm(scale=False), the Inceptions': no gamma variable, gamma is one
 SLIM_NAMING_NO_GAMMA = ParamNaming(SLIM_KEYS, _canonical, defaults={Part.GAMMA: 1.0},
                                    ignored_suffixes=TRAINING_SUFFIXES)
-NAMINGS = {FORMAT: SLIM_NAMING}
 
 
 def _tf():

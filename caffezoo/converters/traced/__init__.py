@@ -39,6 +39,7 @@ import numpy as np
 
 from caffezoo.contract import InputContract
 from caffezoo.errors import ConversionError
+from caffezoo.frameworks import import_torch
 
 KINDS = ("torchvision", "timm")
 DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
@@ -46,12 +47,6 @@ TRACE_OPSET = 17
 SEED = 0
 CALIB_SIZE = 128
 INPUT_NAME, OUTPUT_NAME = "data", "logits"
-
-
-def _torch():
-    from caffezoo.frameworks import import_torch
-
-    return import_torch()
 
 
 @dataclass
@@ -171,7 +166,7 @@ def _unknown(kind: str, name: str, known: list[str]) -> ConversionError:
 def load(kind: str, spec: str) -> TorchModel:
     """The named model with the checkpoint's weights, or seeded random ones (cached: convert
     and validate in one process build it once)."""
-    torch = _torch()
+    torch = import_torch()
     name, ckpt = parse_spec(kind, spec)
     build, contract_at = _builder(kind, name)
     torch.manual_seed(SEED)
@@ -205,7 +200,7 @@ def load(kind: str, spec: str) -> TorchModel:
 
 def trace(tm: TorchModel, input_shape: tuple[int, ...], path: Path) -> None:
     """Exports the model at `input_shape` to the ONNX file `path`."""
-    torch = _torch()
+    torch = import_torch()
     x = torch.zeros(tuple(input_shape))
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -238,7 +233,7 @@ def check_trace_size(tm: TorchModel, input_shape: tuple[int, ...]) -> None:
     blob. A model that cannot run at CALIB_SIZE is not estimated (its trace says why)."""
     from caffezoo import memory
 
-    torch = _torch()
+    torch = import_torch()
     n, c, h, w = input_shape
     ph, pw = min(h, CALIB_SIZE), min(w, CALIB_SIZE)
     scale = n * h * w / (ph * pw)
@@ -290,7 +285,7 @@ def read_graph(kind: str, spec: str, input_shape: tuple[int, ...] | None = None)
     """The canonical graph of the traced model."""
     from caffezoo.converters.onnx.ops import translate
 
-    torch = _torch()
+    torch = import_torch()
     tm, prep = _prepared(kind, spec, _shape(input_shape))
     graph = translate(prep, tm.name)
     notes = [f"traced with torch.onnx.export (opset {TRACE_OPSET}) at "
@@ -319,7 +314,7 @@ class TracedRunner:
         return self.tm.contract_at(self.input_shape[-1])
 
     def run(self, x: np.ndarray, record: set[str] | None = None) -> dict[str, np.ndarray]:
-        torch = _torch()
+        torch = import_torch()
         x = np.ascontiguousarray(x, dtype=np.float32)
         with torch.no_grad():
             y = self.tm.model(torch.from_numpy(x))
