@@ -32,6 +32,7 @@ import gc
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -79,7 +80,7 @@ class Recorder:
         command = " ".join(["caffezoo", "convert", *argv]).replace(str(self.work), "WORK")
         entry: dict = {"command": command}
         if error is not None:
-            entry["error"] = error
+            entry["error"] = error.replace(str(self.work), "WORK")
         else:
             caffemodel, prototxt = (Path(f"{base}.caffemodel"), Path(f"{base}.prototxt"))
             entry["caffemodel"], entry["prototxt"] = sha256(caffemodel), sha256(prototxt)
@@ -184,13 +185,20 @@ def graph_conversions(rec: Recorder, work: Path) -> None:
                               f"1,3,{size},{size}", "--target", target])
 
 
+def _scratch_free(entry: dict) -> dict:
+    """An entry with its scratch folder's name (in commands and errors) written WORK."""
+    return {k: re.sub(r"/tmp/tmp\w+", "WORK", v) if isinstance(v, str) else v
+            for k, v in entry.items()}
+
+
 def compare(old_path: str, new_path: str) -> int:
     old = json.loads(Path(old_path).read_text())
     new = json.loads(Path(new_path).read_text())
     print(f"old: {old['commit']}  new: {new['commit']}")
     same = differ = 0
     for key in sorted(set(old["entries"]) | set(new["entries"])):
-        a, b = old["entries"].get(key), new["entries"].get(key)
+        a, b = (_scratch_free(m["entries"][key]) if key in m["entries"] else None
+                for m in (old, new))
         if a is None or b is None:
             print(f"{key}: only in {'new' if a is None else 'old'}")
             differ += 1
