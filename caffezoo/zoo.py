@@ -68,7 +68,7 @@ class CaffeTime:
 
 
 @dataclass(frozen=True)
-class Source:
+class WeightSource:
     """Where weights for this model can be had: framework, how the checkpoint is named there,
     and how it relates to the original release."""
 
@@ -104,7 +104,7 @@ class ModelCard:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)    # BGR
     val_list: str = ILSVRC2012_VAL
     num_classes: int = 1000
-    sources: tuple[Source, ...] = ()
+    sources: tuple[WeightSource, ...] = ()
     accuracy: tuple[Accuracy, ...] = ()
     caffe_time: tuple[CaffeTime, ...] = ()
     release_mb: float | None = None     # size of the released .caffemodel (README)
@@ -260,9 +260,9 @@ def _resnet_v2(depth: int, blocks: str, acc: tuple[float, ...], times: tuple[flo
         family="resnet-v2", generator="caffezoo.generators.resnet_v2:build",
         generator_args={"variant": name}, input_size=224, eval_settings=_RESNET_EVAL,
         mean=RESNET_V2_MEAN, std=(1.0, 1.0, 1.0), val_list=ILSVRC2012_VAL,
-        sources=(Source("caffe", f"{name}.caffemodel (the original zoo's release)",
-                        "converted by the original zoo from CUHK craftGBD's model, trained in "
-                        "the yjxiong/caffe fork, then fine-tuned on ImageNet"),),
+        sources=(WeightSource("caffe", f"{name}.caffemodel (the original zoo's release)",
+                              "converted by the original zoo from CUHK craftGBD's model, trained "
+                              "in the yjxiong/caffe fork, then fine-tuned on ImageNet"),),
         accuracy=_acc(224, 320, *acc), caffe_time=_time(224, 320, *times),
         release_mb=release_mb, published_params_m=published, published_gmacs=gmacs,
         published_note=note,
@@ -270,7 +270,8 @@ def _resnet_v2(depth: int, blocks: str, acc: tuple[float, ...], times: tuple[flo
         oddities=_RESNET_V2_ODDITIES + extra_oddities)
 
 
-def _torch_resnet(name: str, title: str, family: str, module: str, sources: tuple[Source, ...],
+def _torch_resnet(name: str, title: str, family: str, module: str,
+                  sources: tuple[WeightSource, ...],
                   acc: tuple[float, ...], times: tuple[float, ...], release_mb: float,
                   published: float, gmacs: float | None, note: str,
                   original: str) -> ModelCard:
@@ -283,7 +284,7 @@ def _torch_resnet(name: str, title: str, family: str, module: str, sources: tupl
         published_note=note, original_prototxt=original, oddities=_TORCH_ODDITIES)
 
 
-def _inception(name: str, title: str, sources: tuple[Source, ...], acc: tuple[float, ...],
+def _inception(name: str, title: str, sources: tuple[WeightSource, ...], acc: tuple[float, ...],
                times: tuple[float, ...], release_mb: float, published: float,
                gmacs: float | None, note: str, original: str,
                val_list: str = ILSVRC2012_VAL) -> ModelCard:
@@ -314,73 +315,74 @@ _CARDS: tuple[ModelCard, ...] = (
                "stored values"),
     _inception(
         "inception_v3", "Inception-v3",
-        (Source("mxnet", "Inception-7-symbol.json / Inception-7-0001.params",
-                "MXNet model gallery imagenet-1k-inception-v3, the original zoo's source; "
-                "class order of ILSVRC2015_val.txt"),
-         Source("torchvision", "inception_v3 / Inception_V3_Weights.IMAGENET1K_V1",
-                "TensorFlow's model ported to PyTorch: different layout and weights")),
+        (WeightSource("mxnet", "Inception-7-symbol.json / Inception-7-0001.params",
+                      "MXNet model gallery imagenet-1k-inception-v3, the original zoo's source; "
+                      "class order of ILSVRC2015_val.txt"),
+         WeightSource("torchvision", "inception_v3 / Inception_V3_Weights.IMAGENET1K_V1",
+                      "TensorFlow's model ported to PyTorch: different layout and weights")),
         (78.33, 94.25, 80.40, 95.27, 79.90, 95.18, 80.75, 95.76),
         (21.79, 19.82, 22.14, 24.88), 91.1, 23.8, 5.71,
         "Inception-v3 without the auxiliary head, " + _TV,
         "cls/inception/deploy_inception_v3.prototxt", val_list=ILSVRC2015_VAL),
     _inception(
         "inception_v4", "Inception-v4",
-        (Source("tf-slim", "inception_v4_2016_09_09.tar.gz (inception_v4.ckpt)",
-                "the original zoo's source; 1001 classes, index 0 = background"),
-         Source("timm", "inception_v4.tf_in1k", "the same TF-slim weights ported to PyTorch")),
+        (WeightSource("tf-slim", "inception_v4_2016_09_09.tar.gz (inception_v4.ckpt)",
+                      "the original zoo's source; 1001 classes, index 0 = background"),
+         WeightSource("timm", "inception_v4.tf_in1k",
+                      "the same TF-slim weights ported to PyTorch")),
         (79.97, 94.91, 81.40, 95.70, 81.32, 95.68, 81.88, 96.08),
         (32.96, 32.19, 36.04, 41.91), 163.1, 42.7, 12.3,
         "Szegedy et al. 2017 / TF-slim model table (parameters), timm model card (GMACs)",
         "cls/inception/deploy_inception_v4.prototxt"),
     _inception(
         "inception_resnet_v2", "Inception-ResNet-v2",
-        (Source("tf-slim", "inception_resnet_v2_2016_08_30.tar.gz "
-                "(inception_resnet_v2_2016_08_30.ckpt)",
-                "the original zoo's source; 1001 classes, index 0 = background"),
-         Source("timm", "inception_resnet_v2.tf_in1k",
-                "the same TF-slim weights ported to PyTorch")),
+        (WeightSource("tf-slim", "inception_resnet_v2_2016_08_30.tar.gz "
+                      "(inception_resnet_v2_2016_08_30.ckpt)",
+                      "the original zoo's source; 1001 classes, index 0 = background"),
+         WeightSource("timm", "inception_resnet_v2.tf_in1k",
+                      "the same TF-slim weights ported to PyTorch")),
         (80.14, 95.17, 81.54, 95.92, 81.25, 95.98, 81.85, 96.29),
         (49.06, 54.83, 54.06, 66.38), 213.4, 55.8, 13.2,
         "Szegedy et al. 2017 / TF-slim model table (parameters), timm model card (GMACs)",
         "cls/inception/deploy_inception_resnet_v2.prototxt"),
     _torch_resnet(
         "resnext50_32x4d", "ResNeXt-50 32x4d", "resnext", "resnext",
-        (Source("lua-torch", "resnext_50_32x4d.t7",
-                "facebookresearch/ResNeXt release, the original zoo's source"),
-         Source("torchvision", "resnext50_32x4d / ResNeXt50_32X4D_Weights.IMAGENET1K_V1",
-                "same architecture, PyTorch's own training")),
+        (WeightSource("lua-torch", "resnext_50_32x4d.t7",
+                      "facebookresearch/ResNeXt release, the original zoo's source"),
+         WeightSource("torchvision", "resnext50_32x4d / ResNeXt50_32X4D_Weights.IMAGENET1K_V1",
+                      "same architecture, PyTorch's own training")),
         (77.63, 93.69, 79.47, 94.65, 78.90, 94.47, 79.63, 94.97),
         (17.29, 20.08, 19.02, 23.81), 95.8, 25.0, 4.23,
         "resnext50_32x4d in " + _TV + " (25,028,904 parameters): the same architecture",
         "cls/resnext/deploy_resnext50_32x4d.prototxt"),
     _torch_resnet(
         "resnext101_32x4d", "ResNeXt-101 32x4d", "resnext", "resnext",
-        (Source("lua-torch", "resnext_101_32x4d.t7",
-                "facebookresearch/ResNeXt release, the original zoo's source"),
-         Source("timm", "resnext101_32x4d.gluon_in1k (also .fb_ssl_yfcc100m_ft_in1k, "
-                ".fb_swsl_ig1b_ft_in1k)", "same architecture, other training")),
+        (WeightSource("lua-torch", "resnext_101_32x4d.t7",
+                      "facebookresearch/ResNeXt release, the original zoo's source"),
+         WeightSource("timm", "resnext101_32x4d.gluon_in1k (also .fb_ssl_yfcc100m_ft_in1k, "
+                      ".fb_swsl_ig1b_ft_in1k)", "same architecture, other training")),
         (78.70, 94.21, 80.53, 95.11, 80.09, 95.03, 80.81, 95.41),
         (30.73, 35.75, 34.33, 41.02), 169.1, 44.2, None,
         "Xie et al. 2017 / timm's resnext101_32x4d: the same architecture",
         "cls/resnext/deploy_resnext101_32x4d.prototxt"),
     _torch_resnet(
         "resnext101_64x4d", "ResNeXt-101 64x4d", "resnext", "resnext",
-        (Source("lua-torch", "resnext_101_64x4d.t7",
-                "facebookresearch/ResNeXt release, the original zoo's source"),
-         Source("torchvision", "resnext101_64x4d / ResNeXt101_64X4D_Weights.IMAGENET1K_V1",
-                "same architecture, PyTorch's own training"),
-         Source("timm", "resnext101_64x4d.tv_in1k (also .gluon_in1k, .c1_in1k)",
-                "same architecture")),
+        (WeightSource("lua-torch", "resnext_101_64x4d.t7",
+                      "facebookresearch/ResNeXt release, the original zoo's source"),
+         WeightSource("torchvision", "resnext101_64x4d / ResNeXt101_64X4D_Weights.IMAGENET1K_V1",
+                      "same architecture, PyTorch's own training"),
+         WeightSource("timm", "resnext101_64x4d.tv_in1k (also .gluon_in1k, .c1_in1k)",
+                      "same architecture")),
         (79.40, 94.59, 81.12, 95.41, 80.74, 95.37, 81.52, 95.69),
         (42.07, 64.58, 51.99, 77.71), 319.2, 83.5, 15.46,
         "resnext101_64x4d in " + _TV + " (83,455,272 parameters): the same architecture",
         "cls/resnext/deploy_resnext101_64x4d.prototxt"),
     _torch_resnet(
         "wrn50_2", "Wide ResNet-50-2 (ResNet-50 1x128d)", "wrn", "wrn",
-        (Source("pytorch", "wide-resnet-50-2-export-*.pth (szagoruyko/functional-zoo)",
-                "szagoruyko/wide-residual-networks release, the original zoo's source"),
-         Source("torchvision", "wide_resnet50_2 / Wide_ResNet50_2_Weights.IMAGENET1K_V1",
-                "same architecture, PyTorch's own training")),
+        (WeightSource("pytorch", "wide-resnet-50-2-export-*.pth (szagoruyko/functional-zoo)",
+                      "szagoruyko/wide-residual-networks release, the original zoo's source"),
+         WeightSource("torchvision", "wide_resnet50_2 / Wide_ResNet50_2_Weights.IMAGENET1K_V1",
+                      "same architecture, PyTorch's own training")),
         (77.87, 93.87, 79.91, 94.94, 79.32, 94.72, 80.17, 95.13),
         (16.48, 25.28, 20.99, 35.04), 263.1, 68.9, 11.40,
         "wide_resnet50_2 in " + _TV + " (68,883,240 parameters): the same architecture",
@@ -393,8 +395,8 @@ _CARDS: tuple[ModelCard, ...] = (
         generator_args={"variant": f"resnet{depth}_v2_gluon"}, input_size=224,
         variant_of=f"resnet{depth}_v2", eval_settings=_RESNET_EVAL, mean=TORCH_MEAN,
         std=TORCH_STD, val_list=ILSVRC2012_VAL,
-        sources=(Source("mxnet", f"resnet{depth}_v2 (mxnet.gluon.model_zoo.vision), exported",
-                        "Gluon's ImageNet mean/std on RGB input"),),
+        sources=(WeightSource("mxnet", f"resnet{depth}_v2 (mxnet.gluon.model_zoo.vision), exported",
+                              "Gluon's ImageNet mean/std on RGB input"),),
         published_params_m=params, published_note="the source model's count")
       for depth, params in ((101, 44.5), (152, 60.2))),
     # Variants for PyTorch sources that compute differently from the originals (same layer
@@ -404,7 +406,7 @@ _CARDS: tuple[ModelCard, ...] = (
         generator=f"caffezoo.generators.variants_torch:{name}", input_size=299,
         variant_of=name.rsplit("_", 1)[0],
         eval_settings=_INCEPTION_EVAL, mean=(127.5,) * 3, std=(127.5,) * 3,
-        val_list=ILSVRC2012_VAL, sources=(Source(framework, checkpoint, note),),
+        val_list=ILSVRC2012_VAL, sources=(WeightSource(framework, checkpoint, note),),
         published_params_m=params, published_note="the source model's count")
       for name, title, framework, checkpoint, note, params in (
           ("inception_v3_tv", "Inception-v3 (torchvision layout)", "torchvision",
@@ -422,8 +424,8 @@ _CARDS: tuple[ModelCard, ...] = (
         variant_of=name.removesuffix("_tfslim"),
         eval_settings=_INCEPTION_EVAL if size == 299 else _RESNET_EVAL,
         mean=(127.5,) * 3, std=(127.5,) * 3, val_list=ILSVRC2012_VAL,
-        sources=(Source("tf-slim", checkpoint, "1001 classes (0 = background; dropped by "
-                        "default)"),),
+        sources=(WeightSource("tf-slim", checkpoint, "1001 classes (0 = background; dropped by "
+                              "default)"),),
         published_params_m=params, published_note="the source model's count")
       for name, title, family, size, checkpoint, params in (
           ("inception_v3_tfslim", "Inception-v3 (TF-slim)", "inception", 299,

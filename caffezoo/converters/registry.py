@@ -127,7 +127,10 @@ def random_kind(card_name: str) -> SourceKind | None:
 # what runners return (validate's source side)
 
 
-class SourceRun(Protocol):
+@dataclass
+class SourceRun:
+    """What a card runner's run() returns."""
+
     logits: np.ndarray  # (N, classes): the classifier's output
     records: dict[str, tuple[np.ndarray, np.ndarray]]  # module -> (input, output)
 

@@ -31,14 +31,14 @@ RAW_RGB = InputContract(channel_order="RGB", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0
 
 
 @dataclass(frozen=True)
-class Checkpoint:
+class MxnetFiles:
     prefix: str
     symbol: Path
     params: Path
     epoch: int
 
 
-def resolve(spec: str) -> Checkpoint:
+def resolve(spec: str) -> MxnetFiles:
     """`PREFIX[,EPOCH]` -> the two files; InputFileError naming what is missing."""
     prefix, sep, epoch_text = spec.partition(",")
     prefix = prefix.strip()
@@ -58,7 +58,7 @@ def resolve(spec: str) -> Checkpoint:
         params = Path(f"{prefix}-{epoch:04d}.params")
         if not params.is_file():
             raise InputFileError(f"{params}: no such file (mxnet source {spec!r})")
-        return Checkpoint(prefix, symbol, params, epoch)
+        return MxnetFiles(prefix, symbol, params, epoch)
     base = Path(prefix)
     pattern = re.compile(re.escape(base.name) + r"-(\d+)\.params$")
     found = []
@@ -71,7 +71,7 @@ def resolve(spec: str) -> Checkpoint:
     if not found:
         raise InputFileError(f"{prefix}-NNNN.params: no parameter file beside {symbol}")
     epoch, params = max(found)
-    return Checkpoint(prefix, symbol, params, epoch)
+    return MxnetFiles(prefix, symbol, params, epoch)
 
 
 def read_graph(spec: str, input_shape: tuple[int, ...] | None = None):

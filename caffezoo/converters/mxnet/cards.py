@@ -36,6 +36,7 @@ from caffezoo.converters.common import (
     apply_plan,
     input_affine,
 )
+from caffezoo.converters.registry import SourceRun
 from caffezoo.errors import ConversionError
 from caffezoo.graph.ir import Graph
 
@@ -47,7 +48,7 @@ GLUON_FOR_CARD = {"inception_v3_tv": "inceptionv3", "resnet101_v2_gluon": "resne
 
 
 @dataclass
-class Prepared:
+class CardPairing:
     graph: Graph  # input conventions folded in, input scaling ops removed
     plan: Plan
     ckpt: Checkpoint
@@ -194,7 +195,7 @@ def _match(graph: Graph, net):
     return m
 
 
-def prepare(spec: str, card, net, size: int) -> Prepared:
+def pair_with_card(spec: str, card, net, size: int) -> CardPairing:
     """Read, fold the input conventions in, pair with the card's net; the plan and tensors."""
     from caffezoo.converters.mxnet import GLUON_IMAGENET, read_graph
 
@@ -246,14 +247,14 @@ def prepare(spec: str, card, net, size: int) -> Prepared:
                 tensors[f"{a.source}.{part}"] = arr
     ckpt = Checkpoint(spec, "mxnet", tensors, eps=eps, naming=ParamNaming(keys=NAMING_KEYS))
     plan = Plan(LAYOUT, assigns)
-    return Prepared(graph, plan, ckpt, input_norm, effective, notes, offsets)
+    return CardPairing(graph, plan, ckpt, input_norm, effective, notes, offsets)
 
 
 def convert(spec: str, card, input_size: int | None = None, layout: str | None = None,
             options: ConvertOptions | None = None) -> Conversion:
     size = input_size or card.input_size
     net = card.build(size)
-    prep = prepare(spec, card, net, size)
+    prep = pair_with_card(spec, card, net, size)
     # the input conventions are already folded into the tensors
     result = apply_plan(net, prep.ckpt, prep.plan, ConvertOptions(bgr=False))
     result.notes[:0] = prep.notes
@@ -268,16 +269,10 @@ NAMING_KEYS = {Part.WEIGHT: "{m}.weight", Part.BIAS: "{m}.bias", Part.MEAN: "{m}
 # validate's source side for a card
 
 
-@dataclass
-class SourceRun:
-    logits: np.ndarray
-    records: dict[str, tuple[np.ndarray, np.ndarray]]
-
-
 class CardRunner:
     """MXNet running the checkpoint, recording the planned nodes' inputs and outputs."""
 
-    def __init__(self, spec: str, prep: Prepared, size: int) -> None:
+    def __init__(self, spec: str, prep: CardPairing, size: int) -> None:
         from caffezoo.converters.mxnet import open_graph_runner
 
         self.plan = prep.plan
@@ -329,7 +324,7 @@ def open_source(spec: str, card, net, layout: str | None = None) -> CardRunner:
 
     (shape,) = analyze(net).inputs.values()
     size = int(shape[-1])
-    return CardRunner(spec, prepare(spec, card, net, size), size)
+    return CardRunner(spec, pair_with_card(spec, card, net, size), size)
 
 
 def random_prefix(spec: str) -> str:

@@ -3,7 +3,6 @@ side of validation."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +11,9 @@ from caffezoo.converters.common import Checkpoint, Op, Plan
 from caffezoo.converters.pytorch.models import SourceArch, source_arch, source_normalization
 from caffezoo.converters.pytorch.plans import detect_layout
 from caffezoo.converters.pytorch.reader import load_checkpoint
+from caffezoo.converters.registry import SourceRun
 from caffezoo.errors import ConversionError
 from caffezoo.frameworks import import_torch
-
-
-@dataclass
-class SourceRun:
-    logits: np.ndarray
-    records: dict[str, tuple[np.ndarray, np.ndarray]]  # module -> (input, output)
 
 
 class TorchSource:

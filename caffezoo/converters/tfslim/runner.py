@@ -9,12 +9,11 @@ logits. Tensors come back NCHW, as Caffe's blobs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from caffezoo.contract import InputContract
 from caffezoo.converters.common import Checkpoint, Op, Plan
+from caffezoo.converters.registry import SourceRun
 from caffezoo.converters.tfslim.nets import BACKGROUND_CLASSES, SlimNet
 from caffezoo.errors import ConversionError
 
@@ -22,12 +21,6 @@ from caffezoo.errors import ConversionError
 TF_INPUT = InputContract(channel_order="RGB", mean=(127.5, 127.5, 127.5),
                          std=(127.5, 127.5, 127.5))
 _MAIN_OPS = ("Conv2D", "MatMul", "FusedBatchNormV3", "FusedBatchNorm", "MaxPool", "AvgPool")
-
-
-@dataclass
-class SourceRun:
-    logits: np.ndarray
-    records: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def _nchw(a: np.ndarray) -> np.ndarray:
