@@ -66,8 +66,8 @@ def fold_difference(card) -> tuple[int, float, float]:
     """(layers folded, max abs, max rel) of the folded export's logits against the unfolded."""
     import onnxruntime as ort
 
+    from caffezoo.export import export_net
     from caffezoo.export import onnx as export_onnx
-    from caffezoo.export import plan
     from caffezoo.random_weights import random_weights
 
     net = card.build(card.input_size)
@@ -76,7 +76,7 @@ def fold_difference(card) -> tuple[int, float, float]:
     x = np.random.default_rng(0).normal(0, 1, (2, 3, s, s)).astype(np.float32)
     outs, folded = [], 0
     for fold in (False, True):
-        ex = plan.prepare(net, weights, fold_bn=fold)
+        ex = export_net.prepare(net, weights, fold_bn=fold)
         blob = next(la.bottom[0] for la in reversed(ex.net.layer) if la.type == "Softmax")
         model = export_onnx.to_onnx(ex, dynamic_batch=True, outputs=[blob])
         session = ort.InferenceSession(model.SerializeToString(),

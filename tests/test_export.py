@@ -15,7 +15,7 @@ import pytest
 
 from caffezoo import netio
 from caffezoo.errors import ConversionError
-from caffezoo.export import plan
+from caffezoo.export import export_net
 from caffezoo.random_weights import random_weights
 from caffezoo.runtimes import open_runtime
 
@@ -325,7 +325,7 @@ layer { name: "pool2" type: "Pooling" bottom: "pool" top: "pool2"
     if dialect == "round_mode":
         assert "round_mode: FLOOR" in (tmp_path / "d.prototxt").read_text()
     reread = netio.read_prototxt(tmp_path / "d.prototxt")
-    ex = plan.prepare(reread, {})
+    ex = export_net.prepare(reread, {})
     assert ex.analysis.blob_shapes["pool2"] == (1, 2, 1, 1)  # floor: 8 -> 3 -> 1 (ceil: 2)
     x = data((1, 2, 8, 8))
     caffe = open_runtime("pycaffe", tmp_path / "d.prototxt").forward(x)
@@ -360,7 +360,7 @@ def test_onnx_names_opsets_and_checks(tmp_path):
     from caffezoo.export import onnx as export_onnx
 
     proto, model = small_net_files(tmp_path)
-    ex = plan.from_files(proto, model)
+    ex = export_net.from_files(proto, model)
     x = data((2, 3, 8, 8))
     outs = []
     for opset in (13, export_onnx.DEFAULT_OPSET, 21):
@@ -390,7 +390,7 @@ def test_fold_bn_is_exact_to_float32_noise(tmp_path):
     from caffezoo.export import onnx as export_onnx
 
     proto, model = small_net_files(tmp_path)
-    folded = plan.from_files(proto, model, fold_bn=True)
+    folded = export_net.from_files(proto, model, fold_bn=True)
     assert folded.folded == ["conv1/bn", "conv1/scale"]
     assert [la.type for la in folded.net.layer] == ["Input", "Convolution", "ReLU", "Pooling",
                                                     "InnerProduct", "Softmax"]
@@ -418,16 +418,16 @@ def test_unsupported_layer_and_bad_options_name_the_layer(tmp_path):
     text = header((1, 3, 8, 8)) + '''
 layer { name: "weird" type: "Upsample" bottom: "data" top: "up" }'''
     with pytest.raises(ConversionError, match=r"layer 'weird' \(Upsample\)"):
-        plan.prepare(netio.parse_prototxt(text), {})
+        export_net.prepare(netio.parse_prototxt(text), {})
     text = header((1, 3, 8, 8)) + '''
 layer { name: "sto" type: "Pooling" bottom: "data" top: "p"
   pooling_param { pool: STOCHASTIC kernel_size: 2 stride: 2 } }'''
     with pytest.raises(ConversionError, match=r"layer 'sto' \(Pooling\): STOCHASTIC"):
-        plan.prepare(netio.parse_prototxt(text), {})
+        export_net.prepare(netio.parse_prototxt(text), {})
     text = header((2, 6)) + '''
 layer { name: "r" type: "Reshape" bottom: "data" top: "r"
   reshape_param { shape { dim: 4 dim: 3 } } }'''
-    ex = plan.prepare(netio.parse_prototxt(text), {})
+    ex = export_net.prepare(netio.parse_prototxt(text), {})
     export_onnx.to_onnx(ex)  # a fixed batch is fine
     with pytest.raises(ConversionError, match=r"layer 'r' \(Reshape\).*dynamic batch"):
         export_onnx.to_onnx(ex, dynamic_batch=True)

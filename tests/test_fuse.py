@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from caffezoo import netio
-from caffezoo.export import fuse, plan
+from caffezoo.export import export_net, fuse
 from caffezoo.export import onnx as export_onnx
 from caffezoo.graph.emit import emit
 from caffezoo.graph.ir import Graph, Node
@@ -82,7 +82,7 @@ def write(emitted, dialect, tmp_path):
 
 
 def fused_onnx(proto, model):
-    ex = plan.from_files(proto, model)
+    ex = export_net.from_files(proto, model)
     fx = fuse.fuse(ex)
     return fx, export_onnx.optimise(export_onnx.to_onnx(fx, dynamic_batch=True))
 
@@ -137,19 +137,19 @@ def test_trim_zero_taps_hand_computed():
     w4 = np.zeros((2, 1, 4, 4), np.float32)
     w4[:, :, 1:, 1:] = 1.0
     out = (8 + 2 - 4) // 2 + 1  # 4
-    trimmed, begin, end = plan.trim_zero_taps(w4, (1, 1), (2, 2), (1, 1), (8, 8), (out, out))
+    trimmed, begin, end = export_net.trim_zero_taps(w4, (1, 1), (2, 2), (1, 1), (8, 8), (out, out))
     assert trimmed.shape == (2, 1, 3, 3) and np.all(trimmed == 1)
     # windows start at 2i (no pad before), the last one reads rows 6..8: one pad after
     assert begin == (0, 0) and end == (1, 1)
     # a leading zero tap with no padding to give back stays; so do live border taps
     w3 = np.ones((1, 1, 3, 3), np.float32)
     w3[:, :, 0, :] = 0
-    same, begin, end = plan.trim_zero_taps(w3, (0, 0), (1, 1), (1, 1), (5, 5), (3, 3))
+    same, begin, end = export_net.trim_zero_taps(w3, (0, 0), (1, 1), (1, 1), (5, 5), (3, 3))
     assert same.shape == (1, 1, 3, 3) and begin == end == (0, 0)
     # trailing zero taps on the second axis, dilation 2: each one gives back 2 pixels of pad
     w5 = np.ones((1, 1, 3, 3), np.float32)
     w5[:, :, :, 2] = 0
-    t, begin, end = plan.trim_zero_taps(w5, (2, 2), (1, 1), (2, 2), (6, 6), (6, 6))
+    t, begin, end = export_net.trim_zero_taps(w5, (2, 2), (1, 1), (2, 2), (6, 6), (6, 6))
     assert t.shape == (1, 1, 3, 2) and begin == (2, 2) and end == (2, 0)
     x = np.random.default_rng(0).normal(size=(6, 6))
     xp = np.pad(x, 2)  # the convolution as written ...
@@ -192,7 +192,7 @@ def test_fusion_keeps_values_others_read_and_in_place_chains(tmp_path):
     proto, model = tmp_path / "chain.prototxt", tmp_path / "chain.caffemodel"
     netio.write_prototxt(net, proto)
     netio.write_caffemodel(netio.attach_weights(net, random_weights(net, 3)), model)
-    fx = fuse.fuse(plan.from_files(proto, model))
+    fx = fuse.fuse(export_net.from_files(proto, model))
     types = [(la.type, list(la.bottom), list(la.top)) for la in fx.net.layer]
     assert ("ReLU", ["data"], ["r"]) in types  # read twice: kept
     assert ("Clip", ["r"], ["relu6"]) in types  # -max(-r, -6) = min(r, 6)

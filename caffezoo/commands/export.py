@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from caffezoo import netio
     from caffezoo.analysis import analyze, input_names
-    from caffezoo.export import plan
+    from caffezoo.export import export_net
     from caffezoo.outputs import OutputSet
 
     if args.input_size is not None and args.input_size < 1:
@@ -80,7 +80,7 @@ def run(args) -> int:
     # a bar only when the export takes more than a second (large nets), on a terminal
     with Progress(2, label="export", unit="step", delay=1.0) as bar, outputs:
         bar.note("reading the weights")
-        ex = plan.prepare(net, netio.read_weights(args.weights), source, shapes, args.fold_bn)
+        ex = export_net.prepare(net, netio.read_weights(args.weights), source, shapes, args.fold_bn)
         bar.update(1, f"writing {args.output}")
         if args.to == "onnx":
             from caffezoo.export.onnx import write_onnx

@@ -255,11 +255,11 @@ def needed_macs(prototxt, weights) -> int:
     Scale/BatchNorm folded into convolutions (which count none). The work every backend is
     credited with, so that GFLOP/s compare."""
     from caffezoo import geometry
-    from caffezoo.export import fuse, plan
+    from caffezoo.export import export_net, fuse
 
-    ex = plan.from_files(prototxt, weights)
+    ex = export_net.from_files(prototxt, weights)
     input_name, shape = next(iter(ex.inputs.items()))
-    ex = plan.prepare(ex.net, ex.weights, ex.source, {input_name: (1, *shape[1:])})
+    ex = export_net.prepare(ex.net, ex.weights, ex.source, {input_name: (1, *shape[1:])})
     fused = fuse.fuse(ex)
     total = 0
     for layer, stats, shapes in fused.steps():
@@ -268,7 +268,7 @@ def needed_macs(prototxt, weights) -> int:
             weight = fused.weights[layer.name][0]
             n = weight.ndim - 2
             w = geometry.conv_window(layer.convolution_param, n)
-            trimmed, _, _ = plan.trim_zero_taps(weight, w.pad, w.stride, w.dilation,
+            trimmed, _, _ = export_net.trim_zero_taps(weight, w.pad, w.stride, w.dilation,
                                                 shapes[0][2:], stats.out_shapes[0][2:])
             macs = macs * trimmed[0, 0].size // weight[0, 0].size
         total += macs

@@ -1,7 +1,7 @@
 """Caffe -> ONNX and Caffe -> PyTorch: the reverse direction of caffezoo's converters, so that a
 Caffe net runs (and is read, in Netron) outside Caffe with Caffe's exact semantics.
 
-- `caffezoo.export.plan`: what both exporters share: the TEST-phase net with its weights
+- `caffezoo.export.export_net`: what both exporters share: the TEST-phase net with its weights
   (`ExportNet`), the checks that refuse what cannot be exported exactly (`ConversionError` naming
   the layer and type), BatchNorm folding, pooling geometry with Caffe's rounding rules.
 - `caffezoo.export.onnx`: `to_onnx(...) -> onnx.ModelProto`, `export_onnx(...)`.

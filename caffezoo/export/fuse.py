@@ -22,7 +22,7 @@ into the ONNX or torch op of the same name:
   BatchNorm (+ Scale) not after a convolution
                                            one per-channel Scale with bias
   Convolution -> BatchNorm -> Scale, Convolution -> Scale
-                                           folded into the convolution (plan.fold_batch_norm)
+                                           folded into the convolution (export_net.fold_batch_norm)
 
 Every rewrite is exact (negation, max and min are exact; a permutation copies values) or one
 float32 rounding away from the chain (the folded affine maps, HardSigmoid's a*x+b as one
@@ -30,9 +30,9 @@ expression, HardSwish's order of operations): outputs equal the Caffe net's with
 tests/test_fuse.py measures it against real Caffe. Two more are done by the exporters on a
 fused net (`ExportNet.fused`): a convolution whose kernel was grown by zero rows or columns to
 express asymmetric padding loses them again, with the padding made asymmetric (the ONNX pads,
-or an explicit pad in torch; plan.trim_zero_taps), and a broadcast product with an (N, C, 1, 1)
-value that the emitter flattened to (N, C) for Caffe's Scale uses the (N, C, 1, 1) value
-directly. What is left to the ONNX optimiser (onnxslim, in export/onnx.py `optimise`) is
+or an explicit pad in torch; export_net.trim_zero_taps), and a broadcast product with an
+(N, C, 1, 1) value that the emitter flattened to (N, C) for Caffe's Scale uses the (N, C, 1, 1)
+value directly. What is left to the ONNX optimiser (onnxslim, in export/onnx.py `optimise`) is
 what it does itself: identities, shared slices of one value, dead outputs.
 
 A chain is rewritten only where its intermediate values have no other reader and are not net
@@ -52,8 +52,8 @@ import numpy as np
 
 from caffezoo import analysis as _analysis
 from caffezoo import netio
-from caffezoo.export import plan
-from caffezoo.export.plan import ExportNet
+from caffezoo.export import export_net
+from caffezoo.export.export_net import ExportNet
 from caffezoo.proto import caffe_pb2
 
 _INF = math.inf
@@ -81,7 +81,7 @@ def fuse(ex: ExportNet) -> ExportNet:
     del out.layer[:]
     out.layer.extend(g.layers)
     # last: a permutation conv must be seen before a BatchNorm after it is folded into it
-    out, weights, folded = plan.fold_batch_norm(out, g.weights, keep_blobs=False,
+    out, weights, folded = export_net.fold_batch_norm(out, g.weights, keep_blobs=False,
                                                 shapes=_analysis.analyze(out, ex.inputs)
                                                 .blob_shapes)
     counts["folded into a convolution"] = len(folded)
@@ -430,15 +430,15 @@ def _affine_batch_norm(g: _Graph, i: int) -> _Rewrite | None:
     scale = None
     if len(la.top) != 1:
         return None
-    if plan._per_channel_scale(la, len(g.shapes.get(la.top[0], ()))):
+    if export_net._per_channel_scale(la, len(g.shapes.get(la.top[0], ()))):
         bn, bv = g.input(i)
-        if bn is None or not plan._global_batch_norm(bn) or not g.feeds_only(bv, i):
+        if bn is None or not export_net._global_batch_norm(bn) or not g.feeds_only(bv, i):
             return None
         scale, bn_at = la, bv[1]
-    elif plan._global_batch_norm(la) and len(g.shapes.get(la.top[0], ())) >= 2:
+    elif export_net._global_batch_norm(la) and len(g.shapes.get(la.top[0], ())) >= 2:
         bn, bn_at = la, i
         reader = g.sole_reader((la.top[0], i))
-        if reader is not None and plan._per_channel_scale(
+        if reader is not None and export_net._per_channel_scale(
                 g.layers[reader], len(g.shapes[la.top[0]])):
             return None  # matched from the Scale
     else:
@@ -446,7 +446,8 @@ def _affine_batch_norm(g: _Graph, i: int) -> _Rewrite | None:
     conv, cv = g.input(bn_at)
     if conv is not None and conv.type == "Convolution" and g.feeds_only(cv, bn_at):
         return None  # folded into the convolution at the end, in one rounding
-    mean, var = (v.astype(np.float64) for v in plan.caffe_batch_norm_stats(g.weights[bn.name]))
+    blobs = export_net.caffe_batch_norm_stats(g.weights[bn.name])
+    mean, var = (v.astype(np.float64) for v in blobs)
     a = 1.0 / np.sqrt(var + np.float64(np.float32(bn.batch_norm_param.eps)))
     b = -mean * a
     if scale is not None:

@@ -14,7 +14,7 @@ tests/test_export.py against real Caffe):
 - Pooling: Caffe rounds up (unless `ceil_mode: false`), drops a last window that would start in
   the padding, and divides AVE sums by a window count that includes padding but stops at the
   padded border. Every pooling becomes floor-mode pooling over explicit, possibly asymmetric
-  padding that covers exactly Caffe's windows (`plan.pool_geometry`); AVE is then sum/(kh*kw)
+  padding that covers exactly Caffe's windows (`export_net.pool_geometry`); AVE is then sum/(kh*kw)
   (count_include_pad over the explicit padding) times a constant (OH, OW) map kh*kw/divisor
   where Caffe's divisor differs. Windows with no input pixel (ceil mode, stride > kernel) give
   Caffe's values: -FLT_MAX (MAX), 0/0 = NaN or 0 (AVE).
@@ -36,8 +36,8 @@ import numpy as np
 
 from caffezoo import frameworks, geometry, netio
 from caffezoo.errors import ConversionError
-from caffezoo.export import plan
-from caffezoo.export.plan import FLT_MAX, ExportNet
+from caffezoo.export import export_net
+from caffezoo.export.export_net import FLT_MAX, ExportNet
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 13  # Softmax over one axis, Split/Squeeze/Unsqueeze with tensor inputs
@@ -95,7 +95,7 @@ def export_onnx(prototxt: str | Path, weights: str | Path | None, out: str | Pat
                 opset: int = DEFAULT_OPSET, dynamic_batch: bool = False, fold_bn: bool = False,
                 input_shapes=None) -> ExportNet:
     """Reads prototxt + caffemodel, writes the ONNX file atomically; returns what was exported."""
-    ex = plan.from_files(prototxt, weights, input_shapes, fold_bn)
+    ex = export_net.from_files(prototxt, weights, input_shapes, fold_bn)
     write_onnx(ex, out, opset, dynamic_batch)
     return ex
 
@@ -202,7 +202,7 @@ class _Emitter:
             if layer.type in ("Input", "Silence"):
                 continue
             handler = _HANDLERS.get(layer.type)
-            if handler is None:  # plan.prepare refuses these first
+            if handler is None:  # export_net.prepare refuses these first
                 raise self.fail(layer, "layer type not supported for export")
             x = [self.current[b] for b in layer.bottom]
             y = []
@@ -262,7 +262,7 @@ def _convolution(e, layer, stats, shapes, x, y, op="Conv"):
     weight = blobs[0]
     if e.ex.fused and op == "Conv":
         n = len(attrs["strides"])
-        weight, begin, end = plan.trim_zero_taps(
+        weight, begin, end = export_net.trim_zero_taps(
             weight, attrs["pads"][:n], attrs["strides"], attrs["dilations"], shapes[0][2:],
             stats.out_shapes[0][2:])
         attrs.update(kernel_shape=list(weight.shape[2:]), pads=[*begin, *end])
@@ -282,7 +282,7 @@ def _pooling(e, layer, stats, shapes, x, y):
     if p.global_pooling:
         e.node("GlobalAveragePool" if ave else "GlobalMaxPool", x, y, layer.name)
         return
-    g = plan.pool_geometry(layer, shapes[0], stats.out_shapes[0])
+    g = export_net.pool_geometry(layer, shapes[0], stats.out_shapes[0])
     # Windows that start past the input (ceil mode, stride > kernel) need more end padding
     # than the kernel, which pooling attributes do not take: pool without them, then append
     # their values: Caffe's -FLT_MAX (MAX), or 0 that the divisor factor turns into 0/0.
@@ -312,7 +312,7 @@ def _pooling(e, layer, stats, shapes, x, y):
 def _inner_product(e, layer, stats, shapes, x, y):
     p = layer.inner_product_param
     shape = shapes[0]
-    axis = plan.canonical_axis(p.axis, len(shape))
+    axis = export_net.canonical_axis(p.axis, len(shape))
     blobs = _weights(e, layer)
     weight = blobs[0] if p.transpose else blobs[0].T  # as (K, num_output)
     bias = e.const(f"{layer.name}.bias", blobs[1]) if p.bias_term else None
@@ -357,7 +357,7 @@ def _batch_norm(e, layer, stats, shapes, x, y):
         e.node("Sqrt", [veps], [std], f"{layer.name}/sqrt")
         e.node("Div", [centred, std], y, layer.name)
         return
-    mean, var = plan.caffe_batch_norm_stats(_weights(e, layer))
+    mean, var = export_net.caffe_batch_norm_stats(_weights(e, layer))
     if len(shape) >= 2:
         e.node("BatchNormalization",
                [x[0], e.const(f"{layer.name}.gamma", np.ones(channels)),
@@ -381,13 +381,13 @@ def _affine(e, layer, shapes, x, y, op: str, param) -> None:
         other = shapes[1]
         factor = x[1]
         unflat = e.flattened.get(x[1]) if e.ex.fused else None
-        if unflat and unflat[1] == plan.affine_blob_shape(shape, param.axis, other):
+        if unflat and unflat[1] == export_net.affine_blob_shape(shape, param.axis, other):
             # a fused net: the (N, C, 1, 1) value that was flattened for Caffe's Scale
             # broadcasts as it is (numpy rules), at any batch size
             factor, other = unflat[0], ()
-        elif other and plan.canonical_axis(param.axis, len(shape)) == 0:
+        elif other and export_net.canonical_axis(param.axis, len(shape)) == 0:
             e.no_dynamic(layer, "its second bottom spans the batch axis")
-        trailing = len(plan.affine_blob_shape(shape, param.axis, other)) - len(other)
+        trailing = len(export_net.affine_blob_shape(shape, param.axis, other)) - len(other)
         if other and trailing:
             factor = e.tmp(layer, "broadcast")
             axes = list(range(len(other), len(other) + trailing))
@@ -396,13 +396,13 @@ def _affine(e, layer, shapes, x, y, op: str, param) -> None:
         bias_blob = blobs[0] if bias_term else None
     else:
         blob = blobs[0]
-        if blob.ndim and plan.canonical_axis(param.axis, len(shape)) == 0:
+        if blob.ndim and export_net.canonical_axis(param.axis, len(shape)) == 0:
             e.no_dynamic(layer, "its blob spans the batch axis")
         if e.ex.fused and bias_term and _per_channel(shape, param.axis, blob, blobs[1]):
             _affine_as_batch_norm(e, layer, x[0], y, blob, blobs[1])
             return
         factor = e.const(f"{layer.name}.{'weight' if op == 'Mul' else 'bias'}",
-                         blob.reshape(plan.affine_blob_shape(shape, param.axis, blob.shape)))
+                         blob.reshape(export_net.affine_blob_shape(shape, param.axis, blob.shape)))
         bias_blob = blobs[1] if bias_term else None
     if bias_blob is None:
         e.node(op, [x[0], factor], y, layer.name)
@@ -410,14 +410,14 @@ def _affine(e, layer, shapes, x, y, op: str, param) -> None:
     scaled = e.tmp(layer, "scaled")
     e.node(op, [x[0], factor], [scaled], layer.name)
     bias = e.const(f"{layer.name}.bias",
-                   bias_blob.reshape(plan.affine_blob_shape(shape, param.axis,
+                   bias_blob.reshape(export_net.affine_blob_shape(shape, param.axis,
                                                             bias_blob.shape)))
     e.node("Add", [scaled, bias], y, f"{layer.name}/bias")
 
 
 def _per_channel(shape, axis: int, *blobs) -> bool:
     """Whether Scale blobs apply one value per channel (axis 1) of an (N, C, ...) input."""
-    return len(shape) >= 3 and plan.canonical_axis(axis, len(shape)) == 1 and all(
+    return len(shape) >= 3 and export_net.canonical_axis(axis, len(shape)) == 1 and all(
         b.ndim == 1 and b.shape[0] == shape[1] for b in blobs)
 
 
@@ -475,12 +475,12 @@ def _eltwise(e, layer, stats, shapes, x, y):
 def _concat(e, layer, stats, shapes, x, y):
     p = layer.concat_param
     axis = p.concat_dim if p.HasField("concat_dim") else p.axis
-    e.node("Concat", x, y, layer.name, axis=plan.canonical_axis(axis, len(shapes[0])))
+    e.node("Concat", x, y, layer.name, axis=export_net.canonical_axis(axis, len(shapes[0])))
 
 
 def _slice(e, layer, stats, shapes, x, y):
     p = layer.slice_param
-    axis = plan.canonical_axis(p.slice_dim if p.HasField("slice_dim") else p.axis,
+    axis = export_net.canonical_axis(p.slice_dim if p.HasField("slice_dim") else p.axis,
                                len(shapes[0]))
     if axis == 0:
         e.no_dynamic(layer, "it slices the batch axis")
@@ -510,7 +510,8 @@ def _reshape_to(e, layer, out_shape, keeps_batch: bool, infer_at: int | None = N
 def _flatten(e, layer, stats, shapes, x, y):
     p = layer.flatten_param
     ndim = len(shapes[0])
-    start, end = plan.canonical_axis(p.axis, ndim), plan.canonical_axis(p.end_axis, ndim)
+    start = export_net.canonical_axis(p.axis, ndim)
+    end = export_net.canonical_axis(p.end_axis, ndim)
     if start == 1 and end == ndim - 1:
         e.node("Flatten", x, y, layer.name, axis=1)
         e.flattened[y[0]] = (x[0], tuple(shapes[0]))
@@ -537,7 +538,7 @@ def _reshape(e, layer, stats, shapes, x, y):
 
 def _softmax(e, layer, stats, shapes, x, y):
     e.node("Softmax", x, y, layer.name,
-           axis=plan.canonical_axis(layer.softmax_param.axis, len(shapes[0])))
+           axis=export_net.canonical_axis(layer.softmax_param.axis, len(shapes[0])))
 
 
 def _prelu(e, layer, stats, shapes, x, y):
@@ -735,7 +736,7 @@ def _elu(e, layer, stats, shapes, x, y):
 def _crop(e, layer, stats, shapes, x, y):
     p = layer.crop_param
     shape, out = shapes[0], stats.out_shapes[0]
-    start = plan.canonical_axis(p.axis, len(shape))
+    start = export_net.canonical_axis(p.axis, len(shape))
     offsets = list(p.offset)
     axes, begins, ends = [], [], []
     for i in range(start, len(shape)):

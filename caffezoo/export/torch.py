@@ -23,8 +23,8 @@ import numpy as np
 from caffezoo import analysis as _analysis
 from caffezoo import frameworks, netio
 from caffezoo.errors import FormatError
-from caffezoo.export import plan
-from caffezoo.export.plan import ExportNet
+from caffezoo.export import export_net
+from caffezoo.export.export_net import ExportNet
 
 FORMAT = "caffezoo.export.torch"
 # Every layer type with a torch rule (Input and Silence produce no module).
@@ -74,7 +74,7 @@ def load(path: str | Path, device=None):
     stats = _analysis.analyze(net)
     zeros = {s.name: [np.zeros(shape, np.float32) for shape in s.param_shapes]
              for s in stats.layers if s.param_shapes}
-    module = to_torch(plan.prepare(net, zeros, str(path)))
+    module = to_torch(export_net.prepare(net, zeros, str(path)))
     try:
         module.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as err:

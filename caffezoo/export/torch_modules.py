@@ -12,8 +12,8 @@ import numpy as np
 
 from caffezoo import frameworks, geometry, netio
 from caffezoo.errors import NetDefinitionError
-from caffezoo.export import plan
-from caffezoo.export.plan import FLT_MAX, ExportNet
+from caffezoo.export import export_net
+from caffezoo.export.export_net import FLT_MAX, ExportNet
 
 torch = frameworks.import_torch()
 nn = torch.nn
@@ -46,7 +46,7 @@ class Conv(Layer):
         weight = blobs[0]
         self.explicit = None  # F.pad's (left, right, top, bottom, ...) when asymmetric
         if fused and layer.type == "Convolution":
-            weight, begin, end = plan.trim_zero_taps(
+            weight, begin, end = export_net.trim_zero_taps(
                 weight, self.padding, self.stride, self.dilation, shapes[0][2:],
                 stats.out_shapes[0][2:])
             if begin == end:
@@ -62,7 +62,7 @@ class Conv(Layer):
         self.fn = ({1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
                    if transposed else {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}).get(n)
         if self.fn is None:
-            raise plan.conversion_error("torch export", layer,
+            raise export_net.conversion_error("torch export", layer,
                                         f"{n} spatial axes (1 to 3 supported)")
         self.transposed = transposed
 
@@ -85,7 +85,7 @@ class Pool(Layer):
         self.scaled = False
         if self.global_pool:
             return
-        g = plan.pool_geometry(layer, shapes[0], stats.out_shapes[0])
+        g = export_net.pool_geometry(layer, shapes[0], stats.out_shapes[0])
         self.kernel, self.stride = g.kernel, g.stride
         symmetric = g.pad_begin == g.pad_end and all(
             pd <= k // 2 for pd, k in zip(g.pad_begin, g.kernel, strict=True))
@@ -120,7 +120,7 @@ class InnerProduct(Layer):
     def __init__(self, layer, stats, shapes, blobs) -> None:
         super().__init__(layer, stats, shapes, blobs)
         p = layer.inner_product_param
-        self.axis = plan.canonical_axis(p.axis, len(shapes[0]))
+        self.axis = export_net.canonical_axis(p.axis, len(shapes[0]))
         w = blobs[0].T if p.transpose else blobs[0]
         self.weight = nn.Parameter(tensor(w), requires_grad=False)
         self.bias = nn.Parameter(tensor(blobs[1]), requires_grad=False) \
@@ -137,7 +137,7 @@ class BatchNorm(Layer):
         p = layer.batch_norm_param
         self.eps = float(np.float32(p.eps))
         self.batch_stats = p.HasField("use_global_stats") and not p.use_global_stats
-        mean, var = plan.caffe_batch_norm_stats(blobs)
+        mean, var = export_net.caffe_batch_norm_stats(blobs)
         self.register_buffer("mean", tensor(mean))
         self.register_buffer("var", tensor(var))
 
@@ -164,19 +164,19 @@ class Affine(Layer):
         bias_term = self.scale and param.bias_term
         self.bias = None
         if self.two:
-            self.other_shape = plan.affine_blob_shape(shape, param.axis, shapes[1]) \
+            self.other_shape = export_net.affine_blob_shape(shape, param.axis, shapes[1]) \
                 if shapes[1] else ()
             if bias_term:
                 self.bias = nn.Parameter(tensor(blobs[0].reshape(
-                    plan.affine_blob_shape(shape, param.axis, blobs[0].shape))),
+                    export_net.affine_blob_shape(shape, param.axis, blobs[0].shape))),
                     requires_grad=False)
             return
         self.weight = nn.Parameter(tensor(blobs[0].reshape(
-            plan.affine_blob_shape(shape, param.axis, blobs[0].shape))),
+            export_net.affine_blob_shape(shape, param.axis, blobs[0].shape))),
             requires_grad=False)
         if bias_term:
             self.bias = nn.Parameter(tensor(blobs[1].reshape(
-                plan.affine_blob_shape(shape, param.axis, blobs[1].shape))),
+                export_net.affine_blob_shape(shape, param.axis, blobs[1].shape))),
                 requires_grad=False)
 
     def forward(self, x, other=None):
@@ -218,7 +218,7 @@ class Concat(Layer):
         super().__init__(layer, stats, shapes, blobs)
         p = layer.concat_param
         axis = p.concat_dim if p.HasField("concat_dim") else p.axis
-        self.axis = plan.canonical_axis(axis, len(shapes[0]))
+        self.axis = export_net.canonical_axis(axis, len(shapes[0]))
 
     def forward(self, *xs):
         return [torch.cat(xs, self.axis)]
@@ -228,7 +228,7 @@ class Slice(Layer):
     def __init__(self, layer, stats, shapes, blobs) -> None:
         super().__init__(layer, stats, shapes, blobs)
         p = layer.slice_param
-        self.axis = plan.canonical_axis(p.slice_dim if p.HasField("slice_dim") else p.axis,
+        self.axis = export_net.canonical_axis(p.slice_dim if p.HasField("slice_dim") else p.axis,
                                         len(shapes[0]))
         self.sizes = [s[self.axis] for s in stats.out_shapes]
 
@@ -250,8 +250,8 @@ class Flatten(Layer):
         super().__init__(layer, stats, shapes, blobs)
         p = layer.flatten_param
         n = len(shapes[0])
-        self.start = plan.canonical_axis(p.axis, n)
-        self.end = plan.canonical_axis(p.end_axis, n)
+        self.start = export_net.canonical_axis(p.axis, n)
+        self.end = export_net.canonical_axis(p.end_axis, n)
 
     def forward(self, x):
         return [x.flatten(self.start, self.end)]
@@ -270,7 +270,7 @@ class Reshape(Layer):
 class Softmax(Layer):
     def __init__(self, layer, stats, shapes, blobs) -> None:
         super().__init__(layer, stats, shapes, blobs)
-        self.axis = plan.canonical_axis(layer.softmax_param.axis, len(shapes[0]))
+        self.axis = export_net.canonical_axis(layer.softmax_param.axis, len(shapes[0]))
 
     def forward(self, x):
         return [torch.softmax(x, self.axis)]
@@ -315,7 +315,7 @@ class Crop(Layer):
         super().__init__(layer, stats, shapes, blobs)
         p = layer.crop_param
         shape, out = shapes[0], stats.out_shapes[0]
-        start = plan.canonical_axis(p.axis, len(shape))
+        start = export_net.canonical_axis(p.axis, len(shape))
         offsets = list(p.offset)
         self.cuts = []
         for i in range(start, len(shape)):

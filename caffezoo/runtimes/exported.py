@@ -18,8 +18,8 @@ import dataclasses
 from collections.abc import Iterable
 
 from caffezoo.errors import ConversionError
-from caffezoo.export import fuse, plan
-from caffezoo.export.plan import ExportNet
+from caffezoo.export import export_net, fuse
+from caffezoo.export.export_net import ExportNet
 from caffezoo.runtimes import CheckedNet
 
 
@@ -27,7 +27,7 @@ class ExportedNets:
     def __init__(self, checked: CheckedNet) -> None:
         self.input_name = checked.input_name
         self.input_shape = checked.input_shape
-        self.full = plan.prepare(checked.net, checked.weights, str(checked.prototxt),
+        self.full = export_net.prepare(checked.net, checked.weights, str(checked.prototxt),
                                  fold_bn=True, keep_blobs=True)
         checked.weights = None  # the export nets hold them now
         self.fused = fuse.fuse(self.full)
@@ -42,7 +42,7 @@ class ExportedNets:
         """`ex` re-shaped for a batch of n (for nets that cannot take a dynamic batch)."""
         if n == self.input_shape[0]:
             return ex
-        again = plan.prepare(ex.net, ex.weights, ex.source,
+        again = export_net.prepare(ex.net, ex.weights, ex.source,
                              {self.input_name: (n, *self.input_shape[1:])})
         return dataclasses.replace(again, fused=ex.fused, fusions=ex.fusions,
                                    folded=ex.folded)

@@ -16,17 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from caffezoo import frameworks
-from caffezoo.errors import DependencyError, NetDefinitionError
+from caffezoo.errors import NetDefinitionError
 from caffezoo.runtimes import CheckedNet, Runtime
 from caffezoo.runtimes.exported import ExportedNets
-
-
-def import_onnxruntime():
-    try:
-        import onnxruntime
-    except Exception as err:
-        raise DependencyError(f"onnxruntime is not usable ({err}); {frameworks.FIX}") from err
-    return onnxruntime
 
 
 class OnnxRuntimeRuntime(Runtime):
@@ -34,7 +26,7 @@ class OnnxRuntimeRuntime(Runtime):
 
     def __init__(self, checked: CheckedNet, threads: int | None = None) -> None:
         super().__init__(checked, threads)
-        self._ort = import_onnxruntime()
+        self._ort = frameworks.import_onnxruntime()
         self._nets = ExportedNets(checked)
         self._sessions: dict[tuple, object] = {}
         providers = self._ort.get_available_providers()

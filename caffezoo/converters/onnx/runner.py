@@ -15,12 +15,7 @@ import numpy as np
 from caffezoo.contract import InputContract
 from caffezoo.converters.onnx.reader import first_line
 from caffezoo.errors import ConversionError
-
-
-def _ort():
-    from caffezoo.frameworks import import_onnxruntime
-
-    return import_onnxruntime()
+from caffezoo.frameworks import import_onnxruntime
 
 
 @dataclass
@@ -56,7 +51,7 @@ class OnnxRunner:
                 model.graph.output.extend(
                     helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
                     for name in extra)
-            ort = _ort()
+            ort = import_onnxruntime()
             options = ort.SessionOptions()
             options.log_severity_level = 4  # its errors become our one line, not its log
             try:
