@@ -15,6 +15,7 @@ import pytest
 from caffezoo import netio
 from caffezoo.export import export_net, fuse
 from caffezoo.export import onnx as export_onnx
+from caffezoo.frameworks import import_onnx
 from caffezoo.graph.emit import emit
 from caffezoo.graph.ir import Graph, Node
 from caffezoo.runtimes import open_runtime
@@ -103,7 +104,7 @@ def test_every_decomposition_runs_as_its_op_and_stays_exact(target, tmp_path):
     # the standalone BatchNorm: one per-channel x * a + b, as one BatchNormalization (mean 0,
     # variance 1, epsilon 0), not a Mul and an Add; the stem's BatchNorm is in its Conv
     (bn,) = [n for n in model_onnx.graph.node if n.op_type == "BatchNormalization"]
-    inits = {i.name: export_onnx.import_onnx().numpy_helper.to_array(i)
+    inits = {i.name: import_onnx().numpy_helper.to_array(i)
              for i in model_onnx.graph.initializer}
     assert [a.f for a in bn.attribute if a.name == "epsilon"] == [0.0]
     assert np.all(inits[bn.input[3]] == 0) and np.all(inits[bn.input[4]] == 1)
