@@ -234,14 +234,44 @@ def contract_path(net_path: str | Path) -> Path:
 
 def find_contract(*net_paths: str | Path | None) -> tuple[InputContract, Path] | None:
     """The contract beside the first of `net_paths` that has one, with its path; None for a
-    bare net (the commands then use the original evaluation_cls.py's defaults)."""
-    for net_path in net_paths:
-        if net_path is None:
-            continue
+    bare net (the commands then use the original evaluation_cls.py's defaults). When the
+    first path is a prototxt, the contract must fit it (check_fits_net)."""
+    given = [p for p in net_paths if p is not None]
+    for net_path in given:
         path = contract_path(net_path)
         if path.is_file():
-            return InputContract.read(path), path
+            contract = InputContract.read(path)
+            if given and Path(given[0]).suffix == ".prototxt":
+                check_fits_net(contract, path, given[0])
+            return contract, path
     return None
+
+
+def check_fits_net(contract: InputContract, path: str | Path, prototxt: str | Path) -> None:
+    """Refuses a contract that contradicts its net: another input size than the prototxt
+    declares, or another class count than its outputs (a contract left beside a net that a
+    later conversion replaced, or edited by hand). A net whose shapes cannot be inferred
+    here is left to the command to refuse."""
+    from caffezoo import netio
+    from caffezoo.analysis import analyze
+
+    try:
+        a = analyze(netio.read_prototxt(prototxt))
+    except (CaffezooError, OSError):
+        return
+    shapes = list(a.inputs.values())
+    if len(shapes) == 1 and len(shapes[0]) == 4 \
+            and tuple(shapes[0][2:]) != tuple(contract.input_size):
+        h, w = contract.input_size
+        raise InputFileError(
+            f"{path}: input contract: input_size {h}x{w}, but {prototxt} takes "
+            f"{shapes[0][2]}x{shapes[0][3]} (a contract of another net?)")
+    counts = [math.prod(a.blob_shapes[b][1:]) for b in a.outputs]
+    n = contract.num_classes
+    if n is not None and counts and n not in counts:
+        raise InputFileError(
+            f"{path}: input contract: num_classes {n}, but {prototxt} has "
+            f"{' / '.join(map(str, counts))} outputs (a contract of another net?)")
 
 
 # -- checks ------------------------------------------------------------------------------
@@ -312,7 +342,7 @@ def _problems(c: InputContract) -> list[str]:
         out.append(f"{len(labels)} label names for {n} classes")
     if labels in LABEL_SETS and isinstance(n, int) and isinstance(c.label_offset, int) \
             and n - c.label_offset != 1000:
-        out.append(f"labels {labels} name 1000 classes, the net has {n} outputs"
+        out.append(f"labels {labels} name 1000 classes, num_classes is {n}"
                    + (f" from index {c.label_offset}" if c.label_offset else ""))
     if not isinstance(c.origin, str):
         out.append("origin needs a string")

@@ -12,10 +12,10 @@ import pytest
 from caffezoo.cli import main
 
 
-@pytest.fixture
-def relu6_onnx(tmp_path):
-    """A small classifier with ReLU6 (timm's EfficientNet-Lite activation) exported by torch:
-    caffezoo writes its clip as Eltwise MAX layers, which `export --to onnx` writes as Max."""
+def _relu6_onnx(path, size: int = 32):
+    """A small classifier with ReLU6 (timm's EfficientNet-Lite activation) exported by torch
+    at size x size: caffezoo writes its clip as Eltwise MAX layers, which `export --to onnx`
+    writes as Max."""
     from caffezoo.frameworks import import_torch
 
     torch = import_torch()
@@ -27,10 +27,14 @@ def relu6_onnx(tmp_path):
     with torch.no_grad():  # batch-norm statistics that move the values past 0 and 6
         model[1].running_mean.uniform_(-1, 1)
         model[1].weight.uniform_(2, 8)
-    path = tmp_path / "relu6.onnx"
-    torch.onnx.export(model, (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False,
+    torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(path), dynamo=False,
                       input_names=["x"], output_names=["y"])
     return path
+
+
+@pytest.fixture
+def relu6_onnx(tmp_path):
+    return _relu6_onnx(tmp_path / "relu6.onnx")
 
 
 @pytest.mark.torch
@@ -56,3 +60,87 @@ def test_exported_clip_converts_back_and_validates_against_the_first_source(
         report = json.loads(capsys.readouterr().out)
         assert report["passed"]
         assert report["max_rel"] < 1e-5
+
+
+@pytest.mark.torch
+@pytest.mark.caffe
+@pytest.mark.parametrize("stale", ["input size", "class count"])
+def test_a_contract_that_contradicts_its_net_is_refused_by_every_command(
+        relu6_onnx, imagenet_samples, tmp_path, capsys, stale):
+    """A contract left beside a net that another conversion replaced (another input size), or
+    edited to another class count: every command that reads it refuses it in one line naming
+    the file, with the bad-input status, instead of feeding the net the wrong crop or labels
+    (eval, validate, time, table and export used to take it silently)."""
+    net = tmp_path / "net"
+    assert main(["convert", "--source", f"onnx:{relu6_onnx}", "-o", str(net)]) == 0
+    contract = tmp_path / "net.contract.json"
+    if stale == "input size":  # the net replaced by a conversion at 40x40, its contract kept
+        other = tmp_path / "other"
+        source = _relu6_onnx(tmp_path / "relu6_40.onnx", 40)
+        assert main(["convert", "--source", f"onnx:{source}", "-o", str(other)]) == 0
+        (tmp_path / "net.prototxt").write_text((tmp_path / "other.prototxt").read_text())
+        needle = "input_size 32x32, but"
+    else:
+        data = json.loads(contract.read_text())
+        contract.write_text(json.dumps({**data, "num_classes": 7}))
+        needle = "num_classes 7, but"
+    proto, weights = f"{net}.prototxt", f"{net}.caffemodel"
+    data = ["--val-list", str(imagenet_samples / "val.txt"), "--data-root",
+            str(imagenet_samples), "--limit", "1"]
+    commands = [
+        ["info", proto],
+        ["eval", "--prototxt", proto, "--weights", weights, "--backend", "onnxruntime", *data],
+        ["validate", "--source", f"onnx:{relu6_onnx}", "--weights", weights, "--random", "1"],
+        ["time", "--prototxt", proto, "--weights", weights, "--iterations", "1",
+         "--no-caffe-time", "--backends", "onnxruntime"],
+        ["table", f"{proto}:{weights}", "-o", str(tmp_path / "table"), "--crops", "1", *data],
+        ["export", "--to", "onnx", "--prototxt", proto, "--weights", weights, "-o",
+         str(tmp_path / "x.onnx")],
+    ]
+    capsys.readouterr()
+    for argv in commands:
+        assert main(argv) == 3, argv[0]
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(contract) in err[0] and needle in err[0], (argv[0], err)
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "table").exists()
+
+
+@pytest.mark.torch
+def test_channel_order_on_a_card_validation_is_a_usage_error(tmp_path, capsys):
+    """validate --model CARD --channel-order: the card's input is BGR; said as a usage error
+    (it crashed with an internal error, UnboundLocalError)."""
+    assert main(["validate", "--source", f"torch:{tmp_path / 'r.pth'}", "--model",
+                 "resnet18", "--weights", str(tmp_path / "r.caffemodel"),
+                 "--channel-order", "rgb"]) == 2
+    assert "--channel-order belongs to graph sources" in capsys.readouterr().err
+
+
+@pytest.mark.torch
+@pytest.mark.caffe
+def test_resume_holds_the_contract_and_names_the_field_that_changed(
+        relu6_onnx, imagenet_samples, tmp_path, capsys):
+    """eval --record on a converted net with its contract (PIL resize): the record's
+    fingerprint holds the contract, a resume gives the same counts, and a resume after the
+    contract changed is refused naming the changed field (it printed both whole contracts)."""
+    net = tmp_path / "net"
+    assert main(["convert", "--source", f"onnx:{relu6_onnx}", "-o", str(net)]) == 0
+    record, val = tmp_path / "run.jsonl", tmp_path / "val.txt"
+    lines = (imagenet_samples / "val.txt").read_text().splitlines()[:3]
+    val.write_text("".join(f"{line.split()[0]} {i}\n" for i, line in enumerate(lines)))
+    argv = ["eval", "--prototxt", f"{net}.prototxt", "--weights", f"{net}.caffemodel",
+            "--val-list", str(val), "--data-root", str(imagenet_samples), "--backend",
+            "onnxruntime", "--record", str(record)]
+    assert main([*argv, "--json", str(tmp_path / "first.json")]) == 0
+    header = json.loads(record.read_text().splitlines()[0].split("\t")[0])
+    contract = json.loads((tmp_path / "net.contract.json").read_text())
+    assert header["fingerprint"]["preprocessing"]["contract"]["resize"] == "pil"
+    assert main([*argv, "--resume", "--json", str(tmp_path / "again.json")]) == 0
+    first, again = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("first", "again"))
+    assert first["accuracy"] == again["accuracy"] and again["record"]["resumed_images"] == 3
+    (tmp_path / "net.contract.json").write_text(
+        json.dumps({**contract, "interpolation": "bicubic"}))
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 3
+    err = capsys.readouterr().err
+    assert ("preprocessing: contract interpolation bilinear in the record, bicubic now" in err
+            and "channel_order" not in err)

@@ -92,8 +92,6 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
         source = parse_source(args.source)
         if source.kind.graph:
             return run_graph(args, source)
-        from caffezoo.errors import UsageError
-
         raise UsageError(f"--source {source}: give --model ZOO_NAME, the zoo model it was "
                              "converted into")
     if args.channel_order is not None:
@@ -181,11 +179,12 @@ def run_graph(args: argparse.Namespace, source) -> int:
     if prototxt is None:
         raise InputFileError(f"{args.weights}: no prototxt beside it; give --prototxt")
     shape = nchw_input(prototxt)
+    # the contract first: one that contradicts the net is named before the source complains
+    contract, net_order, said = net_contract(args, prototxt)
     plugin = source.kind.plugin()
     runner = plugin.open_graph_runner(source.spec, shape)
     # with --layers, the graph's value names find their blobs (named after them)
     graph = plugin.read_graph(source.spec, shape) if args.layers else None
-    contract, net_order, said = net_contract(args, prototxt)
     # the source's order: what it states, else RGB (as convert assumed it)
     source_order = runner.input_norm.channel_order if runner.input_norm is not None else "RGB"
     if net_order is None or shape[1] != 3:

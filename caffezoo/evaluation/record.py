@@ -105,13 +105,24 @@ def differences(recorded: Mapping, current: Mapping) -> list[str]:
         if old == new:
             continue
         if isinstance(old, Mapping) and isinstance(new, Mapping):
-            parts = [f"{k} {_show(old.get(k))} in the record, {_show(new.get(k))} now"
-                     for k in list(new) + [k for k in old if k not in new]
-                     if old.get(k) != new.get(k)]
-            out.append(f"{key}: {', '.join(parts)}")
+            out.append(f"{key}: {', '.join(_changed(old, new))}")
         else:
             out.append(f"{key} ({_show(old)} in the record, {_show(new)} now)")
     return out
+
+
+def _changed(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
+    """The sub-fields that differ, nested ones by their path ("contract interpolation")."""
+    parts = []
+    for k in list(new) + [k for k in old if k not in new]:
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            parts += _changed(a, b, f"{prefix}{k} ")
+        else:
+            parts.append(f"{prefix}{k} {_show(a)} in the record, {_show(b)} now")
+    return parts
 
 
 def _show(value) -> str:
