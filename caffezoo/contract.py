@@ -241,13 +241,17 @@ def find_contract(*net_paths: str | Path | None) -> tuple[InputContract, Path] |
         path = contract_path(net_path)
         if path.is_file():
             contract = InputContract.read(path)
-            if given and Path(given[0]).suffix == ".prototxt":
-                check_fits_net(contract, path, given[0])
+            if Path(given[0]).suffix == ".prototxt":
+                # beside the weights, it may serve that net at another size (`generate
+                # --input-size`): only the class count must fit then
+                check_fits_net(contract, path, given[0],
+                               size=path == contract_path(given[0]))
             return contract, path
     return None
 
 
-def check_fits_net(contract: InputContract, path: str | Path, prototxt: str | Path) -> None:
+def check_fits_net(contract: InputContract, path: str | Path, prototxt: str | Path,
+                   size: bool = True) -> None:
     """Refuses a contract that contradicts its net: another input size than the prototxt
     declares, or another class count than its outputs (a contract left beside a net that a
     later conversion replaced, or edited by hand). A net whose shapes cannot be inferred
@@ -260,7 +264,7 @@ def check_fits_net(contract: InputContract, path: str | Path, prototxt: str | Pa
     except (CaffezooError, OSError):
         return
     shapes = list(a.inputs.values())
-    if len(shapes) == 1 and len(shapes[0]) == 4 \
+    if size and len(shapes) == 1 and len(shapes[0]) == 4 \
             and tuple(shapes[0][2:]) != tuple(contract.input_size):
         h, w = contract.input_size
         raise InputFileError(

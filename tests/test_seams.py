@@ -91,7 +91,7 @@ def test_a_contract_that_contradicts_its_net_is_refused_by_every_command(
         ["info", proto],
         ["eval", "--prototxt", proto, "--weights", weights, "--backend", "onnxruntime", *data],
         ["validate", "--source", f"onnx:{relu6_onnx}", "--weights", weights, "--random", "1"],
-        ["time", "--prototxt", proto, "--weights", weights, "--iterations", "1",
+        ["time", "--prototxt", proto, "--weights", weights, "--iterations", "1", "--no-limit",
          "--no-caffe-time", "--backends", "onnxruntime"],
         ["table", f"{proto}:{weights}", "-o", str(tmp_path / "table"), "--crops", "1", *data],
         ["export", "--to", "onnx", "--prototxt", proto, "--weights", weights, "-o",
@@ -144,3 +144,31 @@ def test_resume_holds_the_contract_and_names_the_field_that_changed(
     err = capsys.readouterr().err
     assert ("preprocessing: contract interpolation bilinear in the record, bicubic now" in err
             and "channel_order" not in err)
+
+
+@pytest.mark.torch
+@pytest.mark.caffe
+def test_time_runs_a_prototxt_at_its_own_size_with_the_weights_contract(
+        relu6_onnx, tmp_path, capsys):
+    """README's session: `generate --input-size 320`, then `time --prototxt THAT --weights
+    CONVERTED.caffemodel`: the contract beside the weights is of the 224 net, the prototxt
+    given is timed at its own size (it was timed at the contract's); --input-size still wins
+    and says so. The prototxt's own contract must fit it (refused otherwise, test above)."""
+    net, other = tmp_path / "net", tmp_path / "other"
+    assert main(["convert", "--source", f"onnx:{relu6_onnx}", "-o", str(net)]) == 0
+    source40 = _relu6_onnx(tmp_path / "relu6_40.onnx", 40)
+    assert main(["convert", "--source", f"onnx:{source40}", "-o", str(other)]) == 0
+    at40 = tmp_path / "at40.prototxt"  # the same net at 40x40, no contract of its own
+    at40.write_text((tmp_path / "other.prototxt").read_text())
+    base = ["time", "--prototxt", str(at40), "--weights", f"{net}.caffemodel", "--iterations",
+            "1", "--warmup", "0", "--no-caffe-time", "--no-limit", "--backends", "onnxruntime",
+            "--json"]
+    capsys.readouterr()
+    for extra, size, said in (([], 40, []), (["--input-size", "36"], 36,
+                                             ["input_size: 32,32 -> 36,36 (given)"])):
+        assert main([*base, *extra]) == 0
+        captured = capsys.readouterr()
+        report = json.loads(captured.out)
+        assert report["contract"]["input_size"] == [size, size], extra
+        assert report["contract"]["overrides"] == said
+        assert f"{tmp_path / 'net.contract.json'}" in captured.err

@@ -199,25 +199,34 @@ def test_time_shows_progress_in_its_silent_phases(tiny, capsys, monkeypatch):
 
 
 def test_time_takes_the_input_size_from_the_contract_beside_the_net(tiny, tmp_path, capsys):
+    """The contract beside the net states its size (the prototxt's: one that contradicts it is
+    refused, naming the file); --input-size overrides it and says so in one line."""
     from caffezoo.contract import InputContract
 
-    contract = InputContract(input_size=(10, 10), resize_size=12, num_classes=5)
-    (tmp_path / "tiny.contract.json").write_text(contract.to_json())
+    path = tmp_path / "tiny.contract.json"
     out = tmp_path / "t.json"
     argv = ["time", "--prototxt", str(tiny), "--backends", "opencv", "--iterations", "1",
             "--no-caffe-time", "--no-limit", "--json", str(out)]
+    path.write_text(InputContract(input_size=(10, 10), resize_size=12, num_classes=5,
+                                  labels=None).to_json())
+    assert cli.main(argv) == 3
+    assert f"{path}: input contract: input_size 10x10, but {tiny} takes 8x8" in \
+        capsys.readouterr().err
+    path.write_text(InputContract(input_size=(8, 8), resize_size=9, num_classes=5,
+                                  labels=None).to_json())
     assert cli.main(argv) == 0
+    r = json.loads(out.read_text())
+    assert r["model"]["input_shape"] == [1, 3, 8, 8]
+    assert r["macs_per_image"] == TINY_MACS
+    assert r["contract"] == {"path": str(path), "input_size": [8, 8], "overrides": []}
+    err = capsys.readouterr().err
+    assert f"input contract: {path} (input 8x8)" in err
+    assert "flags override" not in err
+    assert cli.main([*argv, "--input-size", "10"]) == 0
     r = json.loads(out.read_text())
     assert r["model"]["input_shape"] == [1, 3, 10, 10]
     assert r["macs_per_image"] == 4 * 8 * 8 * 27 + 5 * 4 * 8 * 8  # the net at 10 x 10
-    assert r["contract"] == {"path": str(tmp_path / "tiny.contract.json"),
-                             "input_size": [10, 10], "overrides": []}
-    err = capsys.readouterr().err
-    assert f"input contract: {tmp_path / 'tiny.contract.json'} (input 10x10)" in err
-    assert "flags override" not in err
-    assert cli.main([*argv, "--input-size", "12"]) == 0
-    assert json.loads(out.read_text())["model"]["input_shape"] == [1, 3, 12, 12]
-    assert "flags override the contract: input_size: 10,10 -> 12,12 (given)" in \
+    assert "flags override the contract: input_size: 8,8 -> 10,10 (given)" in \
         capsys.readouterr().err
 
 

@@ -92,6 +92,21 @@ def _contract(args) -> tuple[object, str] | None:
     return None if found is None else (found[0], str(found[1]))
 
 
+def _own_size(prototxt: str, where: str) -> int | None:
+    """The square input size of --prototxt when the contract was found beside the weights, not
+    beside it (README: `generate --input-size 320`, timed with the converted weights): the
+    net given is timed at its own size. None when the contract is the prototxt's own (then
+    both agree: caffezoo.contract.find_contract checks it)."""
+    from caffezoo.commands.validate import nchw_input
+    from caffezoo.contract import contract_path
+
+    path = Path(prototxt).expanduser()
+    if Path(where) == contract_path(path):
+        return None
+    h, w = nchw_input(path)[2:]
+    return h if h == w else None
+
+
 def _prototxt(args, tmp: Path) -> tuple[Path, str]:
     from caffezoo import netio
 
@@ -162,9 +177,11 @@ def _measure(args) -> tuple[int, dict]:
         if found is not None:
             contract, where = found
             c = contract.crop_size
-            size = args.input_size or c
-            said = [f"input_size: {c},{c} -> {size},{size} (given)"] if size != c else []
-            print(f"input contract: {where} (input {c}x{c})", file=sys.stderr)
+            size = args.input_size or _own_size(args.prototxt, where) or c
+            said = [f"input_size: {c},{c} -> {size},{size} (given)"] \
+                if size != c and args.input_size else []
+            own = "" if size == c or said else f"; {args.prototxt} takes {size}x{size}"
+            print(f"input contract: {where} (input {c}x{c}{own})", file=sys.stderr)
             if said:
                 print(f"flags override the contract: {'; '.join(said)}", file=sys.stderr)
             args.input_size = size
