@@ -137,6 +137,9 @@ def test_resume_holds_the_contract_and_names_the_field_that_changed(
     assert main([*argv, "--resume", "--json", str(tmp_path / "again.json")]) == 0
     first, again = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("first", "again"))
     assert first["accuracy"] == again["accuracy"] and again["record"]["resumed_images"] == 3
+    # the resume had nothing left to do: one earlier run wrote the record, this one is the 2nd
+    assert again["record"]["sessions"] == 2
+    assert "3 images were recorded by 1 earlier run(s)" in capsys.readouterr().out
     (tmp_path / "net.contract.json").write_text(
         json.dumps({**contract, "interpolation": "bicubic"}))
     capsys.readouterr()

@@ -526,7 +526,8 @@ def evaluate_one(args, source: ModelSource, pre, samples_raw, tmp: Path, label: 
         data_dir=args.data_dir, param_count=param_count,
         name=getattr(source.card, "name", None) or Path(source.weights).stem,
         session=session, unit_size=job.unit_size, record=record_path, resumed=tally.resumed,
-        sessions=max(record.sessions, 1),
+        # this run counts too when a resume found nothing left to do (it started no session)
+        sessions=record.sessions + (0 if record.started_here else 1),
         contract_source=resolved.source if resolved else "",
         contract_overrides=tuple(resolved.overrides) if resolved else ())
     return result, info

@@ -159,6 +159,7 @@ class Record:
         self.entries: dict[int, Entry] = {}
         self.earlier_wall_s: list[float] = []  # per earlier session: its last image's t
         self.sessions = 0
+        self.started_here = False  # whether this run started a session (had work left)
         self.dropped_tail = False  # a cut-short last line was dropped on opening
         self._fd: int | None = None
         self._t0 = time.perf_counter()
@@ -264,6 +265,7 @@ class Record:
 
     def start_session(self, executor: str, workers: int) -> None:
         self.sessions += 1
+        self.started_here = True
         self._t0 = time.perf_counter()
         self._write([{"session": self.sessions, "executor": executor, "workers": workers,
                       "started": dt.datetime.now().isoformat(timespec="seconds")}], sync=True)
