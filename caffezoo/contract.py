@@ -31,6 +31,9 @@ from caffezoo.errors import CaffezooError, InputFileError
 FORMAT = "caffezoo-input-contract"
 VERSION = 1
 SUFFIX = ".contract.json"
+# the fields that say how an image becomes the net's input: a file must state them all
+REQUIRED = ("channel_order", "pixel_scale", "mean", "std", "input_size", "resize_size",
+            "interpolation", "resize")
 
 CHANNEL_ORDERS = ("BGR", "RGB")
 # How the short side is resized before the crop:
@@ -184,9 +187,15 @@ class InputContract:
             v = d[k]
             values[k] = tuple(v) if isinstance(v, list) else v
         try:
-            return cls(**values)
+            contract = cls(**values)
         except (CaffezooError, TypeError, ValueError) as e:
             raise InputFileError(f"{where}: {e}") from None
+        # a default would be a silent guess at what the net expects
+        missing = [k for k in REQUIRED if k not in d]
+        if missing:
+            raise InputFileError(f"{where}: input contract: missing field(s) "
+                                 f"{', '.join(missing)}")
+        return contract
 
     @classmethod
     def read(cls, path: str | Path) -> InputContract:

@@ -82,6 +82,10 @@ def test_bad_values_refused(values, needle):
     ('{"format": "caffezoo-input-contract", "version": 1, "mean": "x"}', "mean"),
     ('{"format": "caffezoo-input-contract", "version": 1, "input_size": [1e9, 3]}',
      "input_size"),
+    # a hand-written file without its mean took 0,0,0 silently
+    ('{"format": "caffezoo-input-contract", "version": 1, "channel_order": "BGR", '
+     '"pixel_scale": 255, "std": [1, 1, 1], "input_size": [227, 227], "resize_size": 256, '
+     '"interpolation": "bilinear", "resize": "opencv"}', "missing field.s. mean$"),
 ])
 def test_bad_files_name_the_file(tmp_path, text, needle):
     path = tmp_path / "m.contract.json"
