@@ -175,3 +175,31 @@ def test_time_runs_a_prototxt_at_its_own_size_with_the_weights_contract(
         assert report["contract"]["input_size"] == [size, size], extra
         assert report["contract"]["overrides"] == said
         assert f"{tmp_path / 'net.contract.json'}" in captured.err
+
+
+@pytest.mark.torch
+@pytest.mark.caffe
+def test_mean_flags_equal_to_the_contract_on_0_255_override_nothing(
+        relu6_onnx, imagenet_samples, tmp_path, capsys):
+    """--mean/--std are B,G,R on 0..255 pixels; a contract on 0..1 pixels (torchvision's ImageNet
+    mean/std, BGR after the conversion) given again that way is no override (it said
+    pixel_scale, mean and std were overridden), and a changed mean says only the mean."""
+    net = tmp_path / "net"
+    assert main(["convert", "--source", f"onnx:{relu6_onnx}", "-o", str(net)]) == 0
+    val = tmp_path / "val.txt"
+    lines = (imagenet_samples / "val.txt").read_text().splitlines()[:2]
+    val.write_text("".join(f"{line.split()[0]} {i}\n" for i, line in enumerate(lines)))
+    argv = ["eval", "--prototxt", f"{net}.prototxt", "--weights", f"{net}.caffemodel",
+            "--val-list", str(val), "--data-root", str(imagenet_samples), "--backend",
+            "onnxruntime", "--json", str(tmp_path / "r.json")]
+    bgr_mean = ",".join(f"{v * 255:.6g}" for v in (0.406, 0.456, 0.485))  # 103.53,116.28,...
+    bgr_std = ",".join(f"{v * 255:.6g}" for v in (0.225, 0.224, 0.229))
+    assert main([*argv, "--mean", bgr_mean, "--std", bgr_std]) == 0
+    assert "flags override" not in capsys.readouterr().err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["contract_overrides"] == [] and report["contract"]["pixel_scale"] == 1.0
+    assert main([*argv, "--mean", "100,110,120"]) == 0
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if line.startswith("flags override")]
+    assert said == ["flags override the contract: mean: 103.53,116.28,123.675 -> 100,110,120 "
+                    "(given)"]

@@ -304,6 +304,10 @@ def bare_contract(args, source: ModelSource):
         origin="the original evaluation_cls.py's defaults and the flags")
 
 
+def _close(a, b) -> bool:
+    return all(abs(x - y) <= 1e-6 * max(1.0, abs(y)) for x, y in zip(a, b, strict=True))
+
+
 def apply_flags(args, contract, at_crop=None):
     """The contract with the preprocessing flags applied: (new contract, one line per value
     that changed). --mean/--std are B,G,R on 0..255 pixels whatever the contract's order and
@@ -316,12 +320,20 @@ def apply_flags(args, contract, at_crop=None):
     if args.base_size:
         values["resize_size"] = args.base_size
     order = args.channel_order or contract.channel_order
+    given = False
     if args.mean or args.std:
         bgr_mean, bgr_std = contract.bgr_normalization_255()
         mean, std = tuple(args.mean or bgr_mean), tuple(args.std or bgr_std)
+        # a flag equal to the contract's value on 0..255 (0.5 on 0..1 is 127.5) changes nothing
+        given = not (_close(mean, bgr_mean) and _close(std, bgr_std))
+    if given:
+        # the contract's own values restated on 0..255 (silently: the same normalisation), so
+        # that only what the flags change is said
+        m255, s255 = contract.normalization_255()
+        contract = replace(contract, pixel_scale=255.0, mean=m255, std=s255)
         if order == "RGB":
             mean, std = mean[::-1], std[::-1]
-        values.update(pixel_scale=255.0, mean=mean, std=std)
+        values.update(mean=mean, std=std)
     elif order != contract.channel_order:
         values.update(mean=contract.mean[::-1], std=contract.std[::-1])
     values.update(channel_order=args.channel_order, resize=args.resize,
