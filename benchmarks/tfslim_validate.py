@@ -27,6 +27,7 @@ RUNS = {"inception_v3_tfslim": (299, 139), "inception_v4_tfslim": (299, 139),
 
 def main() -> int:
     from caffezoo import cli, validate, zoo
+    from caffezoo.converters.registry import open_card_source
     from caffezoo.converters.tfslim import nets
     from caffezoo.converters.tfslim.random_init import save_random_checkpoint
 
@@ -49,7 +50,7 @@ def main() -> int:
                              "--input-size", str(size), "-o", str(out)])
             assert code == 0
             zoo_net = card.build(size)
-            source = validate.open_source(f"tf-slim:{ckpt}", card, zoo_net)
+            source = open_card_source(f"tf-slim:{ckpt}", card, zoo_net)
             inputs = [("4 random", validate.random_pixels(4, size, seed=0))]
             if (IMAGES / "val.txt").exists():
                 pixels, _ = validate.image_pixels(IMAGES, size,

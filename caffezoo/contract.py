@@ -34,6 +34,9 @@ SUFFIX = ".contract.json"
 # the fields that say how an image becomes the net's input: a file must state them all
 REQUIRED = ("channel_order", "pixel_scale", "mean", "std", "input_size", "resize_size",
             "interpolation", "resize")
+# the ONNX metadata_props key under which `caffezoo export` stores a net's contract and
+# `caffezoo convert --source onnx:` takes it back
+ONNX_METADATA_KEY = "caffezoo.contract"
 
 CHANNEL_ORDERS = ("BGR", "RGB")
 # How the short side is resized before the crop:
@@ -369,3 +372,17 @@ ASSUMED = InputContract(channel_order="RGB", pixel_scale=1.0, mean=(0.485, 0.456
                         std=(0.229, 0.224, 0.225), resize_size=256, resize="pil",
                         origin="assumed (the source states none): torchvision's ImageNet "
                         "convention")
+
+
+def input_affine(source: InputContract, card_mean_bgr, card_std_bgr
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per input channel (BGR) (a, b) with source_input = a * card_input + b, or None when the
+    card's normalisation is the source's (to float32 precision)."""
+    src_mean, src_std = source.bgr_normalization_255()
+    card_mean = np.asarray(card_mean_bgr, np.float64)
+    card_std = np.asarray(card_std_bgr, np.float64)
+    a = card_std / np.asarray(src_std, np.float64)
+    b = (card_mean - np.asarray(src_mean, np.float64)) / np.asarray(src_std, np.float64)
+    if np.allclose(a, 1.0, rtol=1e-6, atol=0) and np.allclose(b, 0.0, atol=1e-6):
+        return None
+    return a, b

@@ -29,14 +29,13 @@ import math
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from caffezoo import netio
-from caffezoo.converters.common import Op, Plan, input_affine
-from caffezoo.converters.registry import CardRunner as SourceModel
-from caffezoo.converters.registry import open_card_source
+from caffezoo.card_plan import Op, Plan
+from caffezoo.contract import InputContract, input_affine
 from caffezoo.errors import InputFileError, NetDefinitionError
 from caffezoo.out_of_place import OutOfPlace, out_of_place
 
@@ -44,10 +43,35 @@ DEFAULT_TOLERANCE = 1e-4
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
 
-def open_source(spec: str, card, net, layout: str | None = None,
-                keep_background: bool = False) -> SourceModel:
-    """`KIND:SPEC` (e.g. torch:resnext50.pth) as a runnable card source (converters/registry)."""
-    return open_card_source(spec, card, net, layout, keep_background)
+# ---------------------------------------------------------------------------------------------
+# what validation is handed: a source ready to run (the converters' runners implement these)
+
+
+@dataclass
+class SourceRun:
+    """What a card runner's run() returns."""
+
+    logits: np.ndarray  # (N, classes): the classifier's output
+    records: dict[str, tuple[np.ndarray, np.ndarray]]  # module -> (input, output)
+
+
+class CardRunner(Protocol):
+    """A card source ready to run: its plan names the modules `run` can record."""
+
+    plan: Plan
+    input_norm: InputContract  # what run() expects
+    effective_norm: InputContract  # what the first convolution sees
+
+    def run(self, x: np.ndarray, record: set[str] | None = None) -> SourceRun: ...
+
+
+class GraphRunner(Protocol):
+    """A graph source ready to run; `record` names graph values to return besides outputs."""
+
+    input_shape: tuple[int, ...]
+    input_norm: InputContract | None  # how images become its input; None: unknown
+
+    def run(self, x: np.ndarray, record: set[str] | None = None) -> dict[str, np.ndarray]: ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +305,7 @@ def _record_set(plan: Plan) -> set[str]:
     return {a.source for a in plan.assigns if a.source and a.op in (*Op.WEIGHTED, Op.POOL)}
 
 
-def compare_layers(source: SourceModel, zoo_net, prototxt: str | Path, weights: str | Path,
+def compare_layers(source: CardRunner, zoo_net, prototxt: str | Path, weights: str | Path,
                    backend: str, caffe_x: np.ndarray, src_x: np.ndarray,
                    tolerance: float) -> tuple[list[LayerDiff], str | None]:
     from caffezoo.runtimes import open_runtime
@@ -318,7 +342,7 @@ def compare_layers(source: SourceModel, zoo_net, prototxt: str | Path, weights: 
     return diffs, first
 
 
-def validate(source: SourceModel, card, zoo_net, prototxt: str | Path, weights: str | Path,
+def validate(source: CardRunner, card, zoo_net, prototxt: str | Path, weights: str | Path,
              pixels: np.ndarray, inputs: str, source_spec: str, backend: str = "pycaffe",
              tolerance: float = DEFAULT_TOLERANCE, layers: bool = False,
              batch_size: int = 4) -> Report:

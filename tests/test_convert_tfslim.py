@@ -19,8 +19,9 @@ import pytest
 
 from caffezoo import cli, netio, validate, zoo
 from caffezoo.builder import NetBuilder
+from caffezoo.card_plan import Assign, ConvSpec, Op, Plan, PoolSpec
 from caffezoo.converters import common, tfslim
-from caffezoo.converters.common import Assign, ConvSpec, Op, Plan, PoolSpec
+from caffezoo.converters.registry import open_card_source
 from caffezoo.converters.tfslim import nets, reader
 from caffezoo.converters.tfslim.random_init import save_random_checkpoint
 from caffezoo.errors import ConversionError, InputFileError, WeightMismatchError
@@ -79,7 +80,7 @@ def test_reader_errors_name_the_file(tmp_path):
     with pytest.raises(InputFileError, match=r"m\.ckpt: not a readable TF checkpoint"):
         reader.read_checkpoint(tmp_path / "m.ckpt")
     with pytest.raises(InputFileError, match="unknown source kind 'tf'.*tf-slim:CKPT"):
-        validate.open_source("tf:x", None, None)
+        open_card_source("tf:x", None, None)
 
 
 def _one_conv_net(size: int, pad: int):
@@ -227,7 +228,7 @@ def test_checkpoint_converts_exactly_in_caffe_and_opencv(tmp_path, capsys, rando
         printed = capsys.readouterr().out
         assert "dropped: 1000 outputs" in printed and "reversed" in printed
         zoo_net = card.build(size)
-        source = validate.open_source(f"tf-slim:{random_ckpts[model]}", card, zoo_net)
+        source = open_card_source(f"tf-slim:{random_ckpts[model]}", card, zoo_net)
         for backend in ("pycaffe", "opencv"):
             for i, (what, pixels) in enumerate(_inputs(card, size)):
                 report = validate.validate(source, card, zoo_net, f"{out}.prototxt",
@@ -254,7 +255,7 @@ def test_without_the_border_correction_the_error_is_large(tmp_path, random_ckpts
             layer.blobs[0].data[:] = [1.0] * len(layer.blobs[0].data)
     netio.write_caffemodel(result.net, tmp_path / "v3.caffemodel")
     zoo_net = card.build(75)
-    source = validate.open_source(f"tf-slim:{ckpt}", card, zoo_net)
+    source = open_card_source(f"tf-slim:{ckpt}", card, zoo_net)
     report = validate.validate(source, card, zoo_net, tmp_path / "v3.prototxt",
                                tmp_path / "v3.caffemodel", validate.random_pixels(2, 75),
                                "random", ckpt, layers=True)

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from caffezoo import cli, zoo
+from caffezoo import cli, contract, zoo
 from caffezoo.converters import common
 from caffezoo.converters import pytorch as ct
 from caffezoo.converters.pytorch.reader import TORCH_NAMING
+from caffezoo.converters.registry import open_card_source
 from caffezoo.errors import ConversionError, InputFileError, WeightMismatchError
 
 torch = pytest.importorskip("torch")
@@ -216,9 +217,9 @@ def test_blobs_are_the_source_tensors_in_caffe_form(tv_resnext50):
 def test_input_affine_maps_the_card_to_the_source():
     # torchvision's ImageNet normalisation is exactly the ResNeXt card's, channels reversed
     card = zoo.get_card("resnext50_32x4d")
-    assert common.input_affine(ct.IMAGENET, card.mean, card.std) is None
+    assert contract.input_affine(ct.IMAGENET, card.mean, card.std) is None
     # (x - 128) / 128 against (x - 127.5) / 127.5: source = a * card + b
-    a, b = common.input_affine(ct.INCEPTION, (128.0,) * 3, (128.0,) * 3)
+    a, b = contract.input_affine(ct.INCEPTION, (128.0,) * 3, (128.0,) * 3)
     x = np.array([0.0, 100.0, 255.0])
     np.testing.assert_allclose(a[0] * (x - 128) / 128 + b[0], (x - 127.5) / 127.5, rtol=1e-12)
 
@@ -269,7 +270,7 @@ def test_pair_converts_exactly(tmp_path, capsys, model, layout, size):
 
     card = zoo.get_card(model)
     zoo_net = card.build(size)
-    source = validate.open_source(f"torch:{ckpt}", card, zoo_net, layout)
+    source = open_card_source(f"torch:{ckpt}", card, zoo_net, layout)
     assert source.plan.layout == layout
     batches = [("random", validate.random_pixels(2, size, seed=5))]
     real = _shared_images(size, card)
@@ -316,7 +317,7 @@ def test_card_mean_difference_is_folded_exactly(tmp_path):
     netio.write_caffemodel(result.net, tmp_path / "v3.caffemodel")
     netio.write_prototxt(result.net, tmp_path / "v3.prototxt")
     zoo_net = card.build(107)
-    source = validate.open_source(f"torch:{ckpt_path}", card, zoo_net)
+    source = open_card_source(f"torch:{ckpt_path}", card, zoo_net)
     report = validate.validate(source, card, zoo_net, tmp_path / "v3.prototxt",
                                tmp_path / "v3.caffemodel", validate.random_pixels(2, 107),
                                "random", str(ckpt_path))

@@ -15,6 +15,7 @@ import pytest
 from caffezoo import cli, netio, validate, zoo
 from caffezoo.converters import common
 from caffezoo.converters import pytorch as ct
+from caffezoo.converters.registry import open_card_source
 from caffezoo.out_of_place import out_of_place
 
 torch = pytest.importorskip("torch")
@@ -47,7 +48,7 @@ def _validate(source, out, layers=True, backend="pycaffe"):
     path, _ = source
     card = zoo.get_card(MODEL)
     zoo_net = card.build(SIZE)
-    src = validate.open_source(f"torch:{path}", card, zoo_net)
+    src = open_card_source(f"torch:{path}", card, zoo_net)
     return validate.validate(src, card, zoo_net, f"{out}.prototxt", f"{out}.caffemodel",
                              validate.random_pixels(2, SIZE, seed=3), "random", str(path),
                              backend=backend, layers=layers)
@@ -208,7 +209,7 @@ def test_input_helpers(tmp_path):
     with pytest.raises(InputFileError, match="no images"):
         validate.image_pixels(tmp_path, 16, 18)
     with pytest.raises(InputFileError, match="FRAMEWORK:PATH"):
-        validate.open_source("resnext.pth", None, None)
+        open_card_source("resnext.pth", None, None)
 
 
 @pytest.mark.opencv

@@ -175,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
 
 def convert_into_card(args: argparse.Namespace, source) -> int:
     from caffezoo import zoo
-    from caffezoo.converters.common import ConvertOptions, Op
+    from caffezoo.card_plan import Op
+    from caffezoo.converters.common import ConvertOptions
     from caffezoo.converters.registry import check_background
 
     plugin = source.kind.plugin()

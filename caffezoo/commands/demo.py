@@ -55,6 +55,7 @@ from caffezoo.cliargs import (
     json_to_stdout,
     write_json,
 )
+from caffezoo.converters.registry import open_card_source
 from caffezoo.table import format_table
 
 DEFAULT_MODEL = "resnext50_32x4d"  # of the zoo flow
@@ -295,7 +296,7 @@ def _convert_validate_evaluate(args, card, prototxt: Path, caffemodel: Path,
     # 4. validate
     t0 = time.perf_counter()
     zoo_net = card.build(args.input_size)
-    source = validate.open_source(spec, card, zoo_net)
+    source = open_card_source(spec, card, zoo_net)
     pixels = validate.random_pixels(args.batch_size, args.input_size, args.seed + 1)
     report = validate.validate(source, card, zoo_net, prototxt, caffemodel, pixels,
                                f"{args.batch_size} seeded random images", spec,

@@ -19,6 +19,7 @@ from caffezoo.cliargs import (
     json_to_stdout,
     write_json,
 )
+from caffezoo.converters.registry import open_card_source
 from caffezoo.errors import NetDefinitionError, UsageError, ValidationFailed
 
 
@@ -105,7 +106,7 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
         netio.write_prototxt(net, prototxt)
     size = int(nchw_input(prototxt)[-1])
     zoo_net = card.build(size)
-    source = validate.open_source(args.source, card, zoo_net, args.layout,
+    source = open_card_source(args.source, card, zoo_net, args.layout,
                                   args.keep_background)
     if args.images:
         from caffezoo.contract import find_contract

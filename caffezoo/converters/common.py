@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from caffezoo.contract import InputContract
+from caffezoo.card_plan import Assign, Op, Plan, PoolSpec
 from caffezoo.errors import ConversionError, WeightMismatchError
 from caffezoo.geometry import (
     conv_out,
@@ -34,17 +34,6 @@ from caffezoo.geometry import (
     source_pooled,
     tf_padding,
 )
-
-
-class Op:
-    """What a plan assignment converts or checks (one handler each)."""
-
-    CONV = "conv"  # weight (+ bias) -> Convolution
-    BN = "bn"  # mean, var, gamma, beta, eps -> BatchNorm + Scale
-    LINEAR = "linear"  # weight (+ bias) -> InnerProduct
-    POOL = "pool"  # checks the Pooling (and fills an exclude-pad Scale)
-    ELTWISE = "eltwise"  # checks a residual sum's coefficients
-    WEIGHTED = (CONV, BN, LINEAR)  # the ops that carry tensors
 
 
 class Part:
@@ -78,31 +67,6 @@ class ParamNaming:
         return self.keys[part].format(m=module)
 
 
-@dataclass(frozen=True)
-class PoolSpec:
-    """A source pooling: what the target's Pooling layer must do to match it exactly."""
-
-    method: str  # "max" | "ave"
-    kernel: int = 0  # 0 with global_pool
-    stride: int = 1
-    pad: int = 0
-    exclude_pad: bool = False  # average over real pixels only (count_include_pad=False)
-    global_pool: bool = False
-    ceil: bool = False  # the source rounds up (Torch ceil_mode); PyTorch/Torch default floor
-    # TensorFlow's "SAME"/"VALID" instead of pad/ceil: the windows follow from the map size
-    # (SAME puts an odd extra pixel at the bottom/right), checked window by window
-    padding: str = ""
-
-
-@dataclass(frozen=True)
-class ConvSpec:
-    """A source convolution's padding, checked against the target's windows: TF's "SAME" or
-    "VALID", or "EXPLICIT" `pad` pixels on each side (TF-slim's conv2d_same)."""
-
-    padding: str
-    pad: int = 0
-
-
 @dataclass
 class Checkpoint:
     """Source weights as float32 numpy arrays under the file's own names, and the naming that
@@ -121,48 +85,6 @@ class Checkpoint:
 
     def key(self, module: str, part: str) -> str:
         return self.naming.key(module, part)
-
-
-@dataclass(frozen=True)
-class Assign:
-    """One source module -> Caffe layer(s), converted or checked by the handler `op`."""
-
-    op: str  # one of Op
-    source: str  # module path in the source; "" when it has no module
-    layers: tuple[str, ...]  # conv/linear/pool/eltwise: (layer,); bn: (BatchNorm, Scale)
-    eps: float | None = None  # bn: the source's eps
-    conv: ConvSpec | None = None  # conv: checked geometry (TF padding)
-    skip_rows: int = 0  # linear: leading source outputs not converted (TF's background class)
-    pool: PoolSpec | None = None  # pool
-    coeff: tuple[float, ...] | None = None  # eltwise: the source's sum coefficients
-
-
-@dataclass
-class Plan:
-    """A layout's mapping of a checkpoint onto one target net."""
-
-    layout: str
-    assigns: list[Assign]
-    # source prefix -> why its tensors are deliberately not converted (e.g. an auxiliary head)
-    ignored: dict[str, str] = field(default_factory=dict)
-    hint: str = ""  # what to do when the target's structure does not match (e.g. a variant)
-
-    def by_layer(self) -> dict[str, Assign]:
-        return {layer: a for a in self.assigns for layer in a.layers}
-
-
-def input_affine(source: InputContract, card_mean_bgr, card_std_bgr
-                 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per input channel (BGR) (a, b) with source_input = a * card_input + b, or None when the
-    card's normalisation is the source's (to float32 precision)."""
-    src_mean, src_std = source.bgr_normalization_255()
-    card_mean = np.asarray(card_mean_bgr, np.float64)
-    card_std = np.asarray(card_std_bgr, np.float64)
-    a = card_std / np.asarray(src_std, np.float64)
-    b = (card_mean - np.asarray(src_mean, np.float64)) / np.asarray(src_std, np.float64)
-    if np.allclose(a, 1.0, rtol=1e-6, atol=0) and np.allclose(b, 0.0, atol=1e-6):
-        return None
-    return a, b
 
 
 @dataclass

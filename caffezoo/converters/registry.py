@@ -31,15 +31,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from caffezoo.errors import InputFileError
 
 if TYPE_CHECKING:
-    from caffezoo.contract import InputContract
-    from caffezoo.converters.common import Plan
+    from caffezoo.validate import CardRunner
 
 
 @dataclass(frozen=True)
@@ -121,37 +118,6 @@ def random_kind(card_name: str) -> SourceKind | None:
         if kind.card and kind.plugin().has_random(card_name):
             return kind
     return None
-
-
-# ---------------------------------------------------------------------------------------------
-# what runners return (validate's source side)
-
-
-@dataclass
-class SourceRun:
-    """What a card runner's run() returns."""
-
-    logits: np.ndarray  # (N, classes): the classifier's output
-    records: dict[str, tuple[np.ndarray, np.ndarray]]  # module -> (input, output)
-
-
-class CardRunner(Protocol):
-    """A card source ready to run: its plan names the modules `run` can record."""
-
-    plan: Plan
-    input_norm: InputContract  # what run() expects
-    effective_norm: InputContract  # what the first convolution sees
-
-    def run(self, x: np.ndarray, record: set[str] | None = None) -> SourceRun: ...
-
-
-class GraphRunner(Protocol):
-    """A graph source ready to run; `record` names graph values to return besides outputs."""
-
-    input_shape: tuple[int, ...]
-    input_norm: InputContract | None  # how images become its input; None: unknown
-
-    def run(self, x: np.ndarray, record: set[str] | None = None) -> dict[str, np.ndarray]: ...
 
 
 def open_card_source(source: Source | str, card: Any, net: Any, layout: str | None = None,

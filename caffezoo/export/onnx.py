@@ -103,12 +103,12 @@ def export_onnx(prototxt: str | Path, weights: str | Path | None, out: str | Pat
 def write_onnx(ex: ExportNet, out: str | Path, opset: int = DEFAULT_OPSET,
                dynamic_batch: bool = False, contract=None) -> None:
     """Writes the model; `contract` (the net's InputContract) goes into its metadata_props
-    under CONTRACT_KEY, where `caffezoo convert --source onnx:` takes it back."""
+    under contract.ONNX_METADATA_KEY, where `caffezoo convert --source onnx:` takes it back."""
     model = to_onnx(ex, opset, dynamic_batch)
     if contract is not None:
-        from caffezoo.converters.onnx import CONTRACT_KEY
+        from caffezoo.contract import ONNX_METADATA_KEY
 
-        model.metadata_props.add(key=CONTRACT_KEY, value=contract.to_json())
+        model.metadata_props.add(key=ONNX_METADATA_KEY, value=contract.to_json())
     netio.atomic_write(out, model.SerializeToString())
 
 

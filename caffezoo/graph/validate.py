@@ -22,7 +22,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from caffezoo.graph.ir import Graph
 from caffezoo.out_of_place import out_of_place
 from caffezoo.validate import (
     DEFAULT_TOLERANCE,
+    GraphRunner,
     comparison_lines,
     image_pixels,
     input_memory,
@@ -41,13 +42,6 @@ from caffezoo.validate import (
     random_pixels,
     verdict,
 )
-
-
-class GraphRunner(Protocol):
-    input_shape: tuple[int, ...]
-    input_norm: InputContract | None
-
-    def run(self, x: np.ndarray, record: set[str] | None = None) -> dict[str, np.ndarray]: ...
 
 
 @dataclass

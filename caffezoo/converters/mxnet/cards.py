@@ -22,23 +22,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from caffezoo.contract import InputContract
+from caffezoo.card_plan import Assign, Op, Plan, PoolSpec
+from caffezoo.contract import InputContract, input_affine
 from caffezoo.converters.common import (
-    Assign,
     Checkpoint,
     Conversion,
     ConvertOptions,
-    Op,
     ParamNaming,
     Part,
-    Plan,
-    PoolSpec,
     apply_plan,
-    input_affine,
 )
-from caffezoo.converters.registry import SourceRun
 from caffezoo.errors import ConversionError
 from caffezoo.graph.ir import Graph
+from caffezoo.validate import SourceRun
 
 LAYOUT = "mxnet-graph"
 REVERSED = np.zeros(0, np.float32)  # offsets marker: the node's channels are in reversed order

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from caffezoo.contract import InputContract
+from caffezoo.contract import ONNX_METADATA_KEY, InputContract
 from caffezoo.errors import InputFileError
-
-# the metadata_props key under which `caffezoo export` stores the net's input contract
-CONTRACT_KEY = "caffezoo.contract"
 
 
 def _path(spec: str) -> Path:
@@ -40,14 +37,15 @@ def contract_of(prep) -> InputContract | None:
     input size; None when the file has none (ONNX has no standard place for one)."""
     import json
 
-    text = next((p.value for p in prep.model.metadata_props if p.key == CONTRACT_KEY), None)
+    text = next((p.value for p in prep.model.metadata_props if p.key == ONNX_METADATA_KEY), None)
     if text is None:
         return None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputFileError(f"{prep.path}: metadata {CONTRACT_KEY} is not JSON ({e})") from None
-    contract = InputContract.from_dict(data, f"{prep.path}: metadata {CONTRACT_KEY}")
+        raise InputFileError(f"{prep.path}: metadata {ONNX_METADATA_KEY} is not JSON "
+                             f"({e})") from None
+    contract = InputContract.from_dict(data, f"{prep.path}: metadata {ONNX_METADATA_KEY}")
     n, *rest = prep.input_shape
     h = rest[0] if prep.nhwc else rest[1]
     return contract if h == contract.crop_size else contract.at_crop(h)

@@ -14,13 +14,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from caffezoo.converters.common import (
-    Checkpoint,
-    Conversion,
-    ConvertOptions,
-    apply_plan,
-    input_affine,
-)
+from caffezoo.contract import input_affine
+from caffezoo.converters.common import Checkpoint, Conversion, ConvertOptions, apply_plan
 from caffezoo.converters.pytorch.models import (
     IMAGENET,
     INCEPTION,

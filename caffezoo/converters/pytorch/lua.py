@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from caffezoo.converters.common import Checkpoint, ParamNaming, PoolSpec
+from caffezoo.card_plan import PoolSpec
+from caffezoo.converters.common import Checkpoint, ParamNaming
 from caffezoo.errors import ConversionError, InputFileError
 from caffezoo.frameworks import import_torch
 

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from caffezoo.converters.common import Assign, Checkpoint, Op, Part, Plan, PoolSpec
+from caffezoo.card_plan import Assign, Op, Plan, PoolSpec
+from caffezoo.converters.common import Checkpoint, Part
 from caffezoo.converters.pytorch.models import SOURCE_ARCHS
 from caffezoo.errors import ConversionError
 

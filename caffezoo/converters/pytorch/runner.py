@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from caffezoo.converters.common import Checkpoint, Op, Plan
+from caffezoo.card_plan import Op, Plan
+from caffezoo.converters.common import Checkpoint
 from caffezoo.converters.pytorch.models import SourceArch, source_arch, source_normalization
 from caffezoo.converters.pytorch.plans import detect_layout
 from caffezoo.converters.pytorch.reader import load_checkpoint
-from caffezoo.converters.registry import SourceRun
 from caffezoo.errors import ConversionError
 from caffezoo.frameworks import import_torch
+from caffezoo.validate import SourceRun
 
 
 class TorchSource:

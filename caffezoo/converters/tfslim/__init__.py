@@ -15,13 +15,8 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from caffezoo.converters.common import (
-    Checkpoint,
-    Conversion,
-    ConvertOptions,
-    apply_plan,
-    input_affine,
-)
+from caffezoo.contract import input_affine
+from caffezoo.converters.common import Checkpoint, Conversion, ConvertOptions, apply_plan
 from caffezoo.converters.tfslim import nets
 from caffezoo.converters.tfslim.plans import plan_for
 from caffezoo.converters.tfslim.reader import read_checkpoint, top_scope, with_naming

@@ -8,7 +8,7 @@ The classifier leaves out slim's background output unless it is kept.
 
 from __future__ import annotations
 
-from caffezoo.converters.common import Assign, ConvSpec, Op, Plan, PoolSpec
+from caffezoo.card_plan import Assign, ConvSpec, Op, Plan, PoolSpec
 from caffezoo.converters.tfslim.nets import BACKGROUND_CLASSES, SlimNet
 
 SAME, VALID = "SAME", "VALID"

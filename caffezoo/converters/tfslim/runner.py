@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from caffezoo.card_plan import Op, Plan
 from caffezoo.contract import InputContract
-from caffezoo.converters.common import Checkpoint, Op, Plan
-from caffezoo.converters.registry import SourceRun
+from caffezoo.converters.common import Checkpoint
 from caffezoo.converters.tfslim.nets import BACKGROUND_CLASSES, SlimNet
 from caffezoo.errors import ConversionError
+from caffezoo.validate import SourceRun
 
 # TF's inception preprocessing, x / 127.5 - 1 on RGB pixels 0..255
 TF_INPUT = InputContract(channel_order="RGB", mean=(127.5, 127.5, 127.5),
