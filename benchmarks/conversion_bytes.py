@@ -8,7 +8,7 @@ What it converts, each through the same command line a user types (`caffezoo con
 - every zoo card x every card source that can write a random checkpoint for it (`torch` per
   layout, `tf-slim`, `mxnet` Gluon exports), into the card and, where the source also maps onto
   it, into the card's original (a refusal is recorded as its message);
-- the Lua .t7 trees tests/test_convert_lua.py converts (ResNeXt-50, WRN-50-2 at 64 px);
+- the Lua .t7 trees tests/conversion/test_convert_lua.py converts (ResNeXt-50, WRN-50-2 at 64 px);
 - every graph benchmark model (benchmarks/graph_sources.py, benchmarks/mxnet_gluon.py) for every
   --target;
 - every converted net exported to ONNX and to PyTorch (`caffezoo export --to onnx|torch`).
@@ -146,12 +146,13 @@ def card_conversions(rec: Recorder, work: Path) -> None:
 
 
 def lua_conversions(rec: Recorder, work: Path) -> None:
-    sys.path.insert(0, str(HERE / "tests"))
+    sys.path.insert(0, str(HERE / "tests" / "helpers"))
     import t7writer as t7
 
     from caffezoo.converters import pytorch
 
-    for card_name in ("resnext50_32x4d", "wrn50_2"):  # as tests/test_convert_lua.py makes them
+    # as tests/conversion/test_convert_lua.py makes them
+    for card_name in ("resnext50_32x4d", "wrn50_2"):
         key = f"card/torch-lua/{card_name}"
         if not rec.wanted(key):
             continue

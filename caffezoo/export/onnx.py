@@ -10,7 +10,7 @@ name, so Netron reads like the prototxt. An earlier version of a blob rewritten 
 `layer.bias`, `layer.mean`, ...
 
 The layer rules that other converters get wrong, and how they are expressed here (proofs in
-tests/test_export.py against real Caffe):
+tests/export/test_export.py against real Caffe):
 - Pooling: Caffe rounds up (unless `ceil_mode: false`), drops a last window that would start in
   the padding, and divides AVE sums by a window count that includes padding but stops at the
   padded border. Every pooling becomes floor-mode pooling over explicit, possibly asymmetric

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 TARGETS = ("caffe", "fork", "opencv")
 
-# Layer types beyond stock BVLC Caffe that each target runs (checked by tests/test_graph_emit.py
-# in real Caffe and OpenCV 4.14).
+# Layer types beyond stock BVLC Caffe that each target runs (checked by
+# tests/conversion/test_graph_emit.py in real Caffe and OpenCV 4.14).
 EXTRA_LAYERS: dict[str, frozenset[str]] = {
     "caffe": frozenset(),
     "fork": frozenset({"ReLU6", "HardSwish", "HardSigmoid", "Permute"}),

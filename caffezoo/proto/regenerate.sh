@@ -3,7 +3,7 @@
 # Uses grpcio-tools 1.85.1 (its protoc writes protobuf Python gencode 7.35.1) in a throwaway venv,
 # so the project's own protobuf is not touched. Protobuf's rule: a runtime accepts gencode of its
 # own major version or the one before, never newer than itself; 7.35.1 is within the window of
-# the pinned runtime 7.36.2 (pyproject.toml), and tests/test_proto_gencode.py checks it.
+# the pinned runtime 7.36.2 (pyproject.toml), and tests/nets/test_proto_gencode.py checks it.
 #   caffezoo/proto/regenerate.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

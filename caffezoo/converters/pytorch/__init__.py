@@ -49,7 +49,7 @@ def random_checkpoint(card_name: str, path: str | Path, layout: str | None = Non
     """Write a seeded random checkpoint for the card; returns what it is."""
     if is_lua(path):
         raise InputFileError(f"{path}: random checkpoints are PyTorch files; make .t7 fixtures "
-                             "with tests/t7writer.py")
+                             "with tests/helpers/t7writer.py")
     layout = layout or default_layout(card_name)
     save_random_checkpoint(card_name, layout, path, seed)
     return f"a {layout} checkpoint"
