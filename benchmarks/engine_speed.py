@@ -199,7 +199,7 @@ def errors(runtimes: dict, reference, batch: int, shape) -> dict[str, float]:
     """Each exported backend's max |output - reference| / max |reference| on the timed batch;
     the reference is real Caffe, or OpenCV for a net only OpenCV runs (the opencv target)."""
     x = np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)
-    want = reference.forward(x)
+    want = reference.forward(x)  # every output, those only a Silence reads too
     out = {}
     for b in ("onnxruntime", "openvino", "torch"):
         if b in runtimes:
@@ -224,48 +224,147 @@ def auto_choice(proto, model, threads: int, batch: int) -> dict:
     return choice
 
 
-def time_row(job: dict) -> list[dict]:
-    """One model (one target, or one zoo card): every backend of the job and the source ONNX
-    interleaved at each batch size, then what `auto` picks at each."""
+def give_back_free() -> None:
+    """Returns freed heap memory to the system (glibc's malloc_trim), so that the resident
+    memory watched is what the runtimes hold, not copies they made while loading."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
+def net_files(job: dict) -> tuple[Path, Path]:
+    """The job's prototxt and weights; a zoo card's are written once (random weights)."""
+    if not job.get("card"):
+        return Path(job["prototxt"]), Path(job["weights"])
     from caffezoo import netio
-    from caffezoo.runtimes import open_runtime
+    from caffezoo.evaluation import timing
+    from caffezoo.zoo import get_card
 
-    threads, passes = job["threads"], job["passes"]
-    proto, model = job.get("prototxt"), job.get("weights")
-    if job.get("card"):
-        from caffezoo.evaluation import timing
-        from caffezoo.zoo import get_card
-
+    proto, model = Path(job["dir"]) / "net.prototxt", Path(job["dir"]) / "net.caffemodel"
+    if not model.exists():
         card = get_card(job["card"])
         net = card.build(card.input_size)
-        proto, model = Path(job["dir"]) / "net.prototxt", Path(job["dir"]) / "net.caffemodel"
         netio.write_prototxt(net, proto)
         timing.write_random_caffemodel(net, model)
-        del net
-    runtimes = {b: open_runtime(b, proto, model, threads=threads) for b in job["backends"]}
-    shape = next(iter(runtimes.values())).input_shape[1:] if runtimes else None
-    runs = {b: rt.forward for b, rt in runtimes.items()}
+    return proto, model
+
+
+def time_row(job: dict) -> list[dict]:
+    """One model (one target, or one zoo card): every backend of the job and the source ONNX
+    interleaved at each batch size; the exported backends' errors; then (job["auto"]) what
+    `auto` picks at each batch size."""
+    from caffezoo.runtimes import check_net, open_runtime
+
+    threads, passes = job["threads"], job["passes"]
+    proto, model = net_files(job)
+    shape = check_net(proto).input_shape[1:]
+    runtimes = {}
+    for b in job["backends"]:
+        runtimes[b] = open_runtime(b, proto, model, threads=threads)
+        runtimes[b].forward(np.zeros((1, *shape), np.float32))  # built now, not mid-row
+        give_back_free()
+    # what the source ONNX returns too: the net's outputs, without the blobs only a Silence
+    # reads (the emitter's unused slice halves: OpenCV re-runs a pass for each such blob)
+    stats = check_net(proto).analysis
+    wanted = stats.outputs or stats.results
+    runs = {b: (lambda x, rt=rt: rt.forward(x, wanted)) for b, rt in runtimes.items()}
     if job.get("source_onnx"):
-        runs.update(source_runs(job["source_onnx"], shape, threads))
+        sources = source_runs(job["source_onnx"], shape, threads)
+        runs.update({k: f for k, f in sources.items() if k in job["sources"]})
     rows = []
     for batch in job["batches"]:
         load_before = os.getloadavg()[0]
         cells = timed_row(runs, batch, shape, passes, job.get("cpu", False))
         rows.append({"model": job["label"], "target": job.get("target"), "batch": batch,
                      "cells": cells, "load": [load_before, os.getloadavg()[0]]})
-    ref = job["reference"]  # real Caffe, or OpenCV for the opencv target
-    reference = runtimes.get(ref) or open_runtime(ref, proto, model, threads=threads)
-    for row in rows:
-        row["errors"] = errors(runtimes, reference, row["batch"], shape)
-    del reference
+        give_back_free()
+    del runs
+    gc.collect()
+    give_back_free()
+    exported = [b for b in runtimes if b in ("onnxruntime", "openvino", "torch")]
+    if exported:  # against real Caffe, or OpenCV for the opencv target
+        ref = job["reference"]
+        reference = runtimes.get(ref) or open_runtime(ref, proto, model, threads=threads)
+        for row in rows:
+            row["errors"] = errors(runtimes, reference, row["batch"], shape)
+        del reference
     for rt in runtimes.values():
         if hasattr(rt, "close"):
             rt.close()
-    del runtimes, runs
+    del runtimes
     gc.collect()
+    give_back_free()
     for row in rows:  # after the timed runs: the probe opens its own runtimes
-        row["auto"] = auto_choice(proto, model, threads, row["batch"])
+        row.setdefault("errors", {})
+        if job.get("auto", True):
+            row["auto"] = auto_choice(proto, model, threads, row["batch"])
     return rows
+
+
+def probe_only(job: dict) -> list[dict]:
+    """What `auto` picks at each batch size (a row whose runtimes did not fit together)."""
+    proto, model = net_files(job)
+    return [auto_choice(proto, model, job["threads"], b) for b in job["batches"]]
+
+
+def merge_groups(parts: list[list[dict]], choices: list[dict] | None) -> list[dict]:
+    """The rows of one model timed in groups (each group's backends beside the source ONNX
+    in onnxruntime, its anchor): one row per batch size; every cell keeps the anchor's time
+    of its own group (`anchor_ms`), against which its ratio is taken."""
+    rows = []
+    for i, first in enumerate(parts[0]):
+        row = dict(first, cells={}, errors={}, groups=len(parts))
+        loads = []
+        for part in parts:
+            r = part[i]
+            anchor = r["cells"].get("source onnxruntime")
+            for k, cell in r["cells"].items():
+                if k != "source onnxruntime" or k not in row["cells"]:
+                    row["cells"][k] = dict(cell, anchor_ms=anchor["ms_per_image"]) \
+                        if anchor and k != "source onnxruntime" else cell
+            row["errors"].update(r["errors"])
+            loads += r["load"]
+        row["load"] = [min(loads), max(loads)]
+        row["auto"] = choices[i] if choices else {"backend": "-", "excluded": {}}
+        rows.append(row)
+    return rows
+
+
+def structure(job: dict) -> dict:
+    """What the exported backends run for one converted net, beside the source ONNX: the
+    fused ONNX model's op counts (as the onnxruntime and openvino backends build it), the
+    source's, the Caffe layer counts before and after fusion, and the fusions applied."""
+    import collections
+
+    import onnx
+
+    from caffezoo.runtimes import check_net
+    from caffezoo.runtimes.exported import ExportedNets
+
+    nets = ExportedNets(check_net(job["prototxt"], job["weights"]))
+    _, model = nets.onnx_model(nets.fused, 1)
+    source = onnx.load(job["source_onnx"], load_external_data=False)
+    ignore = {"Constant", "Identity"}  # folded away by any runtime
+    return {"model": job["label"], "target": job["target"], "layers": job["layers"],
+            "fused_layers": len(nets.fused.net.layer), "fusions": nets.fused.fusions,
+            "ops": collections.Counter(n.op_type for n in model.graph.node
+                                       if n.op_type not in ignore),
+            "source_ops": collections.Counter(n.op_type for n in source.graph.node
+                                              if n.op_type not in ignore)}
+
+
+def ops_line(r: dict) -> str:
+    ours, theirs = r["ops"], r["source_ops"]
+    diff = ", ".join(f"{op} {ours.get(op, 0)}/{theirs.get(op, 0)}"
+                     for op in sorted(set(ours) | set(theirs))
+                     if ours.get(op, 0) != theirs.get(op, 0))
+    fusions = ", ".join(f"{k}: {v}" for k, v in r["fusions"].items()) or "-"
+    return (f"| {r['model']} ({r['target']}) | {r['layers']} | {r['fused_layers']} | "
+            f"{sum(ours.values())} / {sum(theirs.values())} | {diff or 'same'} | {fusions} |")
 
 
 def child_main(job: dict) -> int:
@@ -274,7 +373,9 @@ def child_main(job: dict) -> int:
     from caffezoo.frameworks import import_torch
 
     import_torch()  # OMP_WAIT_POLICY=PASSIVE before torch's OpenMP starts
-    result = prepare(job) if job["kind"] == "prepare" else time_row(job)
+    work = {"prepare": prepare, "time": time_row, "ops": structure,
+            "probe": probe_only}[job["kind"]]
+    result = work(job)
     from caffezoo import netio
 
     netio.atomic_write(job["result"], json.dumps(result, indent=1) + "\n")
@@ -348,14 +449,15 @@ def table_line(row: dict) -> str:
     pick = row["auto"]["backend"]
     auto = cells.get(pick)
     src = cells.get("source onnxruntime")
+
     def ratio(cell) -> str:
         if not (cell and src):
             return "-"
-        r = cell["ms_per_image"] / src["ms_per_image"]
+        r = cell["ms_per_image"] / cell.get("anchor_ms", src["ms_per_image"])
         return f"**{r:.2f}**" if r > TARGET_RATIO else f"{r:.2f}"
 
-    best = min((c for b, c in cells.items() if b in BACKENDS),
-               key=lambda c: c["ms_per_image"], default=None)
+    best = min((c for b, c in cells.items() if b in BACKENDS),  # against its own anchor
+               key=lambda c: c["ms_per_image"] / c.get("anchor_ms", 1.0), default=None)
     spread = max(c["spread"] for c in cells.values())
     label = row["model"] + (f" ({row['target']})" if row.get("target") else "")
     out = [label, str(row["batch"])] + [fmt(cells.get(b)) for b in BACKENDS]
@@ -380,7 +482,9 @@ def main() -> int:
     ap.add_argument("--models", default=",".join((*MODELS, REAL_LITE0)),
                     help="graph_sources models, or onnx:FILE ('' none)")
     ap.add_argument("--targets", default=",".join(TARGETS))
-    ap.add_argument("--zoo", default=None, help="zoo cards (default: all; '' none)")
+    ap.add_argument("--zoo", default=None,
+                    help="zoo cards (default: the ten models, not their variants, which are "
+                         "the same nets with other layer names; 'all': every card; '' none)")
     ap.add_argument("--backends", default=",".join(BACKENDS),
                     help="backends to time (auto is probed among all installed ones)")
     ap.add_argument("--batch-sizes", default="1,8")
@@ -393,6 +497,9 @@ def main() -> int:
                          "out)")
     ap.add_argument("--max-rss-gb", type=float, default=5.0,
                     help="stop a row whose processes hold more resident memory (default 5)")
+    ap.add_argument("--ops", action="store_true",
+                    help="no timing: the fused ONNX model's ops against the source's, per "
+                         "model and target, and the fusions applied")
     ap.add_argument("--json", help="write every figure as JSON")
     ap.add_argument("--render", nargs="+", metavar="JSON",
                     help="print the table of earlier --json files and exit")
@@ -411,13 +518,20 @@ def main() -> int:
         args.threads = 1
         backends = [b for b in backends if b != "pycaffe"]
     targets = [t for t in args.targets.split(",") if t]
-    cards = [c.name for c in all_cards()] if args.zoo is None else \
-        [n for n in args.zoo.split(",") if n]
+    if args.zoo in (None, "all"):
+        cards = [c.name for c in all_cards() if args.zoo == "all" or not c.variant_of]
+    else:
+        cards = [n for n in args.zoo.split(",") if n]
     max_rss = args.max_rss_gb * 2**30
     print(f"# {cpu_name()}, {os.cpu_count()} cores, {args.threads} threads, {args.passes} "
           f"passes, {'CPU' if args.cpu_time else 'wall-clock'} ms per image; load average "
           f"before {os.getloadavg()}", flush=True)
-    print("| " + " | ".join(HEAD) + " |\n|" + "---|" * len(HEAD), flush=True)
+    if args.ops:
+        cards = []
+        print("| model (target) | Caffe layers | after fusion | ONNX nodes (ours / source) | "
+              "ops that differ (ours/source) | fusions |\n|---|---|---|---|---|---|")
+    else:
+        print("| " + " | ".join(HEAD) + " |\n|" + "---|" * len(HEAD), flush=True)
     rows: list[dict] = []
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="caffezoo-speed-") as tmp:
@@ -426,7 +540,10 @@ def main() -> int:
                 "size": args.size, "probe_cache": str(tmp / "probe"), "cpu": args.cpu_time}
 
         def timed(job: dict) -> None:
-            result, record = run_child(dict(base, kind="time", **job), tmp, max_rss)
+            job = dict(base, kind="time", sources=list(SOURCES), **job)
+            result, record = run_child(job, tmp, max_rss)
+            if result is None and record["failed"].startswith("stopped: over"):
+                result, record = in_groups(job, record)
             if result is None:
                 rows.append(dict(model=job["label"], target=job.get("target"), **record))
                 print(f"| {job['label']} {job.get('target') or ''} | - | {record['failed']} |",
@@ -436,6 +553,34 @@ def main() -> int:
                 row.update(record)
                 rows.append(row)
                 print(table_line(row), flush=True)
+
+        def in_groups(job: dict, record: dict) -> tuple[object, dict]:
+            """The row's runtimes did not fit together under --max-rss-gb: each backend in a
+            child of its own beside the source ONNX in onnxruntime (the anchor), the
+            source in OpenVINO beside it in another, the probe in a third."""
+            print(f"<!-- {job['label']} {job.get('target') or ''}: {record['failed']} with "
+                  "every runtime loaded at once: timed in groups, each beside the source "
+                  "ONNX in onnxruntime -->", flush=True)
+            anchor = ["source onnxruntime"] if job.get("source_onnx") else []
+            groups = [dict(job, backends=[b], sources=anchor, auto=False)
+                      for b in job["backends"]]
+            if job.get("source_onnx"):
+                groups.append(dict(job, backends=[], sources=list(SOURCES), auto=False))
+            parts, peak, seconds = [], 0.0, 0
+            for group in groups:
+                part, rec = run_child(group, tmp, max_rss)
+                peak, seconds = max(peak, rec["peak_rss_gb"]), seconds + rec["seconds"]
+                if part is None:
+                    return None, dict(rec, failed=f"{', '.join(group['backends']) or 'source'}"
+                                                  f" alone: {rec['failed']}")
+                parts.append(part)
+            choices, rec = run_child(dict(job, kind="probe"), tmp, max_rss)
+            if choices is None:
+                print(f"<!-- {job['label']}: the probe of auto: {rec['failed']} -->",
+                      flush=True)
+            peak, seconds = max(peak, rec["peak_rss_gb"]), seconds + rec["seconds"]
+            return merge_groups(parts, choices), {"peak_rss_gb": peak, "seconds": seconds,
+                                                  "exit": 0}
 
         for spec in [m for m in args.models.split(",") if m]:
             folder = tmp / spec.replace(":", "_").replace("/", "_")
@@ -449,6 +594,14 @@ def main() -> int:
             for target, why in made["refused"].items():
                 print(f"<!-- {spec} {target}: refused: {why} -->", flush=True)
             for target, files in made["targets"].items():
+                if args.ops:
+                    r, _ = run_child(dict(base, kind="ops", label=spec, target=target,
+                                          source_onnx=made["source_onnx"], **files), tmp,
+                                     max_rss)
+                    if r is not None:
+                        rows.append(r)
+                        print(ops_line(r), flush=True)
+                    continue
                 runs_it = TARGETS[target][1]
                 use = [b for b in backends if b in runs_it or b not in ("pycaffe", "opencv")]
                 timed({"label": spec, "target": target, "backends": use,

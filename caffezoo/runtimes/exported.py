@@ -64,6 +64,11 @@ class ExportedNets:
         self._onnx[(ex.fused, key)] = model
         return key, model
 
+    def forget_onnx(self, fused: bool, key: int | None) -> None:
+        """Drops a model the caller has built what it needs from (a weights-sized copy that
+        another request would build again)."""
+        self._onnx.pop((fused, key), None)
+
     def onnx_for(self, names: tuple[str, ...], n: int):
         """(fused?, key, model, output values) that compute the blobs `names` for a batch of
         n: the fused model for the net's outputs, else the full one with those blobs made its
