@@ -31,9 +31,10 @@ nothing one row loads outlives it; the resident memory of the child and everythi
 
 A long run can be split (--models, --zoo, --targets) into parts with a --json each, and the
 parts' rows rendered as one table with --render. Run it with `nice` on a shared machine. On a
-loaded one, `--cpu-time` times the CPU seconds of the timing process at 1 thread instead of
-the wall clock: other processes then cost a run little (some cache), so A/B comparisons hold;
-pycaffe runs in a process of its own and is not timed then (it still gives the reference).
+loaded one, `--cpu-time` times CPU seconds at 1 thread instead of the wall clock (pycaffe's
+worker process by its clock ticks of 10 ms): waiting for a core then costs a run nothing, so
+comparisons inside a row hold better, though sharing caches and cores with other processes
+still slows every run.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ from graph_sources import MODELS, TARGETS  # noqa: E402
 
 BACKENDS = ("pycaffe", "opencv", "onnxruntime", "openvino", "torch")
 SOURCES = ("source onnxruntime", "source openvino")
+# resident copies of the weights a row with every runtime holds, about (VGG-16: 553 MB of
+# weights, ONNX Runtime and OpenVINO 3.5 GB at their peak each, the source twice more)
+COPIES = 10
 TARGET_RATIO = 1.15  # issue 19: auto within 1.15x of the source ONNX in onnxruntime
 
 
@@ -176,37 +180,70 @@ def source_runs(path: str, shape, threads: int) -> dict:
             "source openvino": run_ov}
 
 
-def timed_row(runs: dict, batch: int, shape, passes: int, cpu: bool = False
-              ) -> dict[str, dict]:
+def cpu_clock(children: list[int]):
+    """CPU seconds of this process (time.process_time) plus those of `children` (pycaffe's
+    worker process: /proc/PID/stat, in clock ticks of 10 ms)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def clock() -> float:
+        total = time.process_time()
+        for pid in children:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        return total
+
+    return clock
+
+
+def timed_row(runs: dict, batch: int, shape, passes: int, cpu: bool = False,
+              children: dict[str, list[int]] | None = None) -> dict[str, dict]:
     """Interleaved passes of every callable in `runs` on one random batch; wall-clock seconds,
-    or with `cpu` the CPU seconds of this process (time.process_time)."""
-    clock = time.process_time if cpu else time.perf_counter
+    or with `cpu` CPU seconds (cpu_clock: this process, and a run's `children`)."""
+    clocks = {k: cpu_clock((children or {}).get(k, [])) if cpu else time.perf_counter
+              for k in runs}
     x = np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)
     for f in runs.values():
         f(x)
     secs: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(passes):
         for k, f in runs.items():
-            t0 = clock()
+            t0 = clocks[k]()
             f(x)
-            secs[k].append(clock() - t0)
+            secs[k].append(clocks[k]() - t0)
     return {k: {"ms_per_image": 1000 * statistics.median(v) / batch,
                 "ms_min": 1000 * min(v) / batch, "ms_max": 1000 * max(v) / batch,
                 "spread": max(v) / min(v)} for k, v in secs.items()}
 
 
-def errors(runtimes: dict, reference, batch: int, shape) -> dict[str, float]:
+def errors(runtimes: dict, want: dict, batch: int, shape) -> dict[str, float]:
     """Each exported backend's max |output - reference| / max |reference| on the timed batch;
-    the reference is real Caffe, or OpenCV for a net only OpenCV runs (the opencv target)."""
+    `want`: the reference's outputs on it (reference_outputs)."""
     x = np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)
-    want = reference.forward(x)  # every output, those only a Silence reads too
     out = {}
     for b in ("onnxruntime", "openvino", "torch"):
         if b in runtimes:
-            got = runtimes[b].forward(x)
+            got = runtimes[b].forward(x, list(want))
             out[b] = max(float(np.abs(got[k] - v).max() / np.abs(v).max())
                          for k, v in want.items())
     return out
+
+
+def reference_outputs(backend: str, proto, model, threads: int, batches, shape) -> dict:
+    """Every output of the reference (real Caffe, or OpenCV for the opencv target) on each
+    timed batch, taken before the timed runtimes load (they need not fit beside it)."""
+    from caffezoo.runtimes import open_runtime
+
+    rt = open_runtime(backend, proto, model, threads=threads)
+    want = {b: rt.forward(np.random.default_rng(0).standard_normal((b, *shape),
+                                                                   dtype=np.float32))
+            for b in batches}
+    if hasattr(rt, "close"):
+        rt.close()
+    del rt
+    gc.collect()
+    give_back_free()
+    return want
 
 
 def auto_choice(proto, model, threads: int, batch: int) -> dict:
@@ -262,6 +299,9 @@ def time_row(job: dict) -> list[dict]:
     threads, passes = job["threads"], job["passes"]
     proto, model = net_files(job)
     shape = check_net(proto).input_shape[1:]
+    exported = [b for b in job["backends"] if b in ("onnxruntime", "openvino", "torch")]
+    want = reference_outputs(job["reference"], proto, model, threads, job["batches"],
+                             shape) if exported else {}
     runtimes = {}
     for b in job["backends"]:
         runtimes[b] = open_runtime(b, proto, model, threads=threads)
@@ -272,26 +312,24 @@ def time_row(job: dict) -> list[dict]:
     stats = check_net(proto).analysis
     wanted = stats.outputs or stats.results
     runs = {b: (lambda x, rt=rt: rt.forward(x, wanted)) for b, rt in runtimes.items()}
+    children = {"pycaffe": [runtimes["pycaffe"]._worker.proc.pid]} if "pycaffe" in runtimes \
+        else {}  # real Caffe runs in a process of its own
     if job.get("source_onnx"):
         sources = source_runs(job["source_onnx"], shape, threads)
         runs.update({k: f for k, f in sources.items() if k in job["sources"]})
     rows = []
     for batch in job["batches"]:
         load_before = os.getloadavg()[0]
-        cells = timed_row(runs, batch, shape, passes, job.get("cpu", False))
+        cells = timed_row(runs, batch, shape, passes, job.get("cpu", False), children)
         rows.append({"model": job["label"], "target": job.get("target"), "batch": batch,
                      "cells": cells, "load": [load_before, os.getloadavg()[0]]})
         give_back_free()
     del runs
     gc.collect()
     give_back_free()
-    exported = [b for b in runtimes if b in ("onnxruntime", "openvino", "torch")]
-    if exported:  # against real Caffe, or OpenCV for the opencv target
-        ref = job["reference"]
-        reference = runtimes.get(ref) or open_runtime(ref, proto, model, threads=threads)
-        for row in rows:
-            row["errors"] = errors(runtimes, reference, row["batch"], shape)
-        del reference
+    for row in rows:  # against real Caffe, or OpenCV for the opencv target
+        row["errors"] = errors(runtimes, want[row["batch"]], row["batch"], shape) \
+            if want else {}
     for rt in runtimes.values():
         if hasattr(rt, "close"):
             rt.close()
@@ -492,9 +530,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--cpu-time", action="store_true",
-                    help="time CPU seconds of the timing process at 1 thread instead of wall "
-                         "time (a loaded machine; pycaffe, in a process of its own, is left "
-                         "out)")
+                    help="time CPU seconds at 1 thread instead of wall time (a loaded "
+                         "machine; pycaffe's worker process counted in 10 ms clock ticks)")
     ap.add_argument("--max-rss-gb", type=float, default=5.0,
                     help="stop a row whose processes hold more resident memory (default 5)")
     ap.add_argument("--ops", action="store_true",
@@ -516,7 +553,6 @@ def main() -> int:
     backends = [b for b in args.backends.split(",") if b]
     if args.cpu_time:
         args.threads = 1
-        backends = [b for b in backends if b != "pycaffe"]
     targets = [t for t in args.targets.split(",") if t]
     if args.zoo in (None, "all"):
         cards = [c.name for c in all_cards() if args.zoo == "all" or not c.variant_of]
@@ -541,9 +577,14 @@ def main() -> int:
 
         def timed(job: dict) -> None:
             job = dict(base, kind="time", sources=list(SOURCES), **job)
-            result, record = run_child(job, tmp, max_rss)
-            if result is None and record["failed"].startswith("stopped: over"):
-                result, record = in_groups(job, record)
+            weights = Path(job["weights"]).stat().st_size if job.get("weights") else 0
+            if COPIES * weights > max_rss:  # cannot fit: no need to try
+                result, record = in_groups(job, {"failed": f"{weights / 2**20:.0f} MB of "
+                                                           f"weights, {COPIES} copies"})
+            else:
+                result, record = run_child(job, tmp, max_rss)
+                if result is None and record["failed"].startswith("stopped: over"):
+                    result, record = in_groups(job, record)
             if result is None:
                 rows.append(dict(model=job["label"], target=job.get("target"), **record))
                 print(f"| {job['label']} {job.get('target') or ''} | - | {record['failed']} |",
