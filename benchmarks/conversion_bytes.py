@@ -33,6 +33,7 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -239,11 +240,18 @@ def main() -> int:
     dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "caffezoo"],
                            capture_output=True, text=True, check=True).stdout.strip()
     t0 = time.time()
-    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
-        rec = Recorder(Path(tmp), args.only, not args.skip_exports)
-        card_conversions(rec, Path(tmp))
-        lua_conversions(rec, Path(tmp))
-        graph_conversions(rec, Path(tmp))
+    # one fixed scratch path: an ONNX export records the prototxt's path in its doc_string, so
+    # a random folder name would make every ONNX hash differ from run to run
+    tmp = Path(args.work or tempfile.gettempdir()) / "caffezoo-conversion-bytes"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        rec = Recorder(tmp, args.only, not args.skip_exports)
+        card_conversions(rec, tmp)
+        lua_conversions(rec, tmp)
+        graph_conversions(rec, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     manifest = {"commit": commit + (" (caffezoo/ modified)" if dirty else ""),
                 "seconds": round(time.time() - t0), "entries": rec.entries}
     Path(args.output).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
