@@ -513,6 +513,25 @@ def render(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summary(rows: list[dict]) -> str:
+    """One line per model and target: auto / source and best / source at each batch size."""
+    cols: dict[tuple, dict] = {}
+    batches: list[int] = []
+    for r in rows:
+        if "cells" not in r or "source onnxruntime" not in r["cells"]:
+            continue
+        line = table_line(r).split(" | ")
+        cols.setdefault((r["model"], r.get("target")), {})[r["batch"]] = (line[10], line[11])
+        batches += [r["batch"]] if r["batch"] not in batches else []
+    head = ["model (target)"] + [f"{w} / source, batch {b}" for b in batches
+                                 for w in ("auto", "best")]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (model, target), by_batch in cols.items():
+        cells = [c for b in batches for c in by_batch.get(b, ("-", "-"))]
+        out.append(f"| {model} ({target}) | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         return child_main(json.loads(sys.argv[2]))
@@ -540,10 +559,12 @@ def main() -> int:
     ap.add_argument("--json", help="write every figure as JSON")
     ap.add_argument("--render", nargs="+", metavar="JSON",
                     help="print the table of earlier --json files and exit")
+    ap.add_argument("--summary", action="store_true",
+                    help="with --render: only auto / source and best / source per model")
     args = ap.parse_args()
     if args.render:
         rows = [r for f in args.render for r in json.loads(Path(f).read_text())["rows"]]
-        print(render(rows))
+        print(summary(rows) if args.summary else render(rows))
         return 0
 
     from caffezoo import netio
