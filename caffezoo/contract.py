@@ -263,11 +263,12 @@ def find_contract(*net_paths: str | Path | None) -> tuple[InputContract, Path] |
 
 
 def check_fits_net(contract: InputContract, path: str | Path, prototxt: str | Path,
-                   size: bool = True) -> None:
+                   size: bool = True, shown: str | None = None) -> None:
     """Refuses a contract that contradicts its net: another input size than the prototxt
     declares, or another class count than its outputs (a contract left beside a net that a
     later conversion replaced, or edited by hand). A net whose shapes cannot be inferred
-    here is left to the command to refuse."""
+    here is left to the command to refuse. `shown`: how the message names the net (a card
+    built in a scratch folder), by default the prototxt's path."""
     from caffezoo import netio
     from caffezoo.analysis import analyze
 
@@ -280,13 +281,13 @@ def check_fits_net(contract: InputContract, path: str | Path, prototxt: str | Pa
             and tuple(shapes[0][2:]) != tuple(contract.input_size):
         h, w = contract.input_size
         raise InputFileError(
-            f"{path}: input contract: input_size {h}x{w}, but {prototxt} takes "
+            f"{path}: input contract: input_size {h}x{w}, but {shown or prototxt} takes "
             f"{shapes[0][2]}x{shapes[0][3]} (a contract of another net?)")
     counts = [math.prod(a.blob_shapes[b][1:]) for b in a.outputs]
     n = contract.num_classes
     if n is not None and counts and n not in counts:
         raise InputFileError(
-            f"{path}: input contract: num_classes {n}, but {prototxt} has "
+            f"{path}: input contract: num_classes {n}, but {shown or prototxt} has "
             f"{' / '.join(map(str, counts))} outputs (a contract of another net?)")
 
 

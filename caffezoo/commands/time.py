@@ -82,13 +82,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _contract(args) -> tuple[object, str] | None:
     """(the input contract beside --prototxt / --weights, its path), or None for a bare net:
-    timing takes its input size from it unless --input-size says otherwise."""
+    timing takes its input size from it unless --input-size says otherwise. With --model, the
+    contract beside --weights (a conversion at another size than the card's default)."""
     from caffezoo.contract import find_contract
 
-    if not args.prototxt:
+    weights = Path(args.weights).expanduser() if args.weights else None
+    if args.prototxt:
+        found = find_contract(Path(args.prototxt).expanduser(), weights)
+    elif weights is not None:
+        found = find_contract(weights)
+    else:
         return None
-    found = find_contract(Path(args.prototxt).expanduser(),
-                          Path(args.weights).expanduser() if args.weights else None)
     return None if found is None else (found[0], str(found[1]))
 
 
@@ -100,6 +104,8 @@ def _own_size(prototxt: str, where: str) -> int | None:
     from caffezoo.commands.validate import nchw_input
     from caffezoo.contract import contract_path
 
+    if not prototxt:  # --model: the card is built at the contract's size
+        return None
     path = Path(prototxt).expanduser()
     if Path(where) == contract_path(path):
         return None
@@ -187,6 +193,12 @@ def _measure(args) -> tuple[int, dict]:
             args.input_size = size
             out["contract"] = {"path": where, "input_size": [size, size], "overrides": said}
         prototxt, name = _prototxt(args, tmp)
+        if found is not None and not args.prototxt:
+            # the card built at that size must be the contract's net (its class count)
+            from caffezoo.contract import check_fits_net
+
+            check_fits_net(found[0], found[1], prototxt, size=False,
+                           shown=f"the zoo model {name}")
         checked = check_net(prototxt)
         weights = Path(args.weights).expanduser() if args.weights else None
         if weights is None:

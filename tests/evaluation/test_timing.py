@@ -231,6 +231,33 @@ def test_time_takes_the_input_size_from_the_contract_beside_the_net(tiny, tmp_pa
         capsys.readouterr().err
 
 
+def test_time_model_reads_the_contract_beside_its_weights(tmp_path, capsys):
+    """`time --model M --weights W`: the card is built at the size of the contract beside W
+    (a conversion at another size than the card's default), and a contract of another class
+    count than the card is refused, naming the file."""
+    from caffezoo.contract import InputContract
+    from caffezoo.zoo import get_card
+
+    weights = tmp_path / "r50.caffemodel"
+    timing.write_random_caffemodel(get_card("resnext50_32x4d").build(64), weights)
+    path = tmp_path / "r50.contract.json"
+    out = tmp_path / "t.json"
+    argv = ["time", "--model", "resnext50_32x4d", "--weights", str(weights), "--backends",
+            "opencv", "--iterations", "1", "--no-caffe-time", "--no-limit", "--json", str(out)]
+    path.write_text(InputContract(input_size=(64, 64), resize_size=73, num_classes=1000,
+                                  labels=None).to_json())
+    assert cli.main(argv) == 0
+    r = json.loads(out.read_text())
+    assert r["model"]["input_shape"] == [1, 3, 64, 64]  # the card's default is 224
+    assert r["contract"]["path"] == str(path)
+    assert f"input contract: {path} (input 64x64)" in capsys.readouterr().err
+    path.write_text(InputContract(input_size=(64, 64), resize_size=73, num_classes=10,
+                                  labels=None).to_json())
+    assert cli.main(argv) == 3
+    assert (f"{path}: input contract: num_classes 10, but the zoo model resnext50_32x4d has "
+            "1000 outputs") in capsys.readouterr().err
+
+
 @pytest.mark.opencv
 @pytest.mark.caffe
 def test_no_measured_run_is_ever_above_the_stated_limit(tiny, tmp_path, capsys, monkeypatch):
