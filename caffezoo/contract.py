@@ -366,13 +366,24 @@ def _problems(c: InputContract) -> list[str]:
     return out
 
 
+# The ImageNet statistics torchvision, timm and the Gluon model zoo normalise by, stated (as
+# they are) on RGB pixels 0..1; every other module imports them from here.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET = InputContract(channel_order="RGB", pixel_scale=1.0, mean=IMAGENET_MEAN,
+                         std=IMAGENET_STD)
+# The same on BGR pixels 0..255, as the original evaluation_cls.py states them for the PyTorch
+# families (it wrote 103.52, a typo for 0.406 * 255 = 103.53; converted PyTorch/Lua weights are
+# exact only with the true value, docs/conversion.md). Written out, not computed: in floating
+# point 0.224 * 255 is 57.120000000000005, and the zoo cards carry 57.12.
+IMAGENET_BGR_MEAN_255 = (103.53, 116.28, 123.675)
+IMAGENET_BGR_STD_255 = (57.375, 57.12, 58.395)
+
 # What a graph conversion assumes when neither its source nor the user says anything: the
 # ImageNet convention of torchvision and most ONNX classifiers (RGB 0..1, its mean/std,
 # short side 256 for a 224 crop, antialiased PIL bilinear). The convert summary says so.
-ASSUMED = InputContract(channel_order="RGB", pixel_scale=1.0, mean=(0.485, 0.456, 0.406),
-                        std=(0.229, 0.224, 0.225), resize_size=256, resize="pil",
-                        origin="assumed (the source states none): torchvision's ImageNet "
-                        "convention")
+ASSUMED = replace(IMAGENET, resize_size=256, resize="pil",
+                  origin="assumed (the source states none): torchvision's ImageNet convention")
 
 
 def input_affine(source: InputContract, card_mean_bgr, card_std_bgr

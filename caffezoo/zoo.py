@@ -18,7 +18,7 @@ import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from caffezoo.contract import InputContract
+from caffezoo.contract import IMAGENET_BGR_MEAN_255, IMAGENET_BGR_STD_255, InputContract
 from caffezoo.errors import NetDefinitionError
 from caffezoo.proto import caffe_pb2
 
@@ -28,10 +28,8 @@ ILSVRC2015_VAL = "ILSVRC2015_val.txt"  # classes in ILSVRC2015 devkit order (MXN
 
 # Preprocessing of the original evaluation_cls.py, per family (BGR, on 0..255 pixels).
 RESNET_V2_MEAN = (102.9801, 115.9465, 122.7717)
-TORCH_MEAN = (103.53, 116.28, 123.675)  # the ImageNet RGB mean of 0..1 images, BGR, x 255
-# (the original evaluation_cls.py wrote 103.52, a typo for 0.406 * 255 = 103.53; converted
-# PyTorch/Lua weights are exact only with the true value, docs/conversion.md)
-TORCH_STD = (57.375, 57.12, 58.395)
+TORCH_MEAN = IMAGENET_BGR_MEAN_255  # torchvision's ImageNet mean/std, BGR, on 0..255
+TORCH_STD = IMAGENET_BGR_STD_255
 INCEPTION_MEAN = (128.0, 128.0, 128.0)
 INCEPTION_STD = (128.0, 128.0, 128.0)
 

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from caffezoo.contract import InputContract
+from caffezoo.contract import IMAGENET, InputContract
 from caffezoo.errors import InputFileError
 
 KIND = "mxnet"
@@ -25,8 +25,7 @@ RANDOM_SUFFIX = ""  # a PREFIX, not a file
 SPEC_HELP = "mxnet:PREFIX[,EPOCH] (PREFIX-symbol.json + PREFIX-NNNN.params)"
 DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
 # the Gluon model zoo's convention (the files do not record one; see open_graph_runner)
-GLUON_IMAGENET = InputContract(channel_order="RGB", pixel_scale=1.0, mean=(0.485, 0.456, 0.406),
-                               std=(0.229, 0.224, 0.225))
+GLUON_IMAGENET = IMAGENET
 RAW_RGB = InputContract(channel_order="RGB", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 

@@ -7,12 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from caffezoo.contract import InputContract
+from caffezoo.contract import IMAGENET, InputContract
 from caffezoo.errors import ConversionError
 
-# torchvision's and timm's normalisations, stated (as they are) on RGB pixels 0..1
-IMAGENET = InputContract(channel_order="RGB", pixel_scale=1.0, mean=(0.485, 0.456, 0.406),
-                         std=(0.229, 0.224, 0.225))
+# torchvision's and timm's normalisations, stated (as they are) on RGB pixels 0..1: IMAGENET
+# (caffezoo.contract) and Inception's
 INCEPTION = InputContract(channel_order="RGB", pixel_scale=1.0, mean=(0.5, 0.5, 0.5),
                           std=(0.5, 0.5, 0.5))
 

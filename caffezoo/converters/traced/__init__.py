@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from caffezoo.contract import InputContract
+from caffezoo.contract import IMAGENET, IMAGENET_MEAN, IMAGENET_STD, InputContract
 from caffezoo.errors import ConversionError
 from caffezoo.frameworks import import_torch
 
@@ -110,7 +110,6 @@ def _torchvision_contract(tv, name: str) -> Callable[[int], InputContract]:
     the short side antialiased to resize_size, centre crop, ImageNet mean/std on RGB 0..1),
     whatever weights are loaded: the architecture was trained that way. Another crop keeps
     the ratio."""
-    from caffezoo.converters.pytorch import IMAGENET
 
     try:
         weights = tv.models.get_model_weights(name).DEFAULT
@@ -136,8 +135,8 @@ def _timm_contract(timm, name: str) -> Callable[[int], InputContract]:
     """timm's pretrained_cfg: mean/std, input_size, crop_pct (resize to floor(size /
     crop_pct), timm's rule at every size), interpolation, num_classes, label_offset."""
     cfg = timm.models.get_pretrained_cfg(name)
-    mean = getattr(cfg, "mean", None) or (0.485, 0.456, 0.406)
-    std = getattr(cfg, "std", None) or (0.229, 0.224, 0.225)
+    mean = getattr(cfg, "mean", None) or IMAGENET_MEAN
+    std = getattr(cfg, "std", None) or IMAGENET_STD
     crop_pct = getattr(cfg, "crop_pct", None) or 0.875
     num_classes = getattr(cfg, "num_classes", None) or None
     offset = getattr(cfg, "label_offset", None) or 0
