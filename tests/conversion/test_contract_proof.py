@@ -114,7 +114,7 @@ def lite0(tmp_path_factory):
     from conftest import IMAGENET_SAMPLES
 
     from caffezoo.frameworks import import_timm, import_torch
-    from caffezoo.sources import efficientnet_lite0 as l0
+    from caffezoo.model_defs import efficientnet_lite0 as l0
 
     if not (IMAGENET_SAMPLES / "val.txt").exists():
         pytest.skip(f"shared ImageNet samples not found at {IMAGENET_SAMPLES}")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from caffezoo import cli
-from caffezoo.sources import efficientnet_lite0 as lite0
+from caffezoo.model_defs import efficientnet_lite0 as lite0
 
 pytestmark = [pytest.mark.torch, pytest.mark.caffe, pytest.mark.opencv]
 

@@ -1,6 +1,6 @@
 """The TF-slim nets the `tf-slim` source kind knows: which zoo variant each fills, how to build
-it in TensorFlow (tf_slim.nets for Inception-v3 and ResNet-v2, caffezoo/sources for Inception-v4
-and Inception-ResNet-v2), and its batch-norm settings."""
+it in TensorFlow (tf_slim.nets for Inception-v3 and ResNet-v2, caffezoo/model_defs for
+Inception-v4 and Inception-ResNet-v2), and its batch-norm settings."""
 
 from __future__ import annotations
 
@@ -57,16 +57,16 @@ def _resolve(target: str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
-_SCOPES = "caffezoo.sources.slim_scopes"
+_SCOPES = "caffezoo.model_defs.slim_scopes"
 NETS: tuple[SlimNet, ...] = (
     SlimNet("InceptionV3", "inception_v3_tfslim", "inception_v3",
             "tf_slim.nets.inception_v3:inception_v3", f"{_SCOPES}:inception_scope",
             has_gamma=False, bn_eps=0.001, max_size=299),
     SlimNet("InceptionV4", "inception_v4_tfslim", "inception_v4",
-            "caffezoo.sources.inception_v4:inception_v4", f"{_SCOPES}:inception_scope",
+            "caffezoo.model_defs.inception_v4:inception_v4", f"{_SCOPES}:inception_scope",
             has_gamma=False, bn_eps=0.001),
     SlimNet("InceptionResnetV2", "inception_resnet_v2_tfslim", "inception_resnet_v2",
-            "caffezoo.sources.inception_resnet_v2:inception_resnet_v2",
+            "caffezoo.model_defs.inception_resnet_v2:inception_resnet_v2",
             f"{_SCOPES}:inception_scope", has_gamma=False, bn_eps=0.001),
     SlimNet("resnet_v2_101", "resnet101_v2_tfslim", "resnet101_v2",
             "tf_slim.nets.resnet_v2:resnet_v2_101", f"{_SCOPES}:resnet_scope",

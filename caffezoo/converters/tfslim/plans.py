@@ -132,7 +132,7 @@ def inception_v3(net: SlimNet, keep_background: bool = False) -> Plan:
     return p.head("Logits/Conv2d_1c_1x1", "classifier", "pool_8x8_s1", keep_background)
 
 
-# -- Inception-v4 (caffezoo/sources/inception_v4.py) onto generators/inception_v4.py names ---
+# -- Inception-v4 (caffezoo/model_defs/inception_v4.py) onto generators/inception_v4.py names ---
 
 _V4_A = {"Branch_0/Conv2d_0a_1x1": "1x1_2", "Branch_1/Conv2d_0a_1x1": "3x3_reduce",
          "Branch_1/Conv2d_0b_3x3": "3x3", "Branch_2/Conv2d_0a_1x1": "3x3_2_reduce",
@@ -187,7 +187,7 @@ def inception_v4(net: SlimNet, keep_background: bool = False) -> Plan:
     return p.head("Logits/Logits", "classifier", "pool_8x8_s1", keep_background)
 
 
-# -- Inception-ResNet-v2 (caffezoo/sources/inception_resnet_v2.py) -----------------------------
+# -- Inception-ResNet-v2 (caffezoo/model_defs/inception_resnet_v2.py) --------------------------
 
 _IRV2 = {
     "a": {"Branch_0/Conv2d_1x1": "1x1", "Branch_1/Conv2d_0a_1x1": "3x3_reduce",
@@ -201,7 +201,7 @@ _IRV2 = {
 
 
 def inception_resnet_v2(net: SlimNet, keep_background: bool = False) -> Plan:
-    from caffezoo.sources.inception_resnet_v2 import BLOCKS
+    from caffezoo.model_defs.inception_resnet_v2 import BLOCKS
 
     p = _Plan(net)
     _stem(p)
