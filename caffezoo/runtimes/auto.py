@@ -7,17 +7,21 @@ The probe:
    installed) runs the same batch as the reference: a candidate that fails to load or run, or
    whose outputs differ from the reference's by more than TOLERANCE (relative to the largest
    |value|), is out, with the reason recorded.
-2. The cheap estimate: each exact candidate runs the batch of 1 once more, timed (its first
-   pass paid for compilation and allocation). Those slower than SKIP x the fastest cannot win
-   and are skipped: the race below is not run for them.
+2. The cheap estimate: each exact candidate runs the batch of 1 ESTIMATE_PASSES more times,
+   timed, its best pass kept (its first pass paid for compilation and allocation; one pass
+   slowed by another process must not rule a candidate out). Those slower than SKIP x the
+   fastest cannot win and are skipped: the race below is not run for them.
 3. The race, at the caller's batch size, or fewer images when a pass of that many would take
    longer than PASS_S by the estimate (a large net at a large batch: per image, a batch of a
    few runs as fast as a batch of many, and the race stays seconds long): one warm-up pass
-   each, then ROUNDS round-robin rounds of one pass each (a change in the machine's load hits
-   all alike), candidates slower than DROP x the fastest leaving after the first round, and no
-   new round once BUDGET_S seconds of passes are spent. A candidate's figure is its best pass
-   (what it can do; slower passes are other processes' doing); the lowest wins. No candidate
-   left: pycaffe.
+   each, then round-robin rounds of one pass each (a change in the machine's load hits all
+   alike), each round starting one candidate further on (no candidate always follows the
+   same one and meets what that one leaves running). ROUNDS rounds, and more, up to
+   MAX_ROUNDS, while the passes add up to less than RACE_S (short passes: more samples of
+   each candidate's best, so that a burst of load during a few of them cannot decide; long
+   ones stop at ROUNDS); no candidate leaves the race early (a few slowed passes would have
+   made it leave). A candidate's figure is its best pass (what it can do; slower passes are other
+   processes' doing); the lowest wins. No candidate left: pycaffe.
 
 The cache: one small JSON file per probe under `$CAFFEZOO_PROBE_CACHE`, default
 `$CAFFEZOO_CACHE/backend-probe` (`~/.cache/caffezoo/backend-probe`), named by the SHA-256 of
@@ -50,9 +54,10 @@ from caffezoo.errors import CaffezooError, DependencyError
 CANDIDATES = ("onnxruntime", "openvino", "torch", "opencv")
 REFERENCES = ("pycaffe", "opencv")
 TOLERANCE = 1e-4
-ROUNDS = 3
-BUDGET_S = 3.0
-DROP = 1.5
+ROUNDS = 3  # at least
+MAX_ROUNDS = 15
+RACE_S = 1.0  # more rounds (up to MAX_ROUNDS) while the passes add up to less than this
+ESTIMATE_PASSES = 2
 SKIP = 2.0  # by the batch-1 estimate: this much slower than the fastest cannot win the race
 PASS_S = 0.5  # the race's batch is capped so that one pass takes about this long
 _DISTRIBUTIONS = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch",
@@ -192,13 +197,16 @@ class _Lap:
         self.last = now
 
 
-def _estimate(runtimes: dict, x1) -> dict[str, float]:
-    """ms of one timed pass of the batch of 1 per runtime (step 2 of the module docstring)."""
+def _estimate(runtimes: dict, x1, clock=time.perf_counter) -> dict[str, float]:
+    """ms of the best of ESTIMATE_PASSES timed passes of the batch of 1 per runtime (step 2
+    of the module docstring)."""
     out = {}
     for backend, rt in runtimes.items():
-        t0 = time.perf_counter()
-        rt.forward(x1, _wanted(rt))
-        out[backend] = round(1000 * (time.perf_counter() - t0), 3)
+        for _ in range(ESTIMATE_PASSES):
+            t0 = clock()
+            rt.forward(x1, _wanted(rt))
+            ms = round(1000 * (clock() - t0), 3)
+            out[backend] = min(out.get(backend, ms), ms)
     return out
 
 
@@ -244,25 +252,24 @@ def _mismatch(rt, x, want) -> str | None:
     return None
 
 
-def _race(runtimes: dict, batch: int, shape) -> dict[str, float]:
-    """Best ms per image of each runtime at `batch` (module docstring, step 2)."""
+def _race(runtimes: dict, batch: int, shape, clock=time.perf_counter) -> dict[str, float]:
+    """Best ms per image of each runtime at `batch` (module docstring, step 3). `clock`: the
+    time source (tests give a fake one)."""
     x = np.random.default_rng(1).standard_normal((batch, *shape[1:]), dtype=np.float32)
     for rt in runtimes.values():
         rt.forward(x, _wanted(rt))  # warm-up: first-pass compilation and allocation
     best = {b: float("inf") for b in runtimes}
     racing = list(runtimes)
-    spent = 0.0
-    for round_ in range(ROUNDS):
-        for backend in racing:
-            t0 = time.perf_counter()
+    spent, rounds = 0.0, 0
+    while rounds < ROUNDS or (rounds < MAX_ROUNDS and spent < RACE_S):
+        turn = rounds % len(racing)
+        for backend in racing[turn:] + racing[:turn]:  # each round starts one further on
+            t0 = clock()
             runtimes[backend].forward(x, _wanted(runtimes[backend]))
-            took = time.perf_counter() - t0
+            took = clock() - t0
             spent += took
             best[backend] = min(best[backend], took)
-        if round_ == 0:  # the clearly slower ones stop here
-            racing = [b for b in racing if best[b] <= DROP * min(best.values())]
-        if spent > BUDGET_S:
-            break
+        rounds += 1
     return {b: round(1000 * t / batch, 3) for b, t in best.items()}
 
 
