@@ -89,7 +89,7 @@ def run(args) -> int:
         else:
             from caffezoo.export import torch as export_torch
 
-            export_torch.save(export_torch.to_torch(ex), outputs.stage(args.output))
+            export_torch.save(export_torch.to_torch(ex), outputs.stage(args.output), contract)
         outputs.commit()
         bar.update(1)
     inputs = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in ex.inputs.items())
@@ -98,8 +98,7 @@ def run(args) -> int:
           f"{inputs}, outputs {', '.join(ex.outputs)}{folded})")
     if contract is None:
         print("  input contract: none beside the net (a bare prototxt)")
-    elif args.to == "onnx":
-        print(f"  input contract: from {contract_from}, in the ONNX metadata (caffezoo.contract)")
     else:
-        print(f"  input contract: from {contract_from}; a torch file does not carry it")
+        where = "the ONNX metadata" if args.to == "onnx" else "the torch file"
+        print(f"  input contract: from {contract_from}, in {where} (caffezoo.contract)")
     return 0

@@ -4,11 +4,12 @@ caffezoo/export/onnx.py's docstring hold here too), and a file format that loads
     module = to_torch(export_net)                  # CaffeNet, on the CPU
     out = module(x)                                # the net's output blob (a dict if several)
     blobs = module.blobs(x, ["conv1", "prob"])     # any blobs, by Caffe name
-    save(module, "net.pt")                         # atomic
+    save(module, "net.pt", contract)               # atomic
     module = load("net.pt")                        # on CUDA when available, else the CPU
+    module.contract                                # its InputContract, or None
 
-The file is what `torch.save` writes for a dict of the prototxt text and the module's
-state_dict; `load` reads it with `torch.load(..., weights_only=True)` (no pickled code runs) and
+The file is what `torch.save` writes for a dict of the prototxt text, the module's
+state_dict and the net's input contract as JSON (when it has one); `load` reads it with `torch.load(..., weights_only=True)` (no pickled code runs) and
 rebuilds the module from the prototxt. Any batch size runs; height and width are the exported
 ones (pooling divisors are precomputed for them).
 """
@@ -41,11 +42,14 @@ def to_torch(ex: ExportNet):
     return _module_class()(ex)
 
 
-def save(module, path: str | Path) -> None:
-    """Writes `module` (a CaffeNet) as prototxt text + state_dict, atomically."""
+def save(module, path: str | Path, contract=None) -> None:
+    """Writes `module` (a CaffeNet) as prototxt text + state_dict, and `contract` (the net's
+    InputContract) as JSON, atomically."""
     torch = frameworks.import_torch()
     payload = {"format": FORMAT, "version": VERSION, "prototxt": module.prototxt,
                "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}}
+    if contract is not None:
+        payload["contract"] = contract.to_json()
     # serialised in memory first: torch's zip writer reports a full disk as "unexpected pos"
     # (a RuntimeError); the file write below reports it as the OS does, naming the file
     buf = io.BytesIO()
@@ -80,9 +84,26 @@ def load(path: str | Path, device=None):
     except RuntimeError as err:
         raise FormatError(f"{path}: weights do not fit its prototxt "
                           f"({str(err).splitlines()[0]})") from None
+    module.contract = _contract(payload, path)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return module.to(device).eval()
+
+
+def _contract(payload: dict, path) -> object:
+    """The InputContract a torch file carries, or None (a bare prototxt's export)."""
+    import json
+
+    from caffezoo.contract import InputContract
+
+    text = payload.get("contract")
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except (TypeError, json.JSONDecodeError) as err:
+        raise FormatError(f"{path}: its input contract is not JSON ({err})") from None
+    return InputContract.from_dict(data, f"{path} (input contract)")
 
 
 def _module_class():

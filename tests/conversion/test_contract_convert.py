@@ -257,6 +257,13 @@ def test_export_carries_the_contract_and_onnx_gives_it_back(small_onnx, tmp_path
     assert "in the ONNX metadata (caffezoo.contract)" in capsys.readouterr().out
     props = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
     assert InputContract.from_dict(json.loads(props["caffezoo.contract"])) == _contract(first)
+    from caffezoo.export.torch import load
+
+    pt = tmp_path / "first.pt"
+    assert main(["export", "--to", "torch", "--prototxt", f"{first}.prototxt", "--weights",
+                 f"{first}.caffemodel", "-o", str(pt)]) == 0
+    assert "in the torch file (caffezoo.contract)" in capsys.readouterr().out
+    assert load(pt, device="cpu").contract == _contract(first)
 
     back = tmp_path / "back"
     assert main(["convert", "--source", f"onnx:{exported}", "-o", str(back)]) == 0

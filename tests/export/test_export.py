@@ -463,6 +463,7 @@ def test_export_command_writes_files_that_load(tmp_path, capsys):
         got = module(torch.from_numpy(x)).numpy()
     assert rel_error(got, want) < TOL
     assert "layers.conv1/bn.mean" in module.state_dict()
+    assert module.contract is None  # a bare prototxt has none
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
