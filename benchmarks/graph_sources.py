@@ -37,14 +37,16 @@ IMAGES = REPO.parent / "shared" / "data" / "imagenet_samples"
 
 
 def inputs(runner, size: int, n_images: int, n_random: int) -> tuple[np.ndarray, str]:
-    from caffezoo.validate import image_pixels, random_pixels
+    from caffezoo.validation.inputs import image_inputs, random_pixels
 
     parts, what = [], []
     norm = runner.input_norm
     if n_images and IMAGES.is_dir():
-        pixels, names = image_pixels(IMAGES, size, round(size * 256 / 224), n_images)
-        parts.append(norm.apply(pixels))
-        what.append(f"{len(names)} images")
+        # eval's preprocessing for the source's contract, at this size
+        contract = norm if norm.crop_size == size else norm.at_crop(size)
+        images = image_inputs(IMAGES, contract, contract, n_images)
+        parts.append(images.source)
+        what.append(f"{len(images.source)} images")
     if n_random:
         parts.append(norm.apply(random_pixels(n_random, size, seed=0)))
         what.append(f"{n_random} random")

@@ -26,10 +26,13 @@ RUNS = {"inception_v3_tfslim": (299, 139), "inception_v4_tfslim": (299, 139),
 
 
 def main() -> int:
-    from caffezoo import cli, validate, zoo
+    from caffezoo import cli, zoo
     from caffezoo.converters.registry import open_card_source
     from caffezoo.converters.tfslim import nets
     from caffezoo.converters.tfslim.random_init import save_random_checkpoint
+    from caffezoo.validation import card as card_side
+    from caffezoo.validation.engine import open_caffe
+    from caffezoo.validation.inputs import image_inputs, random_inputs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
@@ -51,19 +54,20 @@ def main() -> int:
             assert code == 0
             zoo_net = card.build(size)
             source = open_card_source(f"tf-slim:{ckpt}", card, zoo_net)
-            inputs = [("4 random", validate.random_pixels(4, size, seed=0))]
+            contract = card.contract(size)
+            inputs = [("4 random", random_inputs(4, contract, source.input_norm, seed=0))]
             if (IMAGES / "val.txt").exists():
-                pixels, _ = validate.image_pixels(IMAGES, size,
-                                                  validate.eval_base_size(card, size), 10)
-                inputs.insert(0, ("10 ImageNet samples", pixels))
-            for what, pixels in inputs:
+                inputs.insert(0, ("10 ImageNet samples", image_inputs(
+                    IMAGES, contract, source.input_norm, 10)))
+            for what, x in inputs:
                 for backend in ("pycaffe", "opencv"):
-                    r = validate.validate(source, card, zoo_net, f"{out}.prototxt",
-                                          f"{out}.caffemodel", pixels, what, str(ckpt),
-                                          backend)
-                    print(f"| {model} | {size} | {what} | {backend} | {r.max_abs:.2g} | "
-                          f"{r.max_rel:.2g} | {r.min_cosine:.9f} | {r.top1_agree}/{r.count}, "
-                          f"{r.top5_agree}/{r.count} |", flush=True)
+                    with open_caffe(f"{out}.prototxt", f"{out}.caffemodel", backend) as caffe:
+                        r = card_side.validate(source, card, zoo_net, caffe, x, contract,
+                                               str(ckpt))
+                    (o,) = r.outputs
+                    print(f"| {model} | {size} | {what} | {backend} | {o.max_abs:.2g} | "
+                          f"{o.max_rel:.2g} | {o.min_cosine:.9f} | {o.top1_agree}/{r.count}, "
+                          f"{o.top5_agree}/{r.count} |", flush=True)
     return 0
 
 

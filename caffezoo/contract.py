@@ -126,6 +126,12 @@ class InputContract:
         return replace(self, channel_order=channel_order, mean=self.mean[::-1],
                        std=self.std[::-1])
 
+    def normalized_as(self, other: InputContract) -> InputContract:
+        """This contract's way to the crop (sizes, resize, interpolation) with `other`'s
+        channel order and normalisation: what a source fed the same images gets (validate)."""
+        return replace(self, channel_order=other.channel_order,
+                       pixel_scale=other.pixel_scale, mean=other.mean, std=other.std)
+
     def at_crop(self, crop_size: int) -> InputContract:
         """The same contract for another crop size, the resize keeping crop_pct."""
         resize = max(crop_size, math.floor(crop_size / self.crop_pct + 1e-9))

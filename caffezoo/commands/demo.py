@@ -128,7 +128,7 @@ def generated_images(folder: Path, n: int, seed: int) -> Path:
     them labels 0, 100, 200, ...: for the machinery only, they show no object."""
     from caffezoo.frameworks import import_cv2
     from caffezoo.netio import atomic_write
-    from caffezoo.validate import random_pixels
+    from caffezoo.validation.inputs import random_pixels
 
     cv2 = import_cv2()
     folder.mkdir(parents=True, exist_ok=True)
@@ -251,9 +251,12 @@ def _zoo_demo(args: argparse.Namespace) -> tuple[int, dict]:
 
 def _convert_validate_evaluate(args, card, prototxt: Path, caffemodel: Path,
                                table: list) -> bool:
-    from caffezoo import netio, validate
+    from caffezoo import netio
     from caffezoo.converters.registry import Source, parse_source, random_kind
     from caffezoo.outputs import OutputSet
+    from caffezoo.validation import card as card_side
+    from caffezoo.validation.engine import open_caffe
+    from caffezoo.validation.inputs import from_pixels, random_pixels
 
     # 2. the source checkpoint
     t0 = time.perf_counter()
@@ -297,10 +300,13 @@ def _convert_validate_evaluate(args, card, prototxt: Path, caffemodel: Path,
     t0 = time.perf_counter()
     zoo_net = card.build(args.input_size)
     source = open_card_source(spec, card, zoo_net)
-    pixels = validate.random_pixels(args.batch_size, args.input_size, args.seed + 1)
-    report = validate.validate(source, card, zoo_net, prototxt, caffemodel, pixels,
-                               f"{args.batch_size} seeded random images", spec,
-                               batch_size=args.batch_size)
+    contract = card.contract(args.input_size)
+    inputs = from_pixels(random_pixels(args.batch_size, args.input_size, args.seed + 1),
+                         contract, source.input_norm,
+                         f"{args.batch_size} seeded random images")
+    with open_caffe(prototxt, caffemodel) as caffe:
+        report = card_side.validate(source, card, zoo_net, caffe, inputs, contract, spec,
+                                    batch_size=args.batch_size)
     dt = time.perf_counter() - t0
     print(f"4. validated against the source in {dt:.2f} s:")
     for line in report.lines()[4:]:

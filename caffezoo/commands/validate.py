@@ -1,15 +1,16 @@
 """`caffezoo validate --source KIND:SPEC --model ZOO_NAME --weights OUT.caffemodel`:
 run the source model and the converted Caffe model on the same images and compare them
-(caffezoo/validate.py, docs/conversion.md). Exit status 1 when the relative error of the logits
+(caffezoo/validation/, docs/conversion.md). Exit status 1 when the relative error of the logits
 exceeds the tolerance (default 1e-4) or, with --layers, any compared layer does.
 
 Without --model, a graph source (converted freely by `caffezoo convert --source KIND:SPEC -o
-OUT`) is validated value by value (caffezoo/graph/validate.py): both sides get the identical
+OUT`) is validated value by value (caffezoo/validation/graph.py): both sides get the identical
 input tensor, the source's graph runner at the prototxt's input shape."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from caffezoo.cliargs import (
     add_batch_size,
@@ -21,11 +22,11 @@ from caffezoo.cliargs import (
 )
 from caffezoo.converters.registry import open_card_source
 from caffezoo.errors import NetDefinitionError, UsageError, ValidationFailed
+from caffezoo.validation.report import DEFAULT_TOLERANCE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from caffezoo.converters.registry import all_layouts, known
-    from caffezoo.validate import DEFAULT_TOLERANCE
 
     parser.add_argument("--source", required=True, metavar="KIND:SPEC",
                         help=f"the source that was converted; kinds: {known()}")
@@ -40,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_input_size(parser, help="input size when no prototxt is found (default: the card's)")
     inputs = parser.add_mutually_exclusive_group()
     inputs.add_argument("--images", metavar="DIR",
-                        help="a folder of images (centre crops as the card's 1-crop evaluation)")
+                        help="a folder of images (prepared as `caffezoo eval` prepares them "
+                        "for the net's contract: its resize, one centre crop)")
     inputs.add_argument("--random", type=int, metavar="N", default=None,
                         help="N seeded random images (default when --images is not given: 4)")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
@@ -84,10 +86,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, tmp: str) -> int:
-    from pathlib import Path
-
-    from caffezoo import netio, validate, zoo
+    from caffezoo import netio, zoo
+    from caffezoo.contract import find_contract
     from caffezoo.converters.registry import parse_source
+    from caffezoo.validation import card as card_side
+    from caffezoo.validation.engine import open_caffe
 
     if args.model is None:
         source = parse_source(args.source)
@@ -99,61 +102,44 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
         raise UsageError("--channel-order belongs to graph sources; a net converted into "
                          f"--model {args.model} takes the card's BGR input")
     card = zoo.get_card(args.model)
-    prototxt = args.prototxt or validate.default_prototxt(args.weights)
+    prototxt = args.prototxt or default_prototxt(args.weights)
     if prototxt is None:
         net = card.build(args.input_size)
         prototxt = Path(tmp) / f"{card.name}.prototxt"
         netio.write_prototxt(net, prototxt)
     size = int(nchw_input(prototxt)[-1])
     zoo_net = card.build(size)
+    # the contract first: one that contradicts the net is named before the source opens
+    found = find_contract(prototxt, args.weights)
+    contract = card_side.net_contract(card, size, found[0] if found is not None else None)
     source = open_card_source(args.source, card, zoo_net, args.layout,
                                   args.keep_background)
-    if args.images:
-        from caffezoo.contract import find_contract
-
-        # the resize the contract beside the net states, else the card's rule
-        found = find_contract(prototxt, args.weights)
-        base = (found[0].resize_size if found is not None and found[0].crop_size == size
-                else validate.eval_base_size(card, size))
-        pixels, names = validate.image_pixels(args.images, size, base, args.limit)
-        inputs = (f"{len(names)} images from {args.images} (resized to {base}, centre "
-                  f"{size}x{size})")
-    else:
-        n = args.random if args.random is not None else 4
-        if args.limit is not None:
-            n = min(n, args.limit)
-        pixels = validate.random_pixels(n, size, args.seed)
-        inputs = f"{n} seeded random images (seed {args.seed})"
-    report = validate.validate(source, card, zoo_net, prototxt, args.weights, pixels, inputs,
-                               args.source, args.backend, args.tolerance, bool(args.layers),
-                               max(1, args.batch_size))
-    return print_report(args, report, "layer")
+    inputs = card_side.card_inputs(source, contract, args.images, args.random, args.seed,
+                                   args.limit)
+    with open_caffe(prototxt, args.weights, args.backend, bool(args.layers)) as caffe:
+        report = card_side.validate(source, card, zoo_net, caffe, inputs, contract,
+                                    args.source, args.tolerance, bool(args.layers),
+                                    max(1, args.batch_size))
+    return print_report(args, report)
 
 
-def print_report(args: argparse.Namespace, report, unit: str) -> int:
+def default_prototxt(weights) -> Path | None:
+    """OUT.prototxt beside OUT.caffemodel, as `caffezoo convert` writes them."""
+    p = Path(weights).with_suffix(".prototxt")
+    return p if p.exists() else None
+
+
+def print_report(args: argparse.Namespace, report) -> int:
     """The report as text or JSON; ValidationFailed (status 1) naming the first divergent
-    `unit` (a layer, or a graph's value) when it did not pass."""
+    layer when it did not pass."""
+    from caffezoo.validation.report import failure_line
+
     write_json(args.json, report.to_dict())
     if not json_to_stdout(args):
         print("\n".join(report.lines(all_layers=args.layers == "all")))
     if not report.passed:
-        raise ValidationFailed(failure_line(args.weights, report, unit))
+        raise ValidationFailed(failure_line(args.weights, report))
     return 0
-
-
-def failure_line(weights, report, unit: str) -> str:
-    """Why a report failed, in words that agree with its verdict: the outputs over the
-    tolerance, or (outputs within it) the first compared `unit` that is not."""
-    tolerance = f"tolerance {report.tolerance:g}"
-    first = next((d for d in report.layers or () if not d.ok), None)
-    where = f"{unit} {report.first_divergence!r}"
-    if report.max_rel > report.tolerance or first is None:
-        return (f"{weights}: relative error {report.max_rel:.3g} of the outputs ({tolerance})"
-                + (f"; first divergence at {where}" if first is not None else ""))
-    how = ("a shape that is not the source's" if first.rel is None
-           else f"relative error {first.rel:.3g}")
-    return (f"{weights}: the outputs agree (relative error {report.max_rel:.3g}, {tolerance}) "
-            f"but {where} does not ({how})")
 
 
 def nchw_input(prototxt) -> tuple[int, ...]:
@@ -169,14 +155,14 @@ def nchw_input(prototxt) -> tuple[int, ...]:
 
 
 def run_graph(args: argparse.Namespace, source) -> int:
-    from caffezoo import validate
     from caffezoo.errors import InputFileError, UsageError
-    from caffezoo.graph.validate import graph_inputs, validate_graph
+    from caffezoo.validation import graph as graph_side
+    from caffezoo.validation.engine import open_caffe
 
     if args.layout is not None or args.input_size is not None:
         raise UsageError("--layout and --input-size belong to validations against a zoo "
                              "card (--model); a graph source runs at the prototxt's input shape")
-    prototxt = args.prototxt or validate.default_prototxt(args.weights)
+    prototxt = args.prototxt or default_prototxt(args.weights)
     if prototxt is None:
         raise InputFileError(f"{args.weights}: no prototxt beside it; give --prototxt")
     shape = nchw_input(prototxt)
@@ -191,15 +177,17 @@ def run_graph(args: argparse.Namespace, source) -> int:
     if net_order is None or shape[1] != 3:
         net_order = source_order
     pre = contract.in_order(source_order) if contract is not None else None
-    x, inputs, how = graph_inputs(runner, args.images, args.random, args.seed, args.limit, pre)
-    report = validate_graph(runner, prototxt, args.weights, x, inputs, str(source), how,
-                            args.backend, args.tolerance, bool(args.layers),
-                            max(1, args.batch_size), graph,
-                            net_order if net_order != source_order else "")
+    reverse = net_order != source_order
+    inputs = graph_side.graph_inputs(runner, args.images, args.random, args.seed, args.limit,
+                                     pre, reverse)
+    with open_caffe(prototxt, args.weights, args.backend, bool(args.layers)) as caffe:
+        report = graph_side.validate(runner, caffe, inputs, str(source), args.tolerance,
+                                     bool(args.layers), max(1, args.batch_size), graph,
+                                     net_order if reverse else "")
     if not json_to_stdout(args):
         for line in said:
             print(line)
-    return print_report(args, report, "value")
+    return print_report(args, report)
 
 
 def net_contract(args: argparse.Namespace, prototxt):

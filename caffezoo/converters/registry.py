@@ -23,6 +23,8 @@ A source kind is a plug-in module, imported only when used, with up to two faces
       read_graph(spec: str, input_shape: tuple[int, ...] | None) -> caffezoo.graph.ir.Graph
       open_graph_runner(spec: str, input_shape) -> GraphRunner
 
+(CardRunner and GraphRunner: caffezoo/source_runner.py, what the validation engine runs.)
+
 Adding a kind is one `SourceKind` entry below and its module; nothing else names frameworks.
 """
 
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from caffezoo.errors import InputFileError
 
 if TYPE_CHECKING:
-    from caffezoo.validate import CardRunner
+    from caffezoo.source_runner import CardRunner
 
 
 @dataclass(frozen=True)

@@ -116,11 +116,16 @@ class Pipeline:
     def load(self, path: str) -> np.ndarray:
         """All crops of the image file `path` as an (N, 3, c, c) float32 array (ImageError
         naming the file when it cannot be used)."""
+        return self(self.decode(path))
+
+    def decode(self, path: str) -> np.ndarray:
+        """The image file decoded as this pipeline decodes it: uint8 HWC, BGR by OpenCV
+        (opencv) or RGB by PIL (pil)."""
         from caffezoo.evaluation.dataset import load_image, load_image_pil
 
         if self.contract.resize == "pil":
-            return self(load_image_pil(path))
-        return self(load_image(path))
+            return load_image_pil(path)
+        return load_image(path)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """All crops of one decoded uint8 HWC image, in the pipeline's decode order (BGR for

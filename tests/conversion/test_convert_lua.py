@@ -143,6 +143,6 @@ def test_t7_model_converts_exactly(tmp_path, capsys, model_name, resnext50_t7):
 
     report = json.loads(capsys.readouterr().out)
     assert report["layout"] == "lua" and report["passed"]
-    assert report["top1_agree"] == 2 and report["first_divergence"] is None
+    assert report["outputs"][0]["top1_agree"] == 2 and report["first_divergence"] is None
     compared = {d["layer"] for d in report["layers"]}
     assert {"conv1", "pool1", "classifier"} <= compared

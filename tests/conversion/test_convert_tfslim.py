@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from caffezoo import cli, netio, validate, zoo
+from caffezoo import cli, netio, zoo
 from caffezoo.builder import NetBuilder
 from caffezoo.card_plan import Assign, ConvSpec, Op, Plan, PoolSpec
 from caffezoo.converters import common, tfslim
@@ -25,6 +25,10 @@ from caffezoo.converters.registry import open_card_source
 from caffezoo.converters.tfslim import nets, reader
 from caffezoo.converters.tfslim.random_init import save_random_checkpoint
 from caffezoo.errors import ConversionError, InputFileError, WeightMismatchError
+from caffezoo.validation import card as card_side
+from caffezoo.validation import inputs as vinputs
+from caffezoo.validation.engine import open_caffe
+from caffezoo.validation.report import DEFAULT_TOLERANCE
 
 pytestmark = pytest.mark.tensorflow
 IMAGENET_SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet_samples"
@@ -201,13 +205,19 @@ def random_ckpts(tmp_path_factory):
     return out
 
 
-def _inputs(card, size: int):
-    batches = [("random", validate.random_pixels(2, size, seed=5))]
+def _inputs(source, contract):
+    batches = [vinputs.random_inputs(2, contract, source.input_norm, seed=5)]
     if (IMAGENET_SAMPLES / "val.txt").exists():
-        pixels, _ = validate.image_pixels(IMAGENET_SAMPLES, size,
-                                          validate.eval_base_size(card, size), limit=2)
-        batches.append(("images", pixels))
+        batches.append(vinputs.image_inputs(IMAGENET_SAMPLES, contract, source.input_norm,
+                                            limit=2))
     return batches
+
+
+def _validate(source, card, zoo_net, out, inputs, contract, spec, backend="pycaffe",
+              layers=False):
+    with open_caffe(f"{out}.prototxt", f"{out}.caffemodel", backend, layers) as caffe:
+        return card_side.validate(source, card, zoo_net, caffe, inputs, contract, spec,
+                                  layers=layers)
 
 
 @pytest.mark.caffe
@@ -230,13 +240,13 @@ def test_checkpoint_converts_exactly_in_caffe_and_opencv(tmp_path, capsys, rando
         zoo_net = card.build(size)
         source = open_card_source(f"tf-slim:{random_ckpts[model]}", card, zoo_net)
         for backend in ("pycaffe", "opencv"):
-            for i, (what, pixels) in enumerate(_inputs(card, size)):
-                report = validate.validate(source, card, zoo_net, f"{out}.prototxt",
-                                           f"{out}.caffemodel", pixels, what, model, backend,
-                                           layers=i == 0 and backend == "pycaffe")
+            contract = card.contract(size)
+            for i, inputs in enumerate(_inputs(source, contract)):
+                report = _validate(source, card, zoo_net, out, inputs, contract, model, backend,
+                                   layers=i == 0 and backend == "pycaffe")
                 assert report.passed, report.lines()
-                assert report.max_rel < validate.DEFAULT_TOLERANCE
-                assert report.top1_agree == report.count
+                assert report.max_rel < DEFAULT_TOLERANCE
+                assert report.outputs[0].top1_agree == report.count
                 if report.layers is not None:
                     assert len(report.layers) > 250 and report.first_divergence is None
 
@@ -256,9 +266,10 @@ def test_without_the_border_correction_the_error_is_large(tmp_path, random_ckpts
     netio.write_caffemodel(result.net, tmp_path / "v3.caffemodel")
     zoo_net = card.build(75)
     source = open_card_source(f"tf-slim:{ckpt}", card, zoo_net)
-    report = validate.validate(source, card, zoo_net, tmp_path / "v3.prototxt",
-                               tmp_path / "v3.caffemodel", validate.random_pixels(2, 75),
-                               "random", ckpt, layers=True)
+    contract = card.contract(75)
+    report = _validate(source, card, zoo_net, tmp_path / "v3",
+                       vinputs.random_inputs(2, contract, source.input_norm), contract, ckpt,
+                       layers=True)
     assert not report.passed and report.max_rel > 1e-2
     assert report.first_divergence == "inception_a1_pool"
 

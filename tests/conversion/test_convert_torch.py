@@ -244,21 +244,28 @@ PAIRS = [
 ]
 
 
-def _shared_images(size: int, card, n: int = 2):
-    """Real ImageNet crops from ../shared when present, else None."""
-    from caffezoo import validate
+def _shared_images(source, contract, n: int = 2):
+    """Real ImageNet images from ../shared when present, prepared for each side, else None."""
+    from caffezoo.validation.inputs import image_inputs
 
     if not (IMAGENET_SAMPLES / "val.txt").exists():
         return None
-    pixels, _ = validate.image_pixels(IMAGENET_SAMPLES, size,
-                                      validate.eval_base_size(card, size), limit=n)
-    return pixels
+    return image_inputs(IMAGENET_SAMPLES, contract, source.input_norm, limit=n)
+
+
+def _validate(source, card, zoo_net, out, inputs, contract, spec):
+    from caffezoo.validation import card as card_side
+    from caffezoo.validation.engine import open_caffe
+
+    with open_caffe(f"{out}.prototxt", f"{out}.caffemodel") as caffe:
+        return card_side.validate(source, card, zoo_net, caffe, inputs, contract, spec)
 
 
 @pytest.mark.caffe
 @pytest.mark.parametrize(("model", "layout", "size"), PAIRS)
 def test_pair_converts_exactly(tmp_path, capsys, model, layout, size):
-    from caffezoo import validate
+    from caffezoo.validation.inputs import random_inputs
+    from caffezoo.validation.report import DEFAULT_TOLERANCE
 
     ckpt = tmp_path / "source.pth"
     ct.save_random_checkpoint(model, layout, ckpt, seed=1)
@@ -272,17 +279,18 @@ def test_pair_converts_exactly(tmp_path, capsys, model, layout, size):
     zoo_net = card.build(size)
     source = open_card_source(f"torch:{ckpt}", card, zoo_net, layout)
     assert source.plan.layout == layout
-    batches = [("random", validate.random_pixels(2, size, seed=5))]
-    real = _shared_images(size, card)
+    contract = card.contract(size)
+    batches = [random_inputs(2, contract, source.input_norm, seed=5)]
+    real = _shared_images(source, contract)
     if real is not None:
-        batches.append(("images", real))
-    for what, pixels in batches:
-        report = validate.validate(source, card, zoo_net, f"{out}.prototxt",
-                                   f"{out}.caffemodel", pixels, what, str(ckpt))
+        batches.append(real)
+    for inputs in batches:
+        report = _validate(source, card, zoo_net, out, inputs, contract, str(ckpt))
         assert report.passed, report.lines()
-        assert report.max_rel < validate.DEFAULT_TOLERANCE
-        assert report.top1_agree == report.count == len(pixels)
-        assert report.min_cosine > 0.999999
+        assert report.max_rel < DEFAULT_TOLERANCE
+        (logits,) = report.outputs
+        assert logits.top1_agree == report.count == len(inputs.caffe)
+        assert logits.min_cosine > 0.999999
 
 
 @pytest.mark.caffe
@@ -306,7 +314,8 @@ def test_card_mean_difference_is_folded_exactly(tmp_path):
     """torchvision's Inception-v3 sees (x - 127.5) / 127.5; a card with the original zoo's
     (x - 128) / 128 still validates exactly, the difference folded into the unpadded first
     convolution and its BatchNorm."""
-    from caffezoo import netio, validate
+    from caffezoo import netio
+    from caffezoo.validation.inputs import random_inputs
 
     card = dataclasses.replace(zoo.get_card("inception_v3_tv"), mean=(128.0,) * 3,
                                std=(128.0,) * 3)
@@ -318,7 +327,7 @@ def test_card_mean_difference_is_folded_exactly(tmp_path):
     netio.write_prototxt(result.net, tmp_path / "v3.prototxt")
     zoo_net = card.build(107)
     source = open_card_source(f"torch:{ckpt_path}", card, zoo_net)
-    report = validate.validate(source, card, zoo_net, tmp_path / "v3.prototxt",
-                               tmp_path / "v3.caffemodel", validate.random_pixels(2, 107),
-                               "random", str(ckpt_path))
+    contract = card.contract(107)
+    report = _validate(source, card, zoo_net, tmp_path / "v3", random_inputs(
+        2, contract, source.input_norm), contract, str(ckpt_path))
     assert report.passed, report.lines()

@@ -1,6 +1,6 @@
 """`caffezoo convert` / `validate` for graph sources (no --model), through a test plug-in
 (tests/helpers/graph_plugin.py: a seeded graph whose runner is the numpy reference), in real
-Caffe and OpenCV; and caffezoo.graph.validate on a net written in place by another tool."""
+Caffe and OpenCV; and caffezoo.validation.graph on a net written in place by another tool."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from caffezoo.cli import main
 from caffezoo.converters import registry
 from caffezoo.errors import EXIT_BAD_INPUT, EXIT_USAGE
 from caffezoo.graph.emit import emit
-from caffezoo.graph.validate import validate_graph
+from caffezoo.validation import graph as graph_side
+from caffezoo.validation.engine import open_caffe
+from caffezoo.validation.inputs import Inputs
 
 
 @pytest.fixture(autouse=True)
@@ -41,8 +43,8 @@ def test_convert_then_validate_by_value(tmp_path, capsys):
                  str(tmp_path / "out.caffemodel"), "--random", "3", "--layers", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] and report["first_divergence"] is None
-    assert report["outputs"][0]["value"] == "logits" and report["max_rel"] < 1e-5
-    compared = {d["value"]: d["blob"] for d in report["layers"]}
+    assert report["outputs"][0]["source"] == "logits" and report["max_rel"] < 1e-5
+    compared = {d["source"]: d["blob"] for d in report["layers"]}
     assert compared["conv1:0"] == "conv1_0" and "logits" in compared and len(compared) == 7
 
 
@@ -77,7 +79,7 @@ def test_validate_names_the_first_divergent_value(tmp_path, capsys):
                  str(tmp_path / "out.caffemodel"), "--layers", "all"])
     captured = capsys.readouterr()
     assert code == 1
-    assert "first divergence at value 'bn1:0'" in captured.err
+    assert "first divergence at layer 'bn1' (source bn1:0, value)" in captured.err
     assert "conv1:0" in captured.out  # compared, and fine
 
 
@@ -126,7 +128,7 @@ def test_validate_shows_progress(tmp_path, capsys, monkeypatch):
     bars = {bar.label: bar for bar in SpyProgress.made}
     assert bars["reading images"].total == bars["reading images"].done == 5
     assert bars["validate"].total == bars["validate"].done == 5
-    assert bars["validate"].notes == ["value by value"]
+    assert bars["validate"].notes == ["layer by layer"]
 
 
 def test_unsupported_op_writes_nothing(tmp_path, capsys):
@@ -166,10 +168,13 @@ def test_validate_a_net_written_in_place(tmp_path):
     runner = graph_plugin.Runner("tiny", None)
     runner.graph = g
     x = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
-    report = validate_graph(runner, tmp_path / "n.prototxt", tmp_path / "n.caffemodel", x,
-                            "2 normal tensors", "testgraph:tiny", layers=True, graph=g)
+    inputs = Inputs(x, x, "2 normal tensors", "as given", "as given")
+    with open_caffe(tmp_path / "n.prototxt", tmp_path / "n.caffemodel", layers=True) as caffe:
+        assert caffe.rewritten  # one blob per layer output
+        report = graph_side.validate(runner, caffe, inputs, "testgraph:tiny", layers=True,
+                                     graph=g)
     assert report.passed, "\n".join(report.lines())
-    assert "act1:0" in {d.value for d in report.layers}
+    assert "act1:0" in {d.source for d in report.layers}
 
 
 @pytest.mark.caffe
@@ -179,7 +184,7 @@ def test_validate_refuses_inputs_and_batches_beyond_memory(tmp_path, capsys, mon
     the same order as Caffe's, which is what is estimated)."""
     from caffezoo import memory
     from caffezoo.errors import ResourceError
-    from caffezoo.graph.validate import graph_inputs
+    from caffezoo.validation.graph import graph_inputs
 
     assert _convert(tmp_path) == 0
     capsys.readouterr()
@@ -193,7 +198,7 @@ def test_validate_refuses_inputs_and_batches_beyond_memory(tmp_path, capsys, mon
     n = 64
     inputs = 3 * 4 * n * c * h * w  # what input_memory counts
     monkeypatch.setenv("CAFFEZOO_MEMORY_LIMIT", str(inputs + 1))
-    assert len(graph_inputs(runner, None, n, 0, None)[0]) == n  # the inputs fit
+    assert len(graph_inputs(runner, None, n, 0, None).source) == n  # the inputs fit
     ran = []
     monkeypatch.setattr(type(runner), "run", lambda self, x, record=None: ran.append(x))
     with pytest.raises(ResourceError):  # the net at batch 64 does not

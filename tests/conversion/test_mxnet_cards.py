@@ -59,7 +59,7 @@ def test_resnet_v2_refused_by_the_original_with_the_variant_named(gluon_resnet, 
 def test_inception_v3_into_the_torchvision_layout(tmp_path):
     from caffezoo.converters.mxnet.gluon import export_random_gluon
     from caffezoo.runtimes import open_runtime
-    from caffezoo.validate import random_pixels
+    from caffezoo.validation.inputs import random_pixels
 
     prefix = export_random_gluon("inceptionv3", tmp_path / "iv3", 299, 4)
     with pytest.raises(ConversionError, match="zoo layer 'inception_c2_pool' is a MAX pooling "

@@ -48,7 +48,7 @@ CASES = [
 @pytest.mark.parametrize(("spec", "target", "runtime", "dialect"), CASES)
 def test_traced_model_converts_exactly(spec, target, runtime, dialect, tmp_path):
     from caffezoo.converters.registry import parse_source
-    from caffezoo.validate import random_pixels
+    from caffezoo.validation.inputs import random_pixels
 
     source = parse_source(spec)
     plugin = source.kind.plugin()

@@ -12,11 +12,14 @@ import sys
 import numpy as np
 import pytest
 
-from caffezoo import cli, netio, validate, zoo
+from caffezoo import cli, netio, zoo
 from caffezoo.converters import common
 from caffezoo.converters import pytorch as ct
 from caffezoo.converters.registry import open_card_source
 from caffezoo.out_of_place import out_of_place
+from caffezoo.validation import card as card_side
+from caffezoo.validation import inputs as vinputs
+from caffezoo.validation.engine import open_caffe
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -49,9 +52,12 @@ def _validate(source, out, layers=True, backend="pycaffe"):
     card = zoo.get_card(MODEL)
     zoo_net = card.build(SIZE)
     src = open_card_source(f"torch:{path}", card, zoo_net)
-    return validate.validate(src, card, zoo_net, f"{out}.prototxt", f"{out}.caffemodel",
-                             validate.random_pixels(2, SIZE, seed=3), "random", str(path),
-                             backend=backend, layers=layers)
+    contract = card.contract(SIZE)
+    x = vinputs.from_pixels(vinputs.random_pixels(2, SIZE, seed=3), contract, src.input_norm,
+                            "random")
+    with open_caffe(f"{out}.prototxt", f"{out}.caffemodel", backend, layers) as caffe:
+        return card_side.validate(src, card, zoo_net, caffe, x, contract, str(path),
+                                  layers=layers)
 
 
 # -- broken conversions are caught ---------------------------------------------------------------
@@ -152,7 +158,7 @@ def test_three_dialects_give_identical_outputs_in_caffe(source, tmp_path):
     Caffe build and is run through caffezoo's reader."""
     from caffezoo.runtimes import open_runtime
 
-    x = zoo.get_card(MODEL).contract(SIZE).apply(validate.random_pixels(1, SIZE, seed=9))
+    x = zoo.get_card(MODEL).contract(SIZE).apply(vinputs.random_pixels(1, SIZE, seed=9))
     outputs = {}
     for dialect in netio.DIALECTS:
         out = _convert(source, tmp_path, dialect, dialect=dialect)
@@ -198,29 +204,84 @@ def test_out_of_place_net_computes_the_same(source, tmp_path):
 
 
 def test_input_helpers(tmp_path):
-    a = validate.random_pixels(2, 16, seed=1)
+    a = vinputs.random_pixels(2, 16, seed=1)
     assert a.shape == (2, 3, 16, 16) and a.min() >= 0 and a.max() <= 255
-    np.testing.assert_array_equal(a, validate.random_pixels(2, 16, seed=1))
-    assert validate.eval_base_size(zoo.get_card(MODEL), 224) == 256
-    assert validate.eval_base_size(zoo.get_card("inception_v4_timm"), 299) == 320
-    assert validate.eval_base_size(zoo.get_card(MODEL), 64) == 73
+    np.testing.assert_array_equal(a, vinputs.random_pixels(2, 16, seed=1))
+    # the resize before the crop: the card's contract (its 256 for 224, else its ratio)
+    assert card_side.net_contract(zoo.get_card(MODEL), 224, None).resize_size == 256
+    assert card_side.net_contract(zoo.get_card("inception_v4_timm"), 299, None).resize_size \
+        == 320
+    assert card_side.net_contract(zoo.get_card(MODEL), 64, None).resize_size == 73
     from caffezoo.errors import InputFileError
 
     with pytest.raises(InputFileError, match="no images"):
-        validate.image_pixels(tmp_path, 16, 18)
+        vinputs.image_files(tmp_path)
     with pytest.raises(InputFileError, match="FRAMEWORK:PATH"):
         open_card_source("resnext.pth", None, None)
 
 
 @pytest.mark.opencv
-def test_image_pixels_are_centre_crops(tmp_path):
+def test_image_inputs_are_centre_crops(tmp_path):
     import cv2
+
+    from caffezoo.contract import InputContract
 
     img = np.zeros((40, 60, 3), np.uint8)
     img[:, :, 0] = np.arange(60, dtype=np.uint8)[None, :]  # blue ramps left to right
     img[:, :, 2] = 200
     cv2.imwrite(str(tmp_path / "a.png"), img)
-    pixels, names = validate.image_pixels(tmp_path, 20, 40)  # 40x60 stays, crop rows 10..29
-    assert names == ["a.png"] and pixels.shape == (1, 3, 20, 20)
-    np.testing.assert_array_equal(pixels[0, 0, 0], np.arange(20, 40))  # columns 20..39
-    assert (pixels[0, 2] == 200).all()
+    # raw BGR pixels for the net, RGB pixels minus 100 for the source
+    net = InputContract(input_size=(20, 20), resize_size=40)  # 40x60 stays, rows 10..29
+    source = InputContract(channel_order="RGB", mean=(100.0, 100.0, 100.0))
+    x = vinputs.image_inputs(tmp_path, net, source)
+    assert x.what.startswith("1 images from") and x.caffe.shape == (1, 3, 20, 20)
+    np.testing.assert_array_equal(x.caffe[0, 0, 0], np.arange(20, 40))  # columns 20..39
+    assert (x.caffe[0, 2] == 200).all()
+    np.testing.assert_array_equal(x.source[0, ::-1], x.caffe[0] - 100)
+
+
+@pytest.mark.caffe
+def test_images_for_a_pil_contract_are_eval_s(source, tmp_path, monkeypatch, imagenet_samples):
+    """A net whose contract says resize: pil (torchvision's way) gets from `validate --images`
+    exactly the tensor `caffezoo eval` feeds it (its Pipeline for that contract), and the
+    source gets torchvision's own transform of the same file (Resize, CenterCrop, ToTensor,
+    Normalize with ImageNet's mean/std): both sides decoded and cropped by PIL."""
+    from dataclasses import replace
+
+    from caffezoo.contract import contract_path
+    from caffezoo.evaluation.preprocess import Pipeline
+    from caffezoo.frameworks import import_torchvision
+
+    path, _ = source
+    out = _convert(source, tmp_path, "pil")
+    contract = replace(zoo.get_card(MODEL).contract(SIZE), resize="pil")
+    netio.atomic_write(contract_path(f"{out}.prototxt"), contract.to_json())
+    seen = {}
+    real = card_side.validate
+
+    def spy(runner, card, zoo_net, caffe, inputs, *rest, **kw):
+        seen["inputs"] = inputs
+        return real(runner, card, zoo_net, caffe, inputs, *rest, **kw)
+
+    monkeypatch.setattr(card_side, "validate", spy)
+    assert cli.main(["validate", "--source", f"torch:{path}", "--model", MODEL, "--weights",
+                     f"{out}.caffemodel", "--images", str(imagenet_samples),
+                     "--limit", "2"]) == 0
+    x = seen["inputs"]
+    files = vinputs.image_files(imagenet_samples, 2)
+    assert "(pil, bilinear)" in x.what and len(x.caffe) == 2
+    eval_input = np.concatenate([Pipeline(contract).load(str(f)) for f in files])
+    np.testing.assert_array_equal(x.caffe, eval_input)
+    # the opencv resize validate used before for every net gives other pixels
+    opencv = Pipeline(replace(contract, resize="opencv")).load(str(files[0]))
+    assert not np.array_equal(x.caffe[:1], opencv)
+
+    from PIL import Image
+
+    t = import_torchvision().transforms
+    tv = t.Compose([t.Resize(contract.resize_size), t.CenterCrop(SIZE), t.ToTensor(),
+                    t.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    for i, f in enumerate(files):
+        with Image.open(f) as im:
+            expected = tv(im.convert("RGB")).numpy()
+        np.testing.assert_array_equal(x.source[i], expected)

@@ -7,8 +7,9 @@ import argparse
 
 import pytest
 
-from caffezoo import validate, zoo
+from caffezoo import zoo
 from caffezoo.commands import eval as eval_cmd
+from caffezoo.validation.card import net_contract
 
 
 def _eval_preprocessing(model: str, crop: int | None):
@@ -35,7 +36,7 @@ def test_eval_validate_and_the_card_agree(model, crop, base):
     card = zoo.get_card(model)
     assert card.base_size(crop) == base
     assert card.contract(crop).resize_size == base
-    assert validate.eval_base_size(card, crop) == base
+    assert net_contract(card, crop, None).resize_size == base  # validate's
     pre = _eval_preprocessing(model, crop)
     assert (pre.base_size, pre.crop_size) == (base, crop)
     assert pre.contract.mean == card.mean and pre.contract.std == card.std

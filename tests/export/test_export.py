@@ -592,7 +592,7 @@ def test_an_export_validates_against_its_own_caffe_net_layer_by_layer(tmp_path, 
                      "--weights", str(model), "--layers", "--random", "2", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["passed"] and report["first_divergence"] is None
-    values = {d["value"]: d for d in report["layers"]}
+    values = {d["source"]: d for d in report["layers"]}
     assert all(d["ok"] for d in values.values())
     in_place = "conv1@conv1" if net == "in_place" else "fire2/conv1x1_1@fire2/conv1x1_1"
     final = in_place.split("@")[0]
@@ -626,18 +626,22 @@ def test_validate_layers_leads_with_the_verdict_and_the_worst(tmp_path, capsys):
 
 
 def test_the_failure_line_agrees_with_the_verdict():
-    from caffezoo.commands.validate import failure_line
-    from caffezoo.graph.validate import GraphReport, OutputDiff, ValueDiff
+    from caffezoo.validation.report import Diff, Report, failure_line
 
-    out = OutputDiff("y", "y", 1e-6, 1e-6, 1.0, 1.0, 2, 2, True)
-    bad = ValueDiff("conv1", "conv1", "conv1", [1], [1], 8.5, 0.96, False)
-    report = GraphReport("onnx:x.onnx", "pycaffe", "n.prototxt", "n.caffemodel", "2", 2, [3],
-                         "", [out], 1e-4, False, [bad], "conv1")
-    line = failure_line("n.caffemodel", report, "value")
+    def output(max_abs, max_rel, ok):
+        return Diff("y", "output", "fc", "y", [2, 3], [2, 3], max_abs, max_rel, ok,
+                    max_source=1.0, min_cosine=1.0, top1_agree=2, top5_agree=2)
+
+    bad = Diff("conv1:0", "value", "conv1", "conv1", [1], [1], 8.5, 0.96, False)
+    report = Report("onnx:x.onnx", "pycaffe", "n.prototxt", "n.caffemodel", "2", 2, [3, 4, 4],
+                    "", "", "", [output(1e-6, 1e-6, True)], 1e-4, False, layers=[bad],
+                    first_divergence="conv1")
+    line = failure_line("n.caffemodel", report)
     assert line == ("n.caffemodel: the outputs agree (relative error 1e-06, tolerance 0.0001) "
-                    "but value 'conv1' does not (relative error 0.96)")
-    assert report.lines()[0].endswith("FAIL (the outputs agree, value 'conv1' does not)")
-    report.outputs[0] = OutputDiff("y", "y", 0.5, 0.2, 1.0, 0.9, 1, 2, False)
-    assert failure_line("n.caffemodel", report, "value") == (
+                    "but layer 'conv1' (source conv1:0, value) does not (relative error 0.96)")
+    assert report.lines()[0].endswith(
+        "FAIL (the outputs agree, layer 'conv1' (source conv1:0, value) does not)")
+    report.outputs[0] = output(0.5, 0.2, False)
+    assert failure_line("n.caffemodel", report) == (
         "n.caffemodel: relative error 0.2 of the outputs (tolerance 0.0001); first divergence "
-        "at value 'conv1'")
+        "at layer 'conv1' (source conv1:0, value)")

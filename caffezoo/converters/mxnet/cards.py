@@ -34,7 +34,7 @@ from caffezoo.converters.common import (
 )
 from caffezoo.errors import ConversionError
 from caffezoo.graph.ir import Graph
-from caffezoo.validate import SourceRun
+from caffezoo.source_runner import SourceRun
 
 LAYOUT = "mxnet-graph"
 REVERSED = np.zeros(0, np.float32)  # offsets marker: the node's channels are in reversed order

@@ -14,7 +14,7 @@ from caffezoo.converters.pytorch.plans import detect_layout
 from caffezoo.converters.pytorch.reader import load_checkpoint
 from caffezoo.errors import ConversionError
 from caffezoo.frameworks import import_torch
-from caffezoo.validate import SourceRun
+from caffezoo.source_runner import SourceRun
 
 
 class TorchSource:

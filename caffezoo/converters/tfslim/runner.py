@@ -16,7 +16,7 @@ from caffezoo.contract import InputContract
 from caffezoo.converters.common import Checkpoint
 from caffezoo.converters.tfslim.nets import BACKGROUND_CLASSES, SlimNet
 from caffezoo.errors import ConversionError
-from caffezoo.validate import SourceRun
+from caffezoo.source_runner import SourceRun
 
 # TF's inception preprocessing, x / 127.5 - 1 on RGB pixels 0..255
 TF_INPUT = InputContract(channel_order="RGB", mean=(127.5, 127.5, 127.5),
