@@ -236,16 +236,7 @@ def write_caffemodel(net: NetParameter, path: str | os.PathLike,
     msg = in_dialect(net, dialect)
     # Serialized layer by layer (a message's encoding is the concatenation of its fields'), so
     # a large model never exists twice in memory as one big byte string.
-    head = type(msg)()
-    for field, value in msg.ListFields():  # everything but the layers, without copying them
-        if field.name == "layer":
-            continue
-        if isinstance(value, pb_message.Message):
-            getattr(head, field.name).CopyFrom(value)
-        elif not isinstance(value, str | bytes | int | float | bool):  # a repeated field
-            getattr(head, field.name).extend(value)
-        else:
-            setattr(head, field.name, value)
+    head = _copy_fields(msg, type(msg)(), skip="layer")
     with atomic_output(path) as f:
         f.write(head.SerializeToString())
         for layer in msg.layer:
@@ -280,12 +271,14 @@ def blob_to_array(blob: caffe_pb2.BlobProto) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def array_to_blob(arr: np.ndarray) -> caffe_pb2.BlobProto:
-    """A BlobProto holding `arr` as float32. The packed data field is encoded directly:
-    extending a repeated field from Python costs seconds per ten million values."""
+def array_to_blob(arr: np.ndarray, blob: caffe_pb2.BlobProto | None = None
+                  ) -> caffe_pb2.BlobProto:
+    """A BlobProto holding `arr` as float32 (`blob`, an empty one, filled in place: appending a
+    filled one would copy its data). The packed data field is encoded directly: extending a
+    repeated field from Python costs seconds per ten million values."""
     shape = np.shape(arr)  # ascontiguousarray makes a 0-axis array 1-axis
     arr = np.ascontiguousarray(arr, dtype="<f4")
-    blob = caffe_pb2.BlobProto()
+    blob = caffe_pb2.BlobProto() if blob is None else blob
     blob.shape.SetInParent()  # present even with no axes (PReLU's shared slope)
     blob.shape.dim.extend(shape)
     encoded = bytearray(_BLOB_DATA_TAG + _VarintBytes(arr.nbytes))
@@ -334,7 +327,7 @@ def attach_weights(net: NetParameter, weights: Mapping[str, Sequence[np.ndarray]
             continue
         del layer.blobs[:]
         for blob in blobs:
-            layer.blobs.append(array_to_blob(blob))
+            array_to_blob(blob, layer.blobs.add())
     return out
 
 
@@ -366,11 +359,26 @@ def _fit(analysis, weights) -> tuple[dict[str, list[np.ndarray]], list[str]]:
 
 
 def _strip_blobs(net: NetParameter) -> NetParameter:
-    out = NetParameter()
-    out.CopyFrom(net)
-    for layer in out.layer:
-        del layer.blobs[:]
+    """A copy of `net` without blobs (the blobs are never copied: a large model's take
+    seconds)."""
+    out = _copy_fields(net, NetParameter(), skip="layer")
+    for layer in net.layer:
+        _copy_fields(layer, out.layer.add(), skip="blobs")
     return out
+
+
+def _copy_fields(src, dst, skip: str):
+    """`dst` given every field of the message `src` except `skip`."""
+    for field, value in src.ListFields():
+        if field.name == skip:
+            continue
+        if isinstance(value, pb_message.Message):
+            getattr(dst, field.name).CopyFrom(value)
+        elif not isinstance(value, str | bytes | int | float | bool):  # a repeated field
+            getattr(dst, field.name).extend(value)
+        else:
+            setattr(dst, field.name, value)
+    return dst
 
 
 # ---------------------------------------------------------------------------------------------
