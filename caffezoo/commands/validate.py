@@ -91,6 +91,7 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
     from caffezoo.converters.registry import parse_source
     from caffezoo.validation import card as card_side
     from caffezoo.validation.engine import open_caffe
+    from caffezoo.validation.inputs import make_inputs
 
     if args.model is None:
         source = parse_source(args.source)
@@ -114,8 +115,8 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
     contract = card_side.net_contract(card, size, found[0] if found is not None else None)
     source = open_card_source(args.source, card, zoo_net, args.layout,
                                   args.keep_background)
-    inputs = card_side.card_inputs(source, contract, args.images, args.random, args.seed,
-                                   args.limit)
+    inputs = make_inputs((3, size, size), contract, source.input_norm, args.images,
+                         args.random, args.seed, args.limit)
     with open_caffe(prototxt, args.weights, args.backend, bool(args.layers)) as caffe:
         report = card_side.validate(source, card, zoo_net, caffe, inputs, contract,
                                     args.source, args.tolerance, bool(args.layers),

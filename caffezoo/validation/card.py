@@ -19,7 +19,7 @@ from caffezoo.contract import InputContract, input_affine
 from caffezoo.out_of_place import OutOfPlace
 from caffezoo.source_runner import CardRunner
 from caffezoo.validation.engine import CaffeNet, Point, compare
-from caffezoo.validation.inputs import Inputs, image_inputs, random_inputs
+from caffezoo.validation.inputs import Inputs
 from caffezoo.validation.report import DEFAULT_TOLERANCE, Report
 
 
@@ -96,18 +96,6 @@ def references(plan: Plan, zoo_net, oop: OutOfPlace) -> list[tuple[Point, str]]:
 
 def record_set(plan: Plan) -> set[str]:
     return {a.source for a in plan.assigns if a.source and a.op in (*Op.WEIGHTED, Op.POOL)}
-
-
-def card_inputs(runner: CardRunner, net: InputContract, images: str | None = None,
-                random: int | None = None, seed: int = 0, limit: int | None = None) -> Inputs:
-    """The images of the folder `images`, else `random` (default 4) seeded random images, at
-    most `limit`: for the net by its contract, for the source by its input_norm."""
-    if images is not None:
-        return image_inputs(images, net, runner.input_norm, limit)
-    n = 4 if random is None else random
-    if limit is not None:
-        n = min(n, limit)
-    return random_inputs(n, net, runner.input_norm, seed)
 
 
 def validate(runner: CardRunner, card, zoo_net, caffe: CaffeNet, inputs: Inputs,

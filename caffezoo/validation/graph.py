@@ -15,54 +15,30 @@ from pathlib import Path
 import numpy as np
 
 from caffezoo.contract import InputContract
-from caffezoo.errors import InputFileError, NetDefinitionError
+from caffezoo.errors import NetDefinitionError
 from caffezoo.graph.context import sanitize
 from caffezoo.graph.ir import Graph
 from caffezoo.source_runner import GraphRunner
 from caffezoo.validation.engine import CaffeNet, Point, compare
-from caffezoo.validation.inputs import (
-    Inputs,
-    from_pixels,
-    image_inputs,
-    normal_inputs,
-    random_pixels,
-)
+from caffezoo.validation.inputs import Inputs, make_inputs
 from caffezoo.validation.report import DEFAULT_TOLERANCE, Report
 
 
 def graph_inputs(runner: GraphRunner, images: str | Path | None = None,
                  random: int | None = None, seed: int = 0, limit: int | None = None,
                  contract: InputContract | None = None, reverse: bool = False) -> Inputs:
-    """The inputs of a graph source and its net: images prepared by `contract` (the net's,
-    in the source's channel order), else by the runner's `input_norm`, at the source's input
-    size as eval prepares them (validation/inputs.py); seeded random images through the same
-    normalisation, or standard normal tensors when neither states one. `reverse`: the net
-    takes the channels reversed."""
-    _, c, h, w = (int(d) for d in runner.input_shape)
+    """The inputs of a graph source and its net (inputs.make_inputs), made by `contract` (the
+    net's, in the source's channel order), else by the runner's `input_norm`, moved to the
+    source's input size keeping its crop_pct. `reverse`: the net takes the channels reversed."""
+    shape = tuple(int(d) for d in runner.input_shape[1:])
     source = contract or runner.input_norm
     net = None
     if source is not None:
-        if source.crop_size != h:
-            source = source.at_crop(h)
+        if source.crop_size != shape[-1]:
+            source = source.at_crop(shape[-1])
         net = source.in_order("BGR" if source.channel_order == "RGB" else "RGB") \
             if reverse else source
-    if images is not None:
-        if net is None:
-            raise InputFileError(f"{images}: the source states no input normalisation, so "
-                                 "images cannot be fed to it; use --random")
-        if h != w or c != 3:
-            raise InputFileError(f"{images}: images need a square 3-channel input, the net "
-                                 f"takes {c}x{h}x{w}; use --random")
-        return image_inputs(images, net, source, limit)
-    n = 4 if random is None else random
-    if limit is not None:
-        n = min(n, limit)
-    if n < 1:
-        raise InputFileError(f"--random {n}: need at least one input")
-    if net is not None and c == 3 and h == w:
-        return from_pixels(random_pixels(n, h, seed), net, source,
-                           f"{n} seeded random images (seed {seed})")
-    return normal_inputs(n, (c, h, w), reverse, seed)
+    return make_inputs(shape, net, source, images, random, seed, limit, reverse)
 
 
 class GraphSide:

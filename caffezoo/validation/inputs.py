@@ -113,3 +113,30 @@ def image_inputs(folder: str | Path, net: InputContract, source: InputContract,
             f"{net.interpolation}), centre {size}x{size})")
     return Inputs(np.concatenate(src), np.concatenate(caffe), what,
                   source.describe_normalization(), net.describe_normalization())
+
+
+def make_inputs(shape: tuple[int, ...], net: InputContract | None,
+                source: InputContract | None, images: str | Path | None = None,
+                random: int | None = None, seed: int = 0, limit: int | None = None,
+                reverse: bool = False) -> Inputs:
+    """What `validate` runs, for a net taking (C, H, W) `shape`: the images of the folder
+    `images`, else `random` (default 4) seeded random images, at most `limit`; standard normal
+    tensors where the source states no normalisation (`source` None; `reverse`: the net takes
+    their channels reversed)."""
+    c, h, w = shape
+    if images is not None:
+        if net is None or source is None:
+            raise InputFileError(f"{images}: the source states no input normalisation, so "
+                                 "images cannot be fed to it; use --random")
+        if h != w or c != 3:
+            raise InputFileError(f"{images}: images need a square 3-channel input, the net "
+                                 f"takes {c}x{h}x{w}; use --random")
+        return image_inputs(images, net, source, limit)
+    n = 4 if random is None else random
+    if limit is not None:
+        n = min(n, limit)
+    if n < 1:
+        raise InputFileError(f"--random {n}: need at least one input")
+    if net is not None and source is not None and c == 3 and h == w:
+        return random_inputs(n, net, source, seed)
+    return normal_inputs(n, shape, reverse, seed)
