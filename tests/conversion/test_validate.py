@@ -246,8 +246,10 @@ def test_images_for_a_pil_contract_are_eval_s(source, tmp_path, monkeypatch, ima
     exactly the tensor `caffezoo eval` feeds it (its Pipeline for that contract), and the
     source gets torchvision's own transform of the same file (Resize, CenterCrop, ToTensor,
     Normalize with ImageNet's mean/std): both sides decoded and cropped by PIL."""
+    import argparse
     from dataclasses import replace
 
+    from caffezoo.commands import eval as eval_cmd
     from caffezoo.contract import contract_path
     from caffezoo.evaluation.preprocess import Pipeline
     from caffezoo.frameworks import import_torchvision
@@ -270,7 +272,14 @@ def test_images_for_a_pil_contract_are_eval_s(source, tmp_path, monkeypatch, ima
     x = seen["inputs"]
     files = vinputs.image_files(imagenet_samples, 2)
     assert "(pil, bilinear)" in x.what and len(x.caffe) == 2
-    eval_input = np.concatenate([Pipeline(contract).load(str(f)) for f in files])
+    # eval's own resolution of the same net: the contract beside it, its Pipeline
+    parser = argparse.ArgumentParser()
+    eval_cmd.add_arguments(parser)
+    args = parser.parse_args(["--val-list", "v.txt", "--prototxt", f"{out}.prototxt",
+                              "--weights", f"{out}.caffemodel"])
+    pipeline, resolved = eval_cmd.resolve_pipeline(args, eval_cmd.resolve_model(args))
+    assert resolved.contract == contract and pipeline.contract.resize == "pil"
+    eval_input = np.concatenate([pipeline.load(str(f)) for f in files])
     np.testing.assert_array_equal(x.caffe, eval_input)
     # the opencv resize validate used before for every net gives other pixels
     opencv = Pipeline(replace(contract, resize="opencv")).load(str(files[0]))
