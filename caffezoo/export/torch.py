@@ -9,9 +9,10 @@ caffezoo/export/onnx.py's docstring hold here too), and a file format that loads
     module.contract                                # its InputContract, or None
 
 The file is what `torch.save` writes for a dict of the prototxt text, the module's
-state_dict and the net's input contract as JSON (when it has one); `load` reads it with `torch.load(..., weights_only=True)` (no pickled code runs) and
-rebuilds the module from the prototxt. Any batch size runs; height and width are the exported
-ones (pooling divisors are precomputed for them).
+state_dict and the net's input contract as JSON (when it has one); `load` reads it with
+`torch.load(..., weights_only=True)` (no pickled code runs) and rebuilds the module from the
+prototxt. Any batch size runs; height and width are the exported ones (pooling divisors are
+precomputed for them).
 """
 
 from __future__ import annotations
