@@ -199,6 +199,17 @@ def analyze(net, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Net
                        silenced=[b for b in silenced if b not in inputs])
 
 
+def nchw_input(net, where) -> tuple[int, ...]:
+    """The shape of the net's one input, which must be NCHW (`where` names the net in the
+    error)."""
+    inputs = analyze(net).inputs
+    if len(inputs) != 1 or len(next(iter(inputs.values()))) != 4:
+        raise NetDefinitionError(f"{where}: expected one NCHW input, found "
+                                 f"{', '.join(f'{k} {v}' for k, v in inputs.items()) or 'none'}")
+    (shape,) = inputs.values()
+    return tuple(int(d) for d in shape)
+
+
 def test_phase_net(net, analysis: NetAnalysis):
     """A copy of `net` holding only the layers `analysis` includes (the TEST phase), without
     their include/exclude rules and blobs: the net a runtime loads or an export translates."""

@@ -101,7 +101,7 @@ def _own_size(prototxt: str, where: str) -> int | None:
     beside it (README: `generate --input-size 320`, timed with the converted weights): the
     net given is timed at its own size. None when the contract is the prototxt's own (then
     both agree: caffezoo.contract.find_contract checks it)."""
-    from caffezoo.commands.validate import nchw_input
+    from caffezoo import analysis, netio
     from caffezoo.contract import contract_path
 
     if not prototxt:  # --model: the card is built at the contract's size
@@ -109,7 +109,7 @@ def _own_size(prototxt: str, where: str) -> int | None:
     path = Path(prototxt).expanduser()
     if Path(where) == contract_path(path):
         return None
-    h, w = nchw_input(path)[2:]
+    h, w = analysis.nchw_input(netio.read_prototxt(path), path)[2:]
     return h if h == w else None
 
 

@@ -21,7 +21,7 @@ from caffezoo.cliargs import (
     write_json,
 )
 from caffezoo.converters.registry import open_card_source
-from caffezoo.errors import NetDefinitionError, UsageError, ValidationFailed
+from caffezoo.errors import UsageError, ValidationFailed
 from caffezoo.validation.report import DEFAULT_TOLERANCE
 
 
@@ -108,7 +108,7 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
         net = card.build(args.input_size)
         prototxt = Path(tmp) / f"{card.name}.prototxt"
         netio.write_prototxt(net, prototxt)
-    size = int(nchw_input(prototxt)[-1])
+    size = int(_nchw_input(prototxt)[-1])
     zoo_net = card.build(size)
     # the contract first: one that contradicts the net is named before the source opens
     found = find_contract(prototxt, args.weights)
@@ -143,16 +143,10 @@ def print_report(args: argparse.Namespace, report) -> int:
     return 0
 
 
-def nchw_input(prototxt) -> tuple[int, ...]:
-    """The shape of the net's one input, which must be NCHW."""
+def _nchw_input(prototxt) -> tuple[int, ...]:
     from caffezoo import analysis, netio
 
-    inputs = analysis.analyze(netio.read_prototxt(prototxt)).inputs
-    if len(inputs) != 1 or len(next(iter(inputs.values()))) != 4:
-        raise NetDefinitionError(f"{prototxt}: expected one NCHW input, found "
-                                 f"{', '.join(f'{k} {v}' for k, v in inputs.items()) or 'none'}")
-    (shape,) = inputs.values()
-    return tuple(int(d) for d in shape)
+    return analysis.nchw_input(netio.read_prototxt(prototxt), prototxt)
 
 
 def run_graph(args: argparse.Namespace, source) -> int:
@@ -166,7 +160,7 @@ def run_graph(args: argparse.Namespace, source) -> int:
     prototxt = args.prototxt or default_prototxt(args.weights)
     if prototxt is None:
         raise InputFileError(f"{args.weights}: no prototxt beside it; give --prototxt")
-    shape = nchw_input(prototxt)
+    shape = _nchw_input(prototxt)
     # the contract first: one that contradicts the net is named before the source complains
     contract, net_order, said = net_contract(args, prototxt)
     plugin = source.kind.plugin()
