@@ -18,7 +18,7 @@ from caffezoo.analysis import (
 )
 from caffezoo.cliargs import add_json, json_to_stdout, write_json
 from caffezoo.errors import CaffezooError
-from caffezoo.table import format_table as text_table
+from caffezoo.table import format_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                             else {"path": str(contract[1]), **contract[0].to_dict()})
         write_json(args.json, data)
     if not json_to_stdout(args):
-        print(format_table(analysis))
+        print(layer_table(analysis))
         print(format_contract(contract))
         if report is not None:
             print(format_weight_report(report, str(args.weights)))
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_table(analysis: NetAnalysis) -> str:
+def layer_table(analysis: NetAnalysis) -> str:
     """The per-layer table and the totals, as text."""
     header = ("layer", "type", "output shape", "params", "MACs")
     rows = []
@@ -90,7 +90,7 @@ def format_table(analysis: NetAnalysis) -> str:
         rows.append((s.name, s.type, out, f"{s.params:,}", f"{s.macs:,}"))
     inputs = ", ".join(f"{k} {format_shape(v)}" for k, v in analysis.inputs.items())
     outputs = ", ".join(f"{k} {format_shape(analysis.blob_shapes[k])}" for k in analysis.outputs)
-    lines = [text_table(header, rows, align="lllrr"), ""]
+    lines = [format_table(header, rows, align="lllrr"), ""]
     lines.append(f"net:        {analysis.name or '(unnamed)'}, {len(analysis.layers)} layers")
     lines.append(f"inputs:     {inputs or 'none'}")
     silenced = ", ".join(f"{k} {format_shape(analysis.blob_shapes[k])}"

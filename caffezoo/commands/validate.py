@@ -162,7 +162,7 @@ def run_graph(args: argparse.Namespace, source) -> int:
         raise InputFileError(f"{args.weights}: no prototxt beside it; give --prototxt")
     shape = _nchw_input(prototxt)
     # the contract first: one that contradicts the net is named before the source complains
-    contract, net_order, said = net_contract(args, prototxt)
+    contract, net_order, said = graph_net_contract(args, prototxt)
     plugin = source.kind.plugin()
     runner = plugin.open_graph_runner(source.spec, shape)
     # with --layers, the graph's value names find their blobs (named after them)
@@ -185,7 +185,7 @@ def run_graph(args: argparse.Namespace, source) -> int:
     return print_report(args, report)
 
 
-def net_contract(args: argparse.Namespace, prototxt):
+def graph_net_contract(args: argparse.Namespace, prototxt):
     """(the contract beside the net or None, the net's channel order or None when nothing
     says it, lines saying what --channel-order changed)."""
     from caffezoo.contract import find_contract

@@ -18,7 +18,7 @@ from caffezoo.card_plan import Op, Plan
 from caffezoo.contract import InputContract, input_affine
 from caffezoo.out_of_place import OutOfPlace
 from caffezoo.source_runner import CardRunner
-from caffezoo.validation.engine import CaffeNet, Point, compare
+from caffezoo.validation.engine import ConvertedNet, Point, compare
 from caffezoo.validation.inputs import Inputs
 from caffezoo.validation.report import DEFAULT_TOLERANCE, Report
 
@@ -45,12 +45,12 @@ class CardSide:
     def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
         return {self.module: self.runner.run(x).logits}
 
-    def output_points(self, names: list[str], caffe: CaffeNet) -> list[Point]:
+    def output_points(self, names: list[str], caffe: ConvertedNet) -> list[Point]:
         top = next((layer.top[0] for layer in caffe.given.layer
                     if layer.name == self.classifier), self.classifier)
         return [Point(self.module, "output", self.classifier, top)]
 
-    def values(self, x: np.ndarray, caffe: CaffeNet) -> list[tuple[Point, np.ndarray]]:
+    def values(self, x: np.ndarray, caffe: ConvertedNet) -> list[tuple[Point, np.ndarray]]:
         refs = references(self.runner.plan, self.zoo_net, caffe.oop)
         records = self.runner.run(x, record_set(self.runner.plan)).records
         out = []
@@ -98,7 +98,7 @@ def record_set(plan: Plan) -> set[str]:
     return {a.source for a in plan.assigns if a.source and a.op in (*Op.WEIGHTED, Op.POOL)}
 
 
-def validate(runner: CardRunner, card, zoo_net, caffe: CaffeNet, inputs: Inputs,
+def validate(runner: CardRunner, card, zoo_net, caffe: ConvertedNet, inputs: Inputs,
              net: InputContract, source_spec: str, tolerance: float = DEFAULT_TOLERANCE,
              layers: bool = False, batch_size: int = 4) -> Report:
     """Run both sides on `inputs` (made for the net's contract `net` and the runner's

@@ -29,7 +29,7 @@ from caffezoo.validation.report import Diff, output_diff, value_diff
 
 
 @dataclass
-class CaffeNet:
+class ConvertedNet:
     """The converted net, open in a runtime; for a layer pass of a net that works in place, a
     second runtime runs it rewritten out of place (the outputs still come from the net as
     given: a backend that fuses layers may round the rewritten net differently)."""
@@ -63,7 +63,7 @@ class CaffeNet:
 
 @contextmanager
 def open_caffe(prototxt: str | Path, weights: str | Path, backend: str = "pycaffe",
-               layers: bool = False) -> Iterator[CaffeNet]:
+               layers: bool = False) -> Iterator[ConvertedNet]:
     """The net of `prototxt` + `weights` in runtime `backend`; with `layers`, a net working in
     place also rewritten out of place for the layer pass."""
     from caffezoo.runtimes import open_runtime
@@ -79,7 +79,7 @@ def open_caffe(prototxt: str | Path, weights: str | Path, backend: str = "pycaff
             netio.write_prototxt(oop.net, path)
             layer_rt = open_runtime(backend, path, weights)
         runs = oop.net if rewritten else net
-        yield CaffeNet(str(prototxt), str(weights), backend, rt, net, oop, layer_rt, rewritten,
+        yield ConvertedNet(str(prototxt), str(weights), backend, rt, net, oop, layer_rt, rewritten,
                        {t: layer.name for layer in net.layer for t in layer.top},
                        {t: i for i, layer in enumerate(runs.layer) for t in layer.top})
 
@@ -100,15 +100,15 @@ class Side(Protocol):
     def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """The final outputs on `x`, by name."""
 
-    def output_points(self, names: list[str], caffe: CaffeNet) -> list[Point]:
+    def output_points(self, names: list[str], caffe: ConvertedNet) -> list[Point]:
         """Where the outputs `names` lie in the net."""
 
-    def values(self, x: np.ndarray, caffe: CaffeNet) -> list[tuple[Point, np.ndarray]]:
+    def values(self, x: np.ndarray, caffe: ConvertedNet) -> list[tuple[Point, np.ndarray]]:
         """Every tensor of the source on `x` that the net also holds, with its point, in the
         order Caffe computes them."""
 
 
-def compare(side: Side, caffe: CaffeNet, inputs: Inputs, tolerance: float, layers: bool,
+def compare(side: Side, caffe: ConvertedNet, inputs: Inputs, tolerance: float, layers: bool,
             batch_size: int) -> tuple[list[Diff], list[Diff] | None, str | None]:
     """(the outputs compared, the layers compared or None, the first divergent layer)."""
     from caffezoo.progress import Progress

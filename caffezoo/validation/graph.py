@@ -19,7 +19,7 @@ from caffezoo.errors import NetDefinitionError
 from caffezoo.graph.context import sanitize
 from caffezoo.graph.ir import Graph
 from caffezoo.source_runner import GraphRunner
-from caffezoo.validation.engine import CaffeNet, Point, compare
+from caffezoo.validation.engine import ConvertedNet, Point, compare
 from caffezoo.validation.inputs import Inputs, make_inputs
 from caffezoo.validation.report import DEFAULT_TOLERANCE, Report
 
@@ -56,7 +56,7 @@ class GraphSide:
     def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
         return self.runner.run(x)
 
-    def output_points(self, names: list[str], caffe: CaffeNet) -> list[Point]:
+    def output_points(self, names: list[str], caffe: ConvertedNet) -> list[Point]:
         finals = caffe.output_names()
         points = []
         for value in names:
@@ -67,7 +67,7 @@ class GraphSide:
             points.append(Point(value, "output", caffe.writer.get(blob, ""), blob))
         return points
 
-    def values(self, x: np.ndarray, caffe: CaffeNet) -> list[tuple[Point, np.ndarray]]:
+    def values(self, x: np.ndarray, caffe: ConvertedNet) -> list[tuple[Point, np.ndarray]]:
         value_blobs = (value_blobs_for(self.graph, caffe.names(graph_values(self.graph)))
                        if self.graph is not None else None)
         record = set(value_blobs) if value_blobs is not None else set(caffe.names())
@@ -85,7 +85,7 @@ class GraphSide:
         return pairs
 
 
-def validate(runner: GraphRunner, caffe: CaffeNet, inputs: Inputs, source_spec: str,
+def validate(runner: GraphRunner, caffe: ConvertedNet, inputs: Inputs, source_spec: str,
              tolerance: float = DEFAULT_TOLERANCE, layers: bool = False,
              batch_size: int = 4, graph: Graph | None = None,
              net_channels: str = "") -> Report:
