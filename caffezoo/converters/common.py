@@ -504,26 +504,19 @@ def apply_plan(net, ckpt: Checkpoint, plan: Plan, options: ConvertOptions) -> Co
 
 def _fold_input_affine(net, ctx: MapContext, firsts: list[str], a: np.ndarray,
                        b: np.ndarray) -> list[str]:
-    """Fold source_input = a * card_input + b (per BGR channel) into the first convolutions.
-
-    Exact only without padding: a padded border would be zero in the card's units, which is not
-    zero in the source's. The constant part goes into the convolution's bias or, when it has
-    none, into the running mean of the BatchNorm right after it."""
+    """Fold source_input = a * card_input + b (per BGR channel) into the first convolutions of
+    a plan's weights (TF-slim's; graph sources fold on the graph, graph_cards.fold_input). The
+    constant part goes into the convolution's bias or, when it has none, into the running mean
+    of the BatchNorm right after it."""
     notes = []
     for name in firsts:
         p = ctx.layers[name].convolution_param
-        pads = list(p.pad) + [p.pad_h, p.pad_w]
-        if any(pads):
-            raise ConversionError(
-                f"layer {name!r}: the card's mean/std differ from the source's and the first "
-                f"convolution pads its input, so the difference cannot be folded in exactly")
         blobs = ctx.weights[name]
-        w = blobs[0].astype(np.float64)
         # a, b are in BGR order; the weights are still in the source's channel order here
         a_src, b_src = (a[::-1], b[::-1]) if ctx.options.bgr else (a, b)
-        w_new = w * a_src.reshape(1, -1, 1, 1)
-        shift = (w * b_src.reshape(1, -1, 1, 1)).sum(axis=(1, 2, 3))
-        blobs[0] = w_new.astype(np.float32)
+        blobs[0], shift = fold_affine_into_conv(
+            blobs[0], list(p.pad) + [p.pad_h, p.pad_w], a_src, b_src,
+            f"layer {name!r}: the card's mean/std differ from the source's")
         if len(blobs) > 1:
             blobs[1] = (blobs[1].astype(np.float64) + shift).astype(np.float32)
         else:
@@ -535,6 +528,21 @@ def _fold_input_affine(net, ctx: MapContext, firsts: list[str], a: np.ndarray,
             ctx.weights[bn][0] = (mean - shift).astype(np.float32)
         notes.append(f"mean/std difference folded into {name}")
     return notes
+
+
+def fold_affine_into_conv(weight: np.ndarray, pads, a: np.ndarray, b: np.ndarray, what: str
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """(weight', shift) with conv(weight, a * x + b) = conv(weight', x) + shift, for a
+    convolution reading the input (a, b per input channel, in the weight's order): the one
+    fold of a card's mean/std into a source's first layer. Exact only without padding: a
+    padded border would be zero in the card's units, which is not zero in the source's
+    (refused, `what` saying where)."""
+    if any(pads):
+        raise ConversionError(f"{what} and this first convolution pads its input, so the "
+                              "difference cannot be folded in exactly")
+    w = weight.astype(np.float64)
+    shift = (w * b.reshape(1, -1, 1, 1)).sum(axis=(1, 2, 3))
+    return (w * a.reshape(1, -1, 1, 1)).astype(np.float32), shift
 
 
 def _next_batchnorm(net, conv: str) -> str | None:

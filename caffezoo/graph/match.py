@@ -6,8 +6,10 @@ result, and the ids of its inputs (hash-consed, so a deep net costs one pass). L
 values through (Dropout, a Flatten or a flattening Reshape in front of an InnerProduct, identity)
 take their input's id; a batch norm is BatchNorm + Scale on the Caffe side; a pooling whose window
 covers the whole map is a global pooling on both sides; an average pooling that excludes the
-padding is a Caffe AVE pooling followed by its exclude-pad Scale. Equal ids mean equal
-computations up to the weights.
+padding is a Caffe AVE pooling followed by its exclude-pad Scale; an Eltwise sum with
+coefficients is a sum of inputs multiplied by scalars (Inception-ResNet's scaled residual
+branches; a multiplication by 1 passes its input through). Equal ids mean equal computations up
+to the weights.
 
 The pairing then walks down from the graph's output and the zoo net's classifier: a pair's
 inputs are paired positionally (Concat order matters) or, for sums, by id (summands with equal
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from caffezoo.geometry import conv_window, pool_window
 from caffezoo.graph.ir import Graph, Node
@@ -69,7 +73,8 @@ def _graph_side(graph: Graph, ids: _Ids) -> _Side:
     for node in graph.nodes:
         out = node.outputs[0]
         ins = [v for v in node.inputs if v not in graph.constants]
-        if node.op in PASS_IR or (node.op == "reshape" and len(node.attrs["shape"]) == 2):
+        if node.op in PASS_IR or (node.op == "reshape" and len(node.attrs["shape"]) == 2) or \
+                _scalar_factor(graph, node) == 1.0:
             side.ids[out] = side.ids[ins[0]]
             side.local[out] = side.local[ins[0]]
             side.inputs[out] = side.inputs[ins[0]]
@@ -88,8 +93,21 @@ def _graph_side(graph: Graph, ids: _Ids) -> _Side:
     return side
 
 
+def _scalar_factor(graph: Graph, node: Node) -> float | None:
+    """The factor of a `mul` of one value by a scalar constant (a scaled residual branch)."""
+    if node.op != "mul" or len(node.inputs) != 2:
+        return None
+    consts = [graph.constants[v] for v in node.inputs if v in graph.constants]
+    if len(consts) != 1 or consts[0].size != 1:
+        return None
+    return float(np.float32(consts[0].reshape(-1)[0]))
+
+
 def _graph_local(graph: Graph, node: Node) -> tuple:
     a = node.attrs
+    factor = _scalar_factor(graph, node)
+    if factor is not None:
+        return ("scale", factor)
     if node.op == "conv":
         w = node.params["weight"]
         t, lf, b, r = a["pads"]
@@ -186,6 +204,11 @@ def _caffe_side(net, shapes: dict[str, tuple[int, ...]], ids: _Ids) -> _Side:
             side.owner[top] = side.owner.get(b0, layer.name)
             continue
         local = _caffe_local(layer, shapes, bottoms)
+        if local[0] == "eltwise" and local[1] == 1 and len(local[2]) == len(bottoms):
+            # a sum with coefficients: a sum of scaled inputs (no pair of its own)
+            bottoms = [b if c == 1 else _scaled(side, ids, f"{top}#{i}", b, c)
+                       for i, (b, c) in enumerate(zip(bottoms, local[2], strict=True))]
+            local = ("sum",)
         side.local[top] = local
         bottoms = _flat_concat(side, local, bottoms)
         side.inputs[top] = bottoms
@@ -196,6 +219,13 @@ def _caffe_side(net, shapes: dict[str, tuple[int, ...]], ids: _Ids) -> _Side:
             side.commutative.add(top)
         side.ids[top] = ids.get(local + tuple(in_ids))
     return side
+
+
+def _scaled(side: _Side, ids: _Ids, name: str, bottom: str, factor: float) -> str:
+    side.local[name] = ("scale", float(np.float32(factor)))
+    side.inputs[name] = [bottom]
+    side.ids[name] = ids.get(side.local[name] + (side.ids[bottom],))
+    return name
 
 
 def _caffe_local(layer, shapes, bottoms) -> tuple:
@@ -255,6 +285,8 @@ def _describe(local: tuple) -> str:
                 f"{out[0]}x{out[1]}" + (" (padding excluded)" if exclude else ""))
     if local[0] == "relu" and local[1]:
         return f"leaky ReLU {local[1]:g}"
+    if local[0] == "scale":
+        return f"scaling by {local[1]:g}"
     return head
 
 

@@ -113,12 +113,15 @@ def test_resnet_tree_is_named_like_torchvision(resnext50_t7):
 
 def test_ceil_pooling_source_is_refused(tmp_path):
     model = ct.source_arch("resnext50_32x4d", "torchvision").build()
-    tree = t7.resnet_tree(model, pool_kernel=2)
+    # 64 px: pool1 rounding up gives 17x17 (the card's 16x16), layer4 3x3, averaged by 3x3
+    tree = t7.resnet_tree(model, pool_kernel=3)
     tree.fields["modules"][3].fields["ceil_mode"] = True
     path = tmp_path / "ceil.t7"
     t7.save(tree, path)
     card = zoo.get_card("resnext50_32x4d")
-    with pytest.raises(ConversionError, match="'pool1' rounds down to 16x16 where the source"):
+    with pytest.raises(ConversionError, match=r"zoo layer 'pool1' is a MAX pooling 3x3 stride 2 "
+                       r"pad 1 -> 16x16 where the source's '/maxpool/MaxPool' is a MAX pooling "
+                       r"3x3 stride 2 pad 1 -> 17x17"):
         ct.convert(path, card, 64)
 
 

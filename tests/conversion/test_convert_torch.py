@@ -18,9 +18,10 @@ import pytest
 from caffezoo import cli, contract, zoo
 from caffezoo.converters import common
 from caffezoo.converters import pytorch as ct
+from caffezoo.converters.pytorch import cards
 from caffezoo.converters.pytorch.reader import TORCH_NAMING
 from caffezoo.converters.registry import open_card_source
-from caffezoo.errors import ConversionError, InputFileError, WeightMismatchError
+from caffezoo.errors import ConversionError, InputFileError
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -87,21 +88,21 @@ def test_load_errors_name_the_file(tmp_path):
 # -- layouts ------------------------------------------------------------------------------------
 
 
-def test_layout_is_recognised_from_the_names(tv_resnext50):
-    from caffezoo.frameworks import import_timm
-
+def test_the_checkpoint_meets_the_model_of_its_card_and_layout(tv_resnext50):
     card = zoo.get_card("resnext50_32x4d")
     ckpt = _ckpt("tv.pth", {k: v.numpy() for k, v in tv_resnext50.state_dict().items()})
-    assert ct.detect_layout(card.build(64), card, ckpt).layout == "torchvision"
-
-    v4 = zoo.get_card("inception_v4_timm")
-    timm_model = import_timm().create_model("inception_v4", pretrained=False)
-    ckpt = _ckpt("v4.pth", {k: v.numpy() for k, v in timm_model.state_dict().items()})
-    assert ct.detect_layout(v4.build(107), v4, ckpt).layout == "timm"
+    assert cards.source_model(card, None, ckpt)[0] == "torchvision"
+    assert cards.source_model(card, "timm", ckpt)[1].factory == "timm:resnext50_32x4d"
+    # a zoo original meets its variants' model (and the structure decides)
+    assert cards.source_model(zoo.get_card("inception_v4"), None, ckpt)[1].factory == \
+        "timm:inception_v4"
+    with pytest.raises(ConversionError, match=r"tv.pth: the lua layout is for .t7 files"):
+        cards.source_model(card, "lua", ckpt)
 
     junk = _ckpt("junk.pth", {"encoder.w": np.zeros(3, np.float32)})
-    with pytest.raises(ConversionError, match="match no resnet layout"):
-        ct.detect_layout(card.build(64), card, junk)
+    with pytest.raises(ConversionError, match=r"^junk.pth: its tensor names \(encoder.w, \.\.\.\) "
+                       r"are none of torchvision:resnext50_32x4d's \(conv1.weight, "):
+        ct.convert_checkpoint(junk, card, 64)
 
 
 # -- mismatches ---------------------------------------------------------------------------------
@@ -151,11 +152,10 @@ def test_deeper_checkpoint_into_shallower_net_names_the_extra_blocks():
     model = ct.source_arch("resnext101_32x4d", "timm").build()
     ckpt = _ckpt("r101.pth", {k: v.numpy() for k, v in model.state_dict().items()})
     card = zoo.get_card("resnext50_32x4d")
-    net = card.build(64)
-    plan = ct.detect_layout(net, card, ckpt)
-    with pytest.raises(WeightMismatchError) as info:
-        common.apply_plan(net, ckpt, plan, common.ConvertOptions())
+    with pytest.raises(ConversionError) as info:
+        ct.convert_checkpoint(ckpt, card, 64)
     msg = str(info.value)
+    assert "\n" not in msg
     # layer3 of ResNeXt-101 has 23 blocks, ResNeXt-50's 6: blocks 6..22 are left over, 17
     # blocks of 3 convolutions and 3 batch norms (4 tensors each) = 17 * 15 tensors
     assert "255 unexpected tensor(s)" in msg
@@ -164,26 +164,30 @@ def test_deeper_checkpoint_into_shallower_net_names_the_extra_blocks():
 
 
 def test_sources_that_compute_differently_are_refused_with_the_variant_named():
+    """The checkpoint meets the original through its variant's model; the pairing names the
+    first layer that computes differently and the card that holds the checkpoint."""
     from caffezoo.frameworks import import_timm, import_torchvision
 
     cases = [
         ("inception_v4", import_timm().create_model("inception_v4", pretrained=False),
-         "'inception_a1_pool_ave' averages over the padding", "inception_v4_timm"),
+         "zoo layer 'inception_a1_pool_ave' is a AVE pooling 3x3 stride 1 pad 1 -> 35x35 where "
+         "the source's '/features/features.6/branch3/branch3.0/AveragePool' is a AVE pooling "
+         "3x3 stride 1 pad 1 -> 35x35 (padding excluded)", "inception_v4_timm"),
         ("inception_resnet_v2",
          import_timm().create_model("inception_resnet_v2", pretrained=False),
-         "'ave_pool' averages over the padding", "inception_resnet_v2_timm"),
+         "zoo layer 'ave_pool' is a AVE pooling", "inception_resnet_v2_timm"),
         ("inception_v3", import_torchvision().models.inception_v3(
             weights=None, aux_logits=True, init_weights=False),
-         "'inception_c2_pool' pools by MAX", "inception_v3_tv"),
+         "zoo layer 'inception_c2_pool' is a MAX pooling", "inception_v3_tv"),
     ]
     for name, model, reason, variant in cases:
         card = zoo.get_card(name)
         ckpt = _ckpt(f"{name}.pth", {k: v.numpy() for k, v in model.state_dict().items()})
-        net = card.build(299)
-        plan = ct.detect_layout(net, card, ckpt)
         with pytest.raises(ConversionError) as info:
-            common.apply_plan(net, ckpt, plan, common.ConvertOptions())
-        assert reason in str(info.value) and variant in str(info.value)
+            ct.convert_checkpoint(ckpt, card, 299)
+        msg = str(info.value)
+        assert msg.startswith(f"{name} cannot hold {name}.pth exactly: ")
+        assert reason in msg and f"fits --model {variant}" in msg
 
 
 # -- what the handlers write ---------------------------------------------------------------------
@@ -227,7 +231,8 @@ def test_input_affine_maps_the_card_to_the_source():
 def test_mean_difference_cannot_be_folded_through_padding(tv_resnext50):
     card = dataclasses.replace(zoo.get_card("resnext50_32x4d"), mean=(103.52, 116.28, 123.675))
     ckpt = _ckpt("tv.pth", {k: v.numpy() for k, v in tv_resnext50.state_dict().items()})
-    with pytest.raises(ConversionError, match="'conv1'.*pads its input"):
+    with pytest.raises(ConversionError, match=r"'/conv1/Conv' \(Conv\): resnext50_32x4d's "
+                       r"mean/std differ .* pads its input"):
         ct.convert_checkpoint(ckpt, card, 64)
 
 

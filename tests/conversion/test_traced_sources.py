@@ -107,8 +107,15 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 
     path = tmp_path / "wrong.pth"
     torch.save({"conv.weight": torch.zeros(2, 3, 1, 1)}, path)
+    with pytest.raises(ConversionError, match=r"wrong.pth: its tensor names \(conv.weight, "
+                       r"\.\.\.\) are none of torchvision:squeezenet1_1's \(features.0.weight, "):
+        torchvision.read_graph(f"squeezenet1_1={path}", SHAPE)
+    # one tensor of the model, in the wrong shape; the others missing
+    torch.save({"features.0.weight": torch.zeros(2, 3, 1, 1)}, path)
     with pytest.raises(ConversionError, match=r"wrong.pth: does not load into "
-                       r"torchvision:squeezenet1_1: .*Missing key"):
+                       r"torchvision:squeezenet1_1: \d+ problem\(s\): missing tensor "
+                       r"'features.0.bias'; .*tensor 'features.0.weight' has shape \[2, 3, 1, 1\], "
+                       r"torchvision:squeezenet1_1 needs \[64, 3, 3, 3\]"):
         torchvision.read_graph(f"squeezenet1_1={path}", SHAPE)
 
 

@@ -185,7 +185,7 @@ def _rank4(t: Translation, name: str) -> tuple[int, int, int, int]:
 def _conv(t: Translation, node, a: dict) -> None:
     x = node.input[0]
     n, c, h, w = _rank4(t, x)
-    weight = t.need_const(node.input[1], "weight").astype(np.float32)
+    weight = t.need_const(node.input[1], "weight").astype(np.float32, copy=False)
     if weight.ndim != 4:
         raise t.error(f"weight of shape {weight.shape}: only 2-D convolutions convert")
     kernel = (int(weight.shape[2]), int(weight.shape[3]))
@@ -201,7 +201,8 @@ def _conv(t: Translation, node, a: dict) -> None:
     pads = resolve_pads(t, a, (h, w), kernel, stride, dilation)
     params = {"weight": weight}
     if len(node.input) > 2 and node.input[2]:
-        params["bias"] = t.need_const(node.input[2], "bias").astype(np.float32).reshape(-1)
+        bias = t.need_const(node.input[2], "bias")
+        params["bias"] = bias.astype(np.float32, copy=False).reshape(-1)
     t.emit("conv", [t.value(x)], stride=stride, pads=pads, dilation=dilation, group=group,
            params=params)
 
@@ -216,7 +217,7 @@ def _batch_norm(t: Translation, node, a: dict) -> None:
     names = ("gamma", "beta", "mean", "var")
     params = {}
     for name, src in zip(names, node.input[1:5], strict=False):
-        arr = t.need_const(src, name).astype(np.float32).reshape(-1)
+        arr = t.need_const(src, name).astype(np.float32, copy=False).reshape(-1)
         if arr.shape != (channels,):
             raise t.error(f"{name} has {arr.size} values for {channels} channels")
         params[name] = arr

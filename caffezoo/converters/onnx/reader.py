@@ -351,7 +351,17 @@ def _foldable(node, consts: dict[str, np.ndarray]) -> bool:
 def prepare(path: str | Path, input_shape: tuple[int, ...] | None = None) -> Prepared:
     """Load, check and fold `path`. `input_shape` is NCHW, as the Caffe net will take it; for
     an NHWC input (TensorFlow exports) it is reordered into the file's layout."""
-    model = load_model(path)
+    return prepare_model(load_model(path), path, input_shape)
+
+
+def prepare_model(model, path: str | Path, input_shape: tuple[int, ...] | None = None,
+                  weights: dict[str, np.ndarray] | None = None) -> Prepared:
+    """`prepare` for a ModelProto already loaded (`path` names it in messages); `weights`: the
+    arrays of graph inputs the model was exported without (a traced model's parameters)."""
+    if weights:
+        kept = [v for v in model.graph.input if v.name not in weights]
+        del model.graph.input[:]
+        model.graph.input.extend(kept)
     opset = opset_of(model, path)
     name, dims = image_input(model, path)
     nhwc = dims is not None and len(dims) == 4 and \
@@ -371,6 +381,7 @@ def prepare(path: str | Path, input_shape: tuple[int, ...] | None = None) -> Pre
         return f"node {names[id(node)]!r} ({node.op_type})"
 
     consts = {t.name: read_initializer(t, path) for t in model.graph.initializer}
+    consts.update(weights or {})
     folded = 0
     for _ in range(32):  # to a fixed point; real graphs need two or three rounds
         shapes, error = _infer(model, nodes, consts, name)

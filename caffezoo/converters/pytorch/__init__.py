@@ -2,8 +2,9 @@
 zoo cards (ResNeXt, WRN, and the torchvision/timm Inception variants).
 
 - reader.py: files -> Checkpoint (the file's tensors, TORCH_NAMING); lua.py reads .t7 trees;
-- plans.py: the four family plans, layouts and their recognition from tensor names;
-- models.py: the PyTorch model definition and input normalisation of each (card, layout);
+- models.py: the PyTorch model definition and input normalisation of each (card, layout), the
+  one model builder and state_dict loader, the ONNX trace;
+- cards.py: checkpoint -> its model -> traced graph -> paired with the card's net -> Plan;
 - runner.py: runs a checkpoint for validate; random_init.py: seeded random checkpoints.
 
 This module is the plug-in face the source registry (converters/registry.py) calls.
@@ -11,31 +12,30 @@ This module is the plug-in face the source registry (converters/registry.py) cal
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-from caffezoo.contract import input_affine
 from caffezoo.converters.common import Checkpoint, Conversion, ConvertOptions, apply_plan
+from caffezoo.converters.pytorch.cards import input_note, pair_with_card
 from caffezoo.converters.pytorch.models import (
     IMAGENET,
     INCEPTION,
     SOURCE_ARCHS,
     SourceArch,
+    build_model,
     default_layout,
+    load_weights,
     source_arch,
-    source_normalization,
 )
-from caffezoo.converters.pytorch.plans import LAYOUTS, detect_layout, family_of
 from caffezoo.converters.pytorch.random_init import random_model, save_random_checkpoint
 from caffezoo.converters.pytorch.reader import is_lua, load_checkpoint, load_pytorch
 from caffezoo.converters.pytorch.runner import TorchSource, no_background, open_source
 from caffezoo.errors import InputFileError
 
-__all__ = ["IMAGENET", "INCEPTION", "LAYOUTS", "RANDOM_SUFFIX", "SOURCE_ARCHS",
-           "SourceArch", "TorchSource", "convert", "convert_checkpoint", "default_layout",
-           "detect_layout", "family_of", "has_random", "is_lua", "load_checkpoint",
-           "load_pytorch", "open_source", "random_checkpoint", "random_checkpoint_files",
-           "random_model", "save_random_checkpoint", "source_arch", "source_normalization"]
+__all__ = ["IMAGENET", "INCEPTION", "RANDOM_SUFFIX", "SOURCE_ARCHS",
+           "SourceArch", "TorchSource", "build_model", "convert", "convert_checkpoint",
+           "default_layout", "has_random", "is_lua", "load_checkpoint", "load_pytorch",
+           "load_weights", "open_source", "random_checkpoint", "random_checkpoint_files",
+           "random_model", "save_random_checkpoint", "source_arch"]
 
 RANDOM_SUFFIX = ".pth"
 
@@ -74,19 +74,10 @@ def convert_checkpoint(ckpt: Checkpoint, card, input_size: int | None = None,
     options = options or ConvertOptions()
     no_background(options.keep_background)
     net = card.build(input_size)
-    plan = detect_layout(net, card, ckpt, layout)
-    _, effective = source_normalization(card.name, plan.layout)
-    if options.affine is None:
-        options = replace(options, affine=input_affine(effective, card.mean, card.std))
-    result = apply_plan(net, ckpt, plan, options)
-    fmt = ", ".join
-    mean, std = effective.bgr_normalization_255()
-    note = (f"input mapping: the source's {effective.describe_normalization()} is BGR mean "
-            f"[{fmt(f'{v:g}' for v in mean)}] std [{fmt(f'{v:g}' for v in std)}]")
-    if options.affine is None:
-        note += " = the card's"
-    else:
-        note += (f"; the card's mean [{fmt(f'{v:g}' for v in card.mean)}] std "
-                 f"[{fmt(f'{v:g}' for v in card.std)}] differ: folded into the first convolution")
-    result.notes.insert(0, note)
+    pairing = pair_with_card(ckpt, card, net, layout, options.bgr)
+    # the input convention is already folded into the tensors
+    result = apply_plan(net, pairing.ckpt, pairing.plan,
+                        ConvertOptions(bgr=False, ceil_pooling=options.ceil_pooling))
+    result.ignored = pairing.ignored
+    result.notes[:0] = [input_note(pairing.effective_norm, card), *pairing.notes]
     return result

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from caffezoo.card_plan import Op, Plan
-from caffezoo.converters.common import Checkpoint
-from caffezoo.converters.pytorch.models import SourceArch, source_arch, source_normalization
-from caffezoo.converters.pytorch.plans import detect_layout
+from caffezoo.card_plan import Op
+from caffezoo.converters.pytorch.cards import TorchPairing, pair_with_card
 from caffezoo.converters.pytorch.reader import load_checkpoint
 from caffezoo.errors import ConversionError
 from caffezoo.frameworks import import_torch
@@ -18,32 +16,16 @@ from caffezoo.source_runner import SourceRun
 
 
 class TorchSource:
-    """A checkpoint loaded into its PyTorch model (or a Lua tree), ready to run."""
+    """A checkpoint loaded into its PyTorch model (or a Lua tree), ready to run; `plan` names
+    its modules."""
 
-    def __init__(self, ckpt: Checkpoint, plan: Plan, card_name: str, lua_root=None) -> None:
-        self.ckpt = ckpt
-        self.plan = plan
+    def __init__(self, pairing: TorchPairing, lua_root=None) -> None:
+        self.ckpt = pairing.ckpt
+        self.plan = pairing.plan
+        self.model = pairing.model
         self.lua_root = lua_root
-        self.input_norm, self.effective_norm = source_normalization(card_name, plan.layout)
-        self.classifier = next(a.source for a in plan.assigns if a.op == Op.LINEAR)
-        if lua_root is None:
-            self.model = self._load_model(card_name)
-
-    def _load_model(self, card_name: str):
-        torch = import_torch()
-        arch = source_arch(card_name, self.plan.layout)
-        kwargs = dict(arch.kwargs)
-        if "aux_logits" in kwargs:  # only when the checkpoint has the head
-            kwargs["aux_logits"] = any(k.startswith("AuxLogits.") for k in self.ckpt.tensors)
-        torch.manual_seed(0)
-        model = SourceArch(arch.factory, kwargs).build()
-        state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.ckpt.tensors.items()}
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise ConversionError(f"{self.ckpt.path}: does not load into {arch.factory}: "
-                                  f"{' '.join(str(err).split())[:300]}") from None
-        return model.eval()
+        self.input_norm, self.effective_norm = pairing.input_norm, pairing.effective_norm
+        self.classifier = next(a.source for a in self.plan.assigns if a.op == Op.LINEAR)
 
     def run(self, x: np.ndarray, record: set[str] | None = None) -> SourceRun:
         """Logits (the classifier's output) and the (input, output) of the modules in
@@ -90,8 +72,7 @@ def open_source(path: str | Path, card, net, layout: str | None = None,
                 keep_background: bool = False) -> TorchSource:
     no_background(keep_background)
     ckpt, root = load_checkpoint(path)
-    plan = detect_layout(net, card, ckpt, layout)
-    return TorchSource(ckpt, plan, card.name, root)
+    return TorchSource(pair_with_card(ckpt, card, net, layout), root)
 
 
 def no_background(keep: bool) -> None:

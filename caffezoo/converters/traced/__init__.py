@@ -24,12 +24,9 @@ it into ONNX, and convert it through the ONNX front end (converters/onnx).
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import io
 import math
 import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -38,15 +35,18 @@ from pathlib import Path
 import numpy as np
 
 from caffezoo.contract import IMAGENET, IMAGENET_MEAN, IMAGENET_STD, InputContract
+from caffezoo.converters.pytorch.models import (
+    OUTPUT_NAME,
+    TRACE_OPSET,
+    first_line,
+)
 from caffezoo.errors import ConversionError
 from caffezoo.frameworks import import_torch
 
 KINDS = ("torchvision", "timm")
 DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
-TRACE_OPSET = 17
 SEED = 0
 CALIB_SIZE = 128
-INPUT_NAME, OUTPUT_NAME = "data", "logits"
 
 
 @dataclass
@@ -78,6 +78,7 @@ def parse_spec(kind: str, spec: str) -> tuple[str, str | None]:
 
 def _builder(kind: str, name: str):
     """(a function building the model without weights, its input contract at a crop size)."""
+    from caffezoo.converters.pytorch.models import build_model
     from caffezoo.frameworks import import_timm, import_torchvision
 
     if kind == "torchvision":
@@ -85,13 +86,13 @@ def _builder(kind: str, name: str):
         known = tv.models.list_models(module=tv.models)
         if name not in known:
             raise _unknown(kind, name, known)
-        return (lambda: tv.models.get_model(name, weights=None)), _torchvision_contract(tv, name)
+        return (lambda: build_model(f"torchvision:{name}")), _torchvision_contract(tv, name)
     if kind == "timm":
         timm = import_timm()
         known = timm.list_models()
         if name not in known:
             raise _unknown(kind, name, known)
-        return (lambda: timm.create_model(name, pretrained=False)), _timm_contract(timm, name)
+        return (lambda: build_model(f"timm:{name}")), _timm_contract(timm, name)
     raise ConversionError(f"unknown traced source kind {kind!r} (known: {', '.join(KINDS)})")
 
 
@@ -172,15 +173,10 @@ def load(kind: str, spec: str) -> TorchModel:
     model = build()
     notes = []
     if ckpt is not None:
+        from caffezoo.converters.pytorch.models import load_weights
         from caffezoo.converters.pytorch.reader import load_pytorch
 
-        tensors = load_pytorch(ckpt).tensors
-        state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise ConversionError(f"{ckpt}: does not load into {kind}:{name}: "
-                                  f"{' '.join(str(err).split())[:300]}") from None
+        load_weights(model, load_pytorch(ckpt).tensors, ckpt, f"{kind}:{name}")
         notes.append(f"weights from {ckpt}")
     else:
         from caffezoo.converters.pytorch.random_init import randomize_batch_norm
@@ -190,7 +186,7 @@ def load(kind: str, spec: str) -> TorchModel:
         except Exception as err:  # the model's own checks (timm asserts its input size)
             raise ConversionError(f"{kind}:{name}: does not run on {CALIB_SIZE}x{CALIB_SIZE} "
                                   f"images to calibrate its random BatchNorm statistics "
-                                  f"({_first_line(err)})") from None
+                                  f"({first_line(err)})") from None
         notes.append(f"RANDOM weights (seed {SEED}, randomised BatchNorm statistics): no "
                      f"checkpoint given, NOT a trained model")
     model.eval()
@@ -199,22 +195,9 @@ def load(kind: str, spec: str) -> TorchModel:
 
 def trace(tm: TorchModel, input_shape: tuple[int, ...], path: Path) -> None:
     """Exports the model at `input_shape` to the ONNX file `path`."""
-    torch = import_torch()
-    x = torch.zeros(tuple(input_shape))
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(tm.model, (x,), str(path), dynamo=False, opset_version=TRACE_OPSET,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              do_constant_folding=True)
-    except Exception as err:
-        raise ConversionError(f"{tm.label}: torch.onnx.export failed ({_first_line(err)})"
-                              ) from None
+    from caffezoo.converters.pytorch.models import trace_onnx
 
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
+    trace_onnx(tm.model, input_shape, path, tm.label)
 
 
 def _shape(input_shape) -> tuple[int, ...]:
