@@ -81,6 +81,24 @@ def add_channel_order(parser, *, help: str) -> None:
                         default=None, metavar="bgr|rgb", help=help)
 
 
+def add_source_channel_order(parser, *, help: str) -> None:
+    """--source-channel-order bgr|rgb: checked by source_channel_order() (a bad value is one
+    line, exit status 2)."""
+    parser.add_argument("--source-channel-order", default=None, metavar="bgr|rgb", help=help)
+
+
+def source_channel_order(args: argparse.Namespace) -> str | None:
+    """--source-channel-order upper-cased as the contract states orders; None when absent."""
+    from caffezoo.errors import UsageError
+
+    text = args.source_channel_order
+    if text is None:
+        return None
+    if text.upper() not in ("BGR", "RGB"):
+        raise UsageError(f"--source-channel-order {text!r}: expected bgr or rgb")
+    return text.upper()
+
+
 def split_json_argument(argv: list[str]) -> list[str]:
     """`--json X` where X is not a .json path (nor `-`) means JSON on stdout followed by the
     positional or option X: argparse alone would take X for the file."""

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from caffezoo.errors import CaffezooError, InputFileError
+from caffezoo.errors import CaffezooError, InputFileError, UsageError
 
 FORMAT = "caffezoo-input-contract"
 VERSION = 1
@@ -390,6 +390,30 @@ IMAGENET_BGR_STD_255 = (57.375, 57.12, 58.395)
 # short side 256 for a 224 crop, antialiased PIL bilinear). The convert summary says so.
 ASSUMED = replace(IMAGENET, resize_size=256, resize="pil",
                   origin="assumed (the source states none): torchvision's ImageNet convention")
+
+
+def source_input(stated: InputContract | None, given: str | None, recorded: str | None
+                 ) -> tuple[InputContract | None, str, list[str]]:
+    """A graph source's input: (what it states, in the channel order it takes, or None; that
+    order; the lines saying what `given` changed). `given`: --source-channel-order (BGR, RGB
+    or None).
+
+    The order is `given`, else what the source states, else RGB (the convention of every
+    library that states none). `recorded` names the record a statement comes from when it is
+    one (an ONNX file's metadata, written by `caffezoo export` from these very weights): a
+    `given` order contradicting it is refused, as a mistake the file itself disproves. A
+    library's convention (torchvision, timm, the Gluon zoo) is overridden like the other
+    contract flags override it, and said; its mean/std stay with their colours (ImageNet's red
+    mean is red's in either order)."""
+    current = stated.channel_order if stated is not None else "RGB"
+    if given is None or given == current:
+        return stated, current, []
+    if stated is not None and recorded is not None:
+        raise UsageError(f"--source-channel-order {given.lower()}: {recorded} states "
+                         f"{current}; the file's record stands (drop the flag)")
+    said = [f"source channel order: {current} -> {given} (given)"
+            + ("; mean/std kept per colour" if stated is not None else "")]
+    return (stated.in_order(given) if stated is not None else None), given, said
 
 
 def input_affine(source: InputContract, card_mean_bgr, card_std_bgr

@@ -13,7 +13,9 @@ Every conversion also writes OUT.contract.json, the net's input contract (docs/c
 the card's, or what a graph source states (timm's pretrained_cfg, torchvision's weights
 transforms, the Gluon convention, a caffezoo export's ONNX metadata), else the contract flags,
 else an assumed default that the summary names as such. Graph conversions give BGR-input nets
-(the input channels of the convolutions reading the input reversed) unless --channel-order rgb.
+(the input channels of the convolutions reading the input reversed when the source takes RGB)
+unless --channel-order rgb; --source-channel-order states the order of a source whose file does
+not (contract.source_input).
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ import math
 import os
 from pathlib import Path
 
-from caffezoo.cliargs import add_channel_order, add_input_size, add_output
+from caffezoo.cliargs import (
+    add_channel_order,
+    add_input_size,
+    add_output,
+    add_source_channel_order,
+    source_channel_order,
+)
 from caffezoo.errors import InputFileError, UsageError
 from caffezoo.progress import Progress
 
@@ -84,10 +92,17 @@ def add_contract_arguments(parser: argparse.ArgumentParser) -> None:
         "input contract (written beside the net as OUT.contract.json; docs/contract.md); "
         "flags override what the source states, and the summary says so")
     add_channel_order(c, help="the converted net's input channel order (graph sources; default "
-                      "bgr: the input channels of the convolutions reading the input are "
-                      "reversed; rgb keeps the source's order)")
+                      "bgr); when it differs from the source's, the input channels of the "
+                      "convolutions reading the input are reversed")
+    add_source_channel_order(c, help="the order the source takes its input channels in, for "
+                             "a graph source whose file does not say (an ONNX file without "
+                             "caffezoo metadata, e.g. a Caffe or OpenCV model exported by "
+                             "another tool; default rgb); refused where the file's caffezoo "
+                             "metadata states the other; for torchvision/timm/mxnet it "
+                             "overrides their RGB convention, and the summary says so")
     c.add_argument("--mean", type=_triple, metavar="M1,M2,M3",
-                   help="the source's per-channel mean, in its channel order (RGB), on pixels "
+                   help="the source's per-channel mean, in the source's channel order (RGB "
+                   "unless it or --source-channel-order says otherwise), on pixels "
                    "0..--pixel-scale (graph sources)")
     c.add_argument("--std", type=_triple, metavar="S1,S2,S3",
                    help="the source's per-channel std, as --mean (graph sources)")
@@ -252,7 +267,8 @@ def card_contract(args: argparse.Namespace, card):
     (BGR, the card's mean/std) is what the conversion folds into the weights."""
     from dataclasses import replace
 
-    fixed = _flags_given(args, ("mean", "std", "pixel_scale", "channel_order"))
+    fixed = _flags_given(args, ("mean", "std", "pixel_scale", "channel_order",
+                                "source_channel_order"))
     if fixed:
         raise UsageError(f"{', '.join(fixed)}: a conversion into --model {card.name} gives the "
                          "card's input (BGR, its mean/std, folded into the weights); these "
@@ -273,9 +289,11 @@ def _override(contract, values: dict):
         raise UsageError(f"the contract flags: {err}") from None
 
 
-def graph_contract(args: argparse.Namespace, graph, emitted, order: str):
+def graph_contract(args: argparse.Namespace, graph, emitted, order: str, source_order: str,
+                   order_said: list[str]):
     """(contract or None, where it comes from, the lines saying what flags changed) for a
-    free conversion whose net takes its channels in `order`."""
+    free conversion whose net takes its channels in `order`, its source in `source_order`
+    (`order_said`: what --source-channel-order changed, source_input)."""
     from dataclasses import replace
 
     from caffezoo.contract import ASSUMED
@@ -286,7 +304,7 @@ def graph_contract(args: argparse.Namespace, graph, emitted, order: str):
                       "image"), []
     size = int(shape[2])
     known = graph.contract
-    base = known or ASSUMED
+    base = known or ASSUMED.in_order(source_order)
     if base.crop_size != size:
         base = base.at_crop(size)
     out = graph.outputs[0]
@@ -301,6 +319,9 @@ def graph_contract(args: argparse.Namespace, graph, emitted, order: str):
     contract, said = _override(base, given_contract_values(args, size))
     flags = _flags_given(args, ("mean", "std", "pixel_scale", "resize_size", "crop_pct",
                                 "interpolation", "resize", "labels"))
+    if args.source_channel_order is not None and (known is None or order_said):
+        flags.insert(0, "--source-channel-order")
+    said = order_said + said
     if known is None and not flags:
         how = "ASSUMED (the source states none; give the contract flags if it differs)"
     elif known is None:
@@ -344,6 +365,7 @@ def check_random_init_target(plugin, source, overwrite: bool) -> None:
 
 def convert_graph(args: argparse.Namespace, source) -> int:
     """A free conversion: the source's graph -> the emitter -> OUT.caffemodel + OUT.prototxt."""
+    from caffezoo.contract import source_input
     from caffezoo.errors import UsageError
     from caffezoo.graph.emit import emit
 
@@ -361,13 +383,17 @@ def convert_graph(args: argparse.Namespace, source) -> int:
     target = args.target or "caffe"
     dialect = args.dialect or ("portable" if target == "caffe" else "ceil_mode")
     given_contract_values(args, 1)  # bad flag values refused before the work
+    given_order = source_channel_order(args)
     with Progress(3, label="convert", unit="step", delay=1.0) as bar:
         bar.note(f"reading {source}")
         graph = source.kind.plugin().read_graph(source.spec, shape)
-        order, channel_note = channel_order(args, graph)
+        graph.contract, source_order, order_said = source_input(
+            graph.contract, given_order, source.contract_record())
+        order, channel_note = channel_order(args, graph, source_order)
         bar.update(1, f"emitting for {target}")
         emitted = emit(graph, target)
-        contract, how, given = graph_contract(args, graph, emitted, order)
+        contract, how, given = graph_contract(args, graph, emitted, order, source_order,
+                                              order_said)
         bar.update(1, f"writing {caffemodel.name}")
         write_pair(emitted.net, outputs, caffemodel, prototxt, dialect, contract)
         bar.update(1)
@@ -388,19 +414,22 @@ def convert_graph(args: argparse.Namespace, source) -> int:
     return 0
 
 
-def channel_order(args: argparse.Namespace, graph) -> tuple[str, str]:
-    """The converted net's input channel order, and a line saying it. The source's order is
-    what it states (RGB when it states none); the net's is --channel-order, default BGR."""
-    source = graph.contract.channel_order if graph.contract is not None else "RGB"
+def channel_order(args: argparse.Namespace, graph, source: str) -> tuple[str, str]:
+    """The converted net's input channel order, and a line saying it. `source`: the source's
+    order (source_input); the net's is --channel-order, default BGR."""
     (shape,) = graph.inputs.values()
     if len(shape) != 4 or shape[1] != 3:
-        if args.channel_order is not None:
-            raise UsageError(f"--channel-order: the input {'x'.join(map(str, shape))} has no "
-                             "3 colour channels")
+        given = _flags_given(args, ("channel_order", "source_channel_order"))
+        if given:
+            raise UsageError(f"{', '.join(given)}: the input {'x'.join(map(str, shape))} has "
+                             "no 3 colour channels")
         return source, "input channels: as the source's (not a 3-channel image)"
     order = args.channel_order or "BGR"
     if order == source:
-        keep = "" if args.channel_order else " (the source's order)"
+        why = [] if args.channel_order else ["the source's order"]
+        if args.source_channel_order is not None:
+            why.append(f"--source-channel-order {source.lower()}")
+        keep = f" ({', '.join(why)})" if why else ""
         return order, f"input channels: {order}{keep}"
     from caffezoo.graph.channels import reverse_input_channels
 

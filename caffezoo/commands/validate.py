@@ -17,7 +17,9 @@ from caffezoo.cliargs import (
     add_channel_order,
     add_input_size,
     add_json,
+    add_source_channel_order,
     json_to_stdout,
+    source_channel_order,
     write_json,
 )
 from caffezoo.converters.registry import open_card_source
@@ -66,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_channel_order(parser, help="graph sources: the net's input channel order, for a net "
                       "without its OUT.contract.json (the contract's otherwise; given, it "
                       "overrides the contract and the report says so)")
+    add_source_channel_order(parser, help="graph sources: the order the source takes its "
+                             "input channels in, as given to convert for a file that does "
+                             "not say (default rgb); the source is fed in it")
     add_json(parser, "the report")
 
 
@@ -99,8 +104,10 @@ def _run(args: argparse.Namespace, tmp: str) -> int:
             return run_graph(args, source)
         raise UsageError(f"--source {source}: give --model ZOO_NAME, the zoo model it was "
                              "converted into")
-    if args.channel_order is not None:
-        raise UsageError("--channel-order belongs to graph sources; a net converted into "
+    if args.channel_order is not None or args.source_channel_order is not None:
+        flag = "--channel-order" if args.channel_order is not None \
+            else "--source-channel-order"
+        raise UsageError(f"{flag} belongs to graph sources; a net converted into "
                          f"--model {args.model} takes the card's BGR input")
     card = zoo.get_card(args.model)
     prototxt = args.prototxt or default_prototxt(args.weights)
@@ -150,6 +157,7 @@ def _nchw_input(prototxt) -> tuple[int, ...]:
 
 
 def run_graph(args: argparse.Namespace, source) -> int:
+    from caffezoo.contract import source_input
     from caffezoo.errors import InputFileError, UsageError
     from caffezoo.validation import graph as graph_side
     from caffezoo.validation.engine import open_caffe
@@ -157,6 +165,7 @@ def run_graph(args: argparse.Namespace, source) -> int:
     if args.layout is not None or args.input_size is not None:
         raise UsageError("--layout and --input-size belong to validations against a zoo "
                              "card (--model); a graph source runs at the prototxt's input shape")
+    given_order = source_channel_order(args)
     prototxt = args.prototxt or default_prototxt(args.weights)
     if prototxt is None:
         raise InputFileError(f"{args.weights}: no prototxt beside it; give --prototxt")
@@ -167,14 +176,17 @@ def run_graph(args: argparse.Namespace, source) -> int:
     runner = plugin.open_graph_runner(source.spec, shape)
     # with --layers, the graph's value names find their blobs (named after them)
     graph = plugin.read_graph(source.spec, shape) if args.layers else None
-    # the source's order: what it states, else RGB (as convert assumed it)
-    source_order = runner.input_norm.channel_order if runner.input_norm is not None else "RGB"
+    # the source's order: --source-channel-order, else what it states, else RGB (as convert
+    # took it)
+    source_norm, source_order, order_said = source_input(
+        runner.input_norm, given_order, source.contract_record())
+    said = said + order_said
     if net_order is None or shape[1] != 3:
         net_order = source_order
     pre = contract.in_order(source_order) if contract is not None else None
     reverse = net_order != source_order
     inputs = graph_side.graph_inputs(runner, args.images, args.random, args.seed, args.limit,
-                                     pre, reverse)
+                                     pre or source_norm, reverse)
     with open_caffe(prototxt, args.weights, args.backend, bool(args.layers)) as caffe:
         report = graph_side.validate(runner, caffe, inputs, str(source), args.tolerance,
                                      bool(args.layers), max(1, args.batch_size), graph,

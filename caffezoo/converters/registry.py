@@ -52,6 +52,10 @@ class SourceKind:
     graph: bool = False  # converts without a card (read_graph / open_graph_runner)
     layouts: tuple[str, ...] = ()  # naming schemes a card source recognises (--layout)
     background: bool = False  # its classifiers may carry a background class (--keep-background)
+    # what a graph source states of its input is a record in its file (an ONNX file's metadata
+    # written by `caffezoo export`), not a library's convention: a flag that contradicts it
+    # is refused (contract.source_input)
+    records_contract: bool = False
 
     def plugin(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -71,7 +75,7 @@ SOURCE_KINDS: dict[str, SourceKind] = {kind.name: kind for kind in (
                card=True, graph=True),
     SourceKind("onnx", "caffezoo.converters.onnx", "FILE.onnx", "onnx:model.onnx",
                "any ONNX classifier graph, opset 9 and later (from PyTorch, TensorFlow, ...)",
-               card=False, graph=True),
+               card=False, graph=True, records_contract=True),
     SourceKind("torchvision", "caffezoo.converters.traced.torchvision", "NAME[=CKPT]",
                "torchvision:mobilenet_v2",
                "a torchvision classifier by name, traced (random weights without CKPT)",
@@ -92,6 +96,14 @@ class Source:
 
     def __str__(self) -> str:
         return f"{self.kind.name}:{self.spec}"
+
+    def contract_record(self) -> str | None:
+        """How to name the record in the file that states the source's input
+        (contract.source_input); None for a kind whose statement is a library's convention."""
+        from caffezoo.contract import ONNX_METADATA_KEY
+
+        return f"{self.spec} (metadata {ONNX_METADATA_KEY})" if self.kind.records_contract \
+            else None
 
 
 def known() -> str:
