@@ -191,13 +191,15 @@ def test_a_library_convention_is_overridden_and_said(tmp_path, capsys):
 
 @pytest.mark.opencv
 @pytest.mark.shared
+@pytest.mark.parametrize("net_order", ["bgr", "rgb"])
 def test_eval_gives_the_onnx_files_own_predictions(bgr_onnx, tmp_path, capsys,
-                                                    imagenet_samples):
-    """A BGR ONNX file without metadata, converted with its order and contract given: `eval`
-    with no preprocessing flags gives, image for image, the top-5 of onnxruntime running the
-    file on the same photos prepared independently here (cv2 BGR decode, cv2 bilinear resize
-    of the short side, centre crop, the contract's mean/std). The file fed RGB would predict
-    otherwise: the test sees a conversion that gets the order wrong."""
+                                                    imagenet_samples, net_order):
+    """A BGR ONNX file without metadata, converted with its order and contract given (into a
+    BGR net, and reversed into an RGB one): `eval` with no preprocessing flags gives, image for
+    image, the top-5 of onnxruntime running the file on the same photos prepared independently
+    here (cv2 BGR decode, cv2 bilinear resize of the short side, centre crop, the contract's
+    mean/std). The file fed RGB would predict otherwise: the test sees a conversion that gets
+    the order wrong."""
     import csv
 
     import cv2
@@ -208,7 +210,8 @@ def test_eval_gives_the_onnx_files_own_predictions(bgr_onnx, tmp_path, capsys,
     onnx, _ = bgr_onnx
     out = tmp_path / "net"
     assert main(["convert", "--source", f"onnx:{onnx}", "-o", str(out),
-                 "--source-channel-order", "bgr", *CONTRACT_FLAGS]) == 0
+                 "--source-channel-order", "bgr", "--channel-order", net_order,
+                 *CONTRACT_FLAGS]) == 0
     lines = (imagenet_samples / "val.txt").read_text().splitlines()[:12]
     val = tmp_path / "val.txt"
     val.write_text("\n".join(lines) + "\n")
@@ -237,9 +240,11 @@ def test_eval_gives_the_onnx_files_own_predictions(bgr_onnx, tmp_path, capsys,
                               for i in range(len(x))])
     assert (swapped.argmax(1) != theirs.argmax(1)).any()
 
-    # the logits themselves, the converted net on the very same tensor
+    # the logits themselves, the converted net on the very same tensor (in its own order)
     rt = open_runtime("pycaffe", f"{out}.prototxt", f"{out}.caffemodel")
-    logits = rt.forward(x, ["logits"])["logits"]
+    net_in = x if net_order == "bgr" else np.ascontiguousarray(x[:, ::-1])
+    logits = rt.forward(net_in, ["logits"])["logits"]
     rel = np.abs(logits - theirs).max() / np.abs(theirs).max()
-    print(f"max relative error of the logits, pycaffe vs onnxruntime: {rel:.2g}")
+    print(f"{net_order} net: max relative error of the logits, pycaffe vs onnxruntime: "
+          f"{rel:.2g}")
     assert rel < 1e-5
