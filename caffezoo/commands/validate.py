@@ -191,6 +191,10 @@ def run_graph(args: argparse.Namespace, source) -> int:
         report = graph_side.validate(runner, caffe, inputs, str(source), args.tolerance,
                                      bool(args.layers), max(1, args.batch_size), graph,
                                      net_order if reverse else "")
+    if not report.passed and runner.input_norm is None and given_order is None \
+            and shape[1] == 3:
+        said.append("note: the source states no channel order and was fed RGB; one that "
+                    "takes BGR needs --source-channel-order bgr, as given to convert")
     if not json_to_stdout(args):
         for line in said:
             print(line)

@@ -89,6 +89,9 @@ def test_bgr_source_converts_without_reversal_and_validates(bgr_onnx, tmp_path, 
     assert report["net_channels"] == ""  # both sides fed the identical BGR tensor
     code, report = _validate(onnx, out, capsys)
     assert code == 1 and not report["passed"]
+    assert main(["validate", "--source", f"onnx:{onnx}", "--weights", f"{out}.caffemodel",
+                 "--random", "2"]) == 1
+    assert "needs --source-channel-order bgr, as given to convert" in capsys.readouterr().out
 
 
 def test_bgr_source_to_an_rgb_net_reverses(bgr_onnx, tmp_path, capsys):
