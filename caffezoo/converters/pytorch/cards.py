@@ -5,8 +5,9 @@ The checkpoint is loaded strictly into the PyTorch model it is for (models.SOURC
 card's own, or for a zoo original the one of its variant, so that a torchvision Inception-v3
 checkpoint meets the original inception_v3 and is refused naming the first difference). A Lua
 tree (lua.py names its tensors as torchvision does) is loaded into the card's PyTorch model
-with its own BatchNorm eps and its poolings as the tree states them (kernel, stride, padding,
-ceil rounding). The model is traced to ONNX with its BatchNorms kept (models.trace_onnx), read
+with its own BatchNorm eps and its max pooling as the tree states it (kernel, stride, padding,
+ceil rounding); its fixed-window average pooling goes into the plan, checked at the card's size
+by apply_plan. The model is traced to ONNX with its BatchNorms kept (models.trace_onnx), read
 by the ONNX front end, given the card's input convention (graph_cards.fold_input), paired with
 the card's net (graph/match.py) and the pairing applied as a Plan whose sources are the model's
 module names (the ONNX exporter names a node after its module's scope), which validate's
@@ -15,11 +16,11 @@ runner records with hooks (or LuaNet by the same names).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from caffezoo.card_plan import Plan, PoolSpec
+from caffezoo.card_plan import Op, Plan
 from caffezoo.contract import IMAGENET, InputContract, input_affine
 from caffezoo.converters.common import Checkpoint
 from caffezoo.converters.pytorch.models import (
@@ -89,26 +90,27 @@ def load_model(ckpt: Checkpoint, arch: SourceArch, lua_tree: bool):
 
 
 def _as_lua_tree(model, ckpt: Checkpoint) -> None:
-    """The model computing what the Lua tree does: its BatchNorm eps, its poolings."""
+    """The model computing what the Lua tree does: its BatchNorm eps, its max pooling. (Its
+    average pooling has a fixed window, 7x7 for 224 px, that a trace at a small size cannot
+    run: the plan carries it instead, and apply_plan checks it at the card's size.)"""
     from caffezoo.frameworks import import_torch
 
     nn = import_torch().nn
     modules = dict(model.named_modules())
     for key, eps in ckpt.eps.items():
         modules[key].eps = eps
-    for key, spec in ckpt.pools.items():
-        pool = _pool_module(nn, spec)
-        if key == "avgpool" and not hasattr(model, "avgpool"):  # timm: global_pool + flatten
-            model.global_pool = nn.Sequential(pool, nn.Flatten(1))
-        else:
-            setattr(model, key, pool)
+    spec = ckpt.pools.get("maxpool")
+    if spec is not None:
+        model.maxpool = nn.MaxPool2d(spec.kernel, spec.stride, spec.pad, ceil_mode=spec.ceil)
 
 
-def _pool_module(nn, spec: PoolSpec):
-    if spec.method == "max":
-        return nn.MaxPool2d(spec.kernel, spec.stride, spec.pad, ceil_mode=spec.ceil)
-    return nn.AvgPool2d(spec.kernel, spec.stride, spec.pad, ceil_mode=spec.ceil,
-                        count_include_pad=not spec.exclude_pad)
+def _with_lua_pools(plan: Plan, ckpt: Checkpoint) -> None:
+    """The plan's poolings as the Lua tree states them (its final average: the model's
+    `avgpool`, timm's `global_pool`), named as LuaNet records them."""
+    for i, a in enumerate(plan.assigns):
+        key = "avgpool" if a.source == "global_pool" else a.source
+        if a.op == Op.POOL and key in ckpt.pools:
+            plan.assigns[i] = replace(a, source=key, pool=ckpt.pools[key])
 
 
 def read_traced(model, trace_size: int, size: int, label: str, tensors: dict[str, np.ndarray]):
@@ -174,9 +176,7 @@ def pair_with_card(ckpt: Checkpoint, card, net, layout: str | None, bgr: bool = 
     transform = getattr(model, "transform_input", False)
     model.transform_input = False  # Inception3 normalises its own input: trace what it sees
     try:
-        # a Lua tree's poolings have fixed windows: it runs at the card's size only
-        trace_size = size if ckpt.pools else min(size, arch.trace_size)
-        graph = read_traced(model, trace_size, size,
+        graph = read_traced(model, min(size, arch.trace_size), size,
                         f"{arch.factory} ({ckpt.path})", ckpt.tensors)
     finally:
         if transform:
@@ -196,6 +196,8 @@ def pair_with_card(ckpt: Checkpoint, card, net, layout: str | None, bgr: bool = 
             prefix = key.partition(".")[0] + "."
             ignored[prefix] = ignored.get(prefix, 0) + 1
     plan.ignored = {p: "not computed at inference (an auxiliary head)" for p in ignored}
+    if layout == "lua":
+        _with_lua_pools(plan, ckpt)
     return TorchPairing(plan, tensors, model, input_norm, effective, notes, ignored)
 
 
