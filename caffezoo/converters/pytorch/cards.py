@@ -174,10 +174,11 @@ def pair_with_card(ckpt: Checkpoint, card, net, layout: str | None, bgr: bool = 
     (shape,) = analyze(net).inputs.values()
     size = int(shape[-1])
     transform = getattr(model, "transform_input", False)
-    model.transform_input = False  # Inception3 normalises its own input: trace what it sees
+    if transform:  # Inception3 normalises its own input: trace what its first layer sees
+        model.transform_input = False
     try:
         graph = read_traced(model, min(size, arch.trace_size), size,
-                        f"{arch.factory} ({ckpt.path})", ckpt.tensors)
+                            f"{arch.factory} ({ckpt.path})", ckpt.tensors)
     finally:
         if transform:
             model.transform_input = True
