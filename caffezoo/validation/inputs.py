@@ -19,8 +19,6 @@ import numpy as np
 from caffezoo.contract import InputContract
 from caffezoo.errors import InputFileError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
-
 
 @dataclass
 class Inputs:
@@ -81,15 +79,18 @@ def normal_inputs(n: int, shape: tuple[int, ...], reverse: bool, seed: int = 0) 
 
 
 def image_files(folder: str | Path, limit: int | None = None) -> list[Path]:
-    """The images of `folder`, sorted by name, at most `limit`."""
+    """The images of `folder` (the file types eval reads), sorted by name, at most `limit`."""
+    from caffezoo.evaluation.dataset import IMAGE_EXTENSIONS
+
     folder = Path(folder)
     if not folder.is_dir():
         raise InputFileError(f"{folder}: not a folder of images")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.iterdir()
+                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if limit is not None:
         files = files[:limit]
     if not files:
-        raise InputFileError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise InputFileError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
     return files
 
 
