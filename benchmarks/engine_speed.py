@@ -506,10 +506,14 @@ HEAD = ["model", "batch", *BACKENDS, "auto: pick (ms)", "source onnxruntime",
         "peak RSS GB"]
 
 
-def table_line(row: dict) -> str:
+def label_of(row: dict) -> str:
+    return row["model"] + (f" ({row['target']})" if row.get("target") else "")
+
+
+def ratios(row: dict) -> tuple[str, str, str]:
+    """auto / source, best / source (medians) and auto / source by the fastest passes, each
+    against the source ONNX in onnxruntime of the same row (in bold over TARGET_RATIO)."""
     cells = row["cells"]
-    pick = row["auto"]["backend"]
-    auto = cells.get(pick)
     src = cells.get("source onnxruntime")
 
     def ratio(cell, fastest: bool = False) -> str:
@@ -521,13 +525,19 @@ def table_line(row: dict) -> str:
             r = cell["ms_per_image"] / cell.get("anchor_ms", src["ms_per_image"])
         return f"**{r:.2f}**" if r > TARGET_RATIO else f"{r:.2f}"
 
+    auto = cells.get(row["auto"]["backend"])
     best = min((c for b, c in cells.items() if b in BACKENDS),  # against its own anchor
                key=lambda c: c["ms_per_image"] / c.get("anchor_ms", 1.0), default=None)
+    return ratio(auto), ratio(best), ratio(auto, fastest=True)
+
+
+def table_line(row: dict) -> str:
+    cells = row["cells"]
+    pick = row["auto"]["backend"]
     spread = max(c["spread"] for c in cells.values())
-    label = row["model"] + (f" ({row['target']})" if row.get("target") else "")
-    out = [label, str(row["batch"])] + [fmt(cells.get(b)) for b in BACKENDS]
-    out += [f"{pick} {fmt(auto)}", fmt(src), fmt(cells.get("source openvino")), ratio(auto),
-            ratio(best), ratio(auto, fastest=True),
+    out = [label_of(row), str(row["batch"])] + [fmt(cells.get(b)) for b in BACKENDS]
+    out += [f"{pick} {fmt(cells.get(pick))}", fmt(cells.get("source onnxruntime")),
+            fmt(cells.get("source openvino")), *ratios(row),
             f"{spread:.2f}", f"{max(row['errors'].values(), default=0):.1e}",
             f"{row['load'][0]:.1f}-{row['load'][1]:.1f}", f"{row.get('peak_rss_gb', 0):.1f}"]
     return "| " + " | ".join(out) + " |"
@@ -548,8 +558,7 @@ def summary(rows: list[dict]) -> str:
     for r in rows:
         if "cells" not in r or "source onnxruntime" not in r["cells"]:
             continue
-        line = table_line(r).split(" | ")
-        cols.setdefault(line[0][2:], {})[r["batch"]] = (line[10], line[11], line[12])
+        cols.setdefault(label_of(r), {})[r["batch"]] = ratios(r)
         batches += [r["batch"]] if r["batch"] not in batches else []
     head = ["model (target)"] + [f"{w} / source{how}, batch {b}" for b in batches
                                  for w, how in (("auto", ""), ("best", ""),
