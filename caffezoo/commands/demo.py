@@ -256,7 +256,7 @@ def _convert_validate_evaluate(args, card, prototxt: Path, caffemodel: Path,
     from caffezoo.outputs import OutputSet
     from caffezoo.validation import card as card_side
     from caffezoo.validation.engine import open_caffe
-    from caffezoo.validation.inputs import from_pixels, random_pixels
+    from caffezoo.validation.inputs import random_inputs
 
     # 2. the source checkpoint
     t0 = time.perf_counter()
@@ -301,9 +301,7 @@ def _convert_validate_evaluate(args, card, prototxt: Path, caffemodel: Path,
     zoo_net = card.build(args.input_size)
     source = open_card_source(spec, card, zoo_net)
     contract = card.contract(args.input_size)
-    inputs = from_pixels(random_pixels(args.batch_size, args.input_size, args.seed + 1),
-                         contract, source.input_norm,
-                         f"{args.batch_size} seeded random images")
+    inputs = random_inputs(args.batch_size, contract, source.input_norm, args.seed + 1)
     with open_caffe(prototxt, caffemodel) as caffe:
         report = card_side.validate(source, card, zoo_net, caffe, inputs, contract, spec,
                                     batch_size=args.batch_size)
